@@ -1,0 +1,375 @@
+// The tensor wrapper, argument conversion, creation and data access.
+#include "common.h"
+
+#include <ATen/Parallel.h>
+#include <cstring>
+
+namespace vg {
+
+AddonData* Data(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
+
+Napi::Function JsTensor::Init(Napi::Env env) {
+  return DefineClass(env, "NativeTensor",
+                     {InstanceMethod("dispose", &JsTensor::Dispose),
+                      InstanceMethod("isDisposed", &JsTensor::IsDisposed)});
+}
+
+JsTensor::JsTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<JsTensor>(info) {
+  data_ = Data(info.Env());
+}
+
+JsTensor::~JsTensor() {
+  if (tensor_.defined()) {
+    // Finalizer path: the JS object was collected without dispose().
+    if (data_) {
+      data_->liveTensors--;
+      data_->liveBytes -= reportedBytes_;
+    }
+    tensor_.reset();
+  }
+}
+
+static int64_t ByteSize(const torch::Tensor& t) {
+  if (!t.defined() || !t.has_storage()) return 0;
+  return static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size());
+}
+
+void JsTensor::Set(Napi::Env env, torch::Tensor t) {
+  tensor_ = std::move(t);
+  reportedBytes_ = ByteSize(tensor_);
+  data_->liveTensors++;
+  data_->liveBytes += reportedBytes_;
+  if (reportedBytes_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, reportedBytes_);
+}
+
+void JsTensor::Release(Napi::Env env) {
+  if (!tensor_.defined()) return;
+  tensor_.reset();
+  data_->liveTensors--;
+  data_->liveBytes -= reportedBytes_;
+  if (reportedBytes_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -reportedBytes_);
+  reportedBytes_ = 0;
+}
+
+Napi::Value JsTensor::Dispose(const Napi::CallbackInfo& info) {
+  Release(info.Env());
+  return info.Env().Undefined();
+}
+
+Napi::Value JsTensor::IsDisposed(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), !tensor_.defined());
+}
+
+Napi::Value Wrap(Napi::Env env, torch::Tensor t) {
+  if (!t.defined()) return env.Undefined();
+  Napi::Object obj = Data(env)->tensorCtor.New({});
+  JsTensor::Unwrap(obj)->Set(env, std::move(t));
+  return obj;
+}
+
+Napi::Value WrapList(Napi::Env env, const std::vector<torch::Tensor>& ts) {
+  Napi::Array arr = Napi::Array::New(env, ts.size());
+  for (size_t i = 0; i < ts.size(); i++) arr.Set(static_cast<uint32_t>(i), Wrap(env, ts[i]));
+  return arr;
+}
+
+// ---- argument conversion
+static std::string Pos(size_t i, const char* name) {
+  return std::string("argument ") + std::to_string(i) + " (" + name + ")";
+}
+
+bool IsTensor(const Napi::Value& v) {
+  if (!v.IsObject()) return false;
+  return v.As<Napi::Object>().InstanceOf(Data(v.Env())->tensorCtor.Value());
+}
+
+static torch::Tensor& TensorOf(const Napi::Value& v, const std::string& what) {
+  if (!IsTensor(v)) throw ArgError("expected a tensor for " + what);
+  JsTensor* jt = JsTensor::Unwrap(v.As<Napi::Object>());
+  if (!jt->Defined()) throw ArgError("tensor for " + what + " was disposed");
+  return jt->Get();
+}
+
+torch::Tensor& ArgTensor(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  return TensorOf(info[i], Pos(i, name));
+}
+
+c10::optional<torch::Tensor> ArgOptTensor(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info[i].IsUndefined() || info[i].IsNull()) return c10::nullopt;
+  return TensorOf(info[i], Pos(i, name));
+}
+
+std::vector<torch::Tensor> ArgTensorList(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (!info[i].IsArray()) throw ArgError("expected an array of tensors for " + Pos(i, name));
+  Napi::Array arr = info[i].As<Napi::Array>();
+  std::vector<torch::Tensor> out;
+  out.reserve(arr.Length());
+  for (uint32_t k = 0; k < arr.Length(); k++) out.push_back(TensorOf(arr.Get(k), Pos(i, name) + "[" + std::to_string(k) + "]"));
+  return out;
+}
+
+static int64_t IntOf(const Napi::Value& v, const std::string& what) {
+  if (v.IsNumber()) {
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d == static_cast<double>(static_cast<int64_t>(d))) || d > 9.007199254740992e15 || d < -9.007199254740992e15)
+      throw ArgError("expected an integer for " + what);
+    return static_cast<int64_t>(d);
+  }
+  if (v.IsBigInt()) {
+    bool lossless = false;
+    int64_t r = v.As<Napi::BigInt>().Int64Value(&lossless);
+    if (!lossless) throw ArgError("integer out of range for " + what);
+    return r;
+  }
+  throw ArgError("expected an integer for " + what);
+}
+
+std::vector<int64_t> ArgInts(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info[i].IsNumber()) return {IntOf(info[i], Pos(i, name))};
+  if (!info[i].IsArray()) throw ArgError("expected an array of integers for " + Pos(i, name));
+  Napi::Array arr = info[i].As<Napi::Array>();
+  std::vector<int64_t> out(arr.Length());
+  for (uint32_t k = 0; k < arr.Length(); k++) out[k] = IntOf(arr.Get(k), Pos(i, name));
+  return out;
+}
+
+c10::optional<std::vector<int64_t>> ArgOptInts(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info[i].IsUndefined() || info[i].IsNull()) return c10::nullopt;
+  return ArgInts(info, i, name);
+}
+
+int64_t ArgInt(const Napi::CallbackInfo& info, size_t i, const char* name) { return IntOf(info[i], Pos(i, name)); }
+
+c10::optional<int64_t> ArgOptInt(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info[i].IsUndefined() || info[i].IsNull()) return c10::nullopt;
+  return IntOf(info[i], Pos(i, name));
+}
+
+double ArgDouble(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (!info[i].IsNumber()) throw ArgError("expected a number for " + Pos(i, name));
+  return info[i].As<Napi::Number>().DoubleValue();
+}
+
+c10::optional<double> ArgOptDouble(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info[i].IsUndefined() || info[i].IsNull()) return c10::nullopt;
+  return ArgDouble(info, i, name);
+}
+
+bool ArgBool(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (!info[i].IsBoolean()) throw ArgError("expected a boolean for " + Pos(i, name));
+  return info[i].As<Napi::Boolean>().Value();
+}
+
+std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (!info[i].IsString()) throw ArgError("expected a string for " + Pos(i, name));
+  return info[i].As<Napi::String>().Utf8Value();
+}
+
+c10::Scalar ArgScalar(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  const Napi::Value& v = info[i];
+  if (v.IsBoolean()) return c10::Scalar(v.As<Napi::Boolean>().Value());
+  if (v.IsNumber()) return c10::Scalar(v.As<Napi::Number>().DoubleValue());
+  if (v.IsBigInt()) return c10::Scalar(IntOf(v, Pos(i, name)));
+  throw ArgError("expected a number for " + Pos(i, name));
+}
+
+c10::ScalarType DtypeFromString(const std::string& s) {
+  if (s == "float32") return torch::kFloat32;
+  if (s == "float64") return torch::kFloat64;
+  if (s == "float16") return torch::kFloat16;
+  if (s == "bfloat16") return torch::kBFloat16;
+  if (s == "int64") return torch::kInt64;
+  if (s == "int32") return torch::kInt32;
+  if (s == "int16") return torch::kInt16;
+  if (s == "int8") return torch::kInt8;
+  if (s == "uint8") return torch::kUInt8;
+  if (s == "bool") return torch::kBool;
+  throw ArgError("unknown dtype '" + s + "'");
+}
+
+std::string DtypeToString(c10::ScalarType t) {
+  switch (t) {
+    case torch::kFloat32: return "float32";
+    case torch::kFloat64: return "float64";
+    case torch::kFloat16: return "float16";
+    case torch::kBFloat16: return "bfloat16";
+    case torch::kInt64: return "int64";
+    case torch::kInt32: return "int32";
+    case torch::kInt16: return "int16";
+    case torch::kInt8: return "int8";
+    case torch::kUInt8: return "uint8";
+    case torch::kBool: return "bool";
+    default: return std::string(c10::toString(t));
+  }
+}
+
+c10::ScalarType ArgDtype(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  return DtypeFromString(ArgString(info, i, name));
+}
+
+torch::Device ArgDevice(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  if (info[i].IsUndefined() || info[i].IsNull()) return torch::Device(torch::kCPU);
+  return torch::Device(ArgString(info, i, name));
+}
+
+int64_t ArgReduction(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  std::string r = info[i].IsUndefined() ? "mean" : ArgString(info, i, name);
+  if (r == "mean") return at::Reduction::Mean;
+  if (r == "sum") return at::Reduction::Sum;
+  if (r == "none") return at::Reduction::None;
+  throw ArgError("reduction must be 'mean', 'sum' or 'none' but received '" + r + "'");
+}
+
+// ---- creation
+static torch::TensorOptions Opts(const Napi::CallbackInfo& info, size_t dtypeArg, size_t deviceArg) {
+  auto o = torch::TensorOptions().dtype(ArgDtype(info, dtypeArg, "dtype"));
+  return o.device(ArgDevice(info, deviceArg, "device"));
+}
+
+static size_t ElementSize(c10::ScalarType t) { return c10::elementSize(t); }
+
+// fromBuffer(typedArray, shape, dtype, device)
+static Napi::Value FromBuffer(const Napi::CallbackInfo& info) {
+  if (!info[0].IsTypedArray() && !info[0].IsArrayBuffer() && !info[0].IsBuffer())
+    throw ArgError("expected a typed array for argument 0 (data)");
+  auto shape = ArgInts(info, 1, "shape");
+  auto dtype = ArgDtype(info, 2, "dtype");
+  auto device = ArgDevice(info, 3, "device");
+  const uint8_t* ptr = nullptr;
+  size_t bytes = 0;
+  if (info[0].IsArrayBuffer()) {
+    auto ab = info[0].As<Napi::ArrayBuffer>();
+    ptr = static_cast<const uint8_t*>(ab.Data());
+    bytes = ab.ByteLength();
+  } else {
+    auto ta = info[0].As<Napi::TypedArray>();
+    ptr = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    bytes = ta.ByteLength();
+  }
+  int64_t numel = 1;
+  for (auto d : shape) {
+    if (d < 0) throw ArgError("negative dimension in shape");
+    numel *= d;
+  }
+  size_t need = static_cast<size_t>(numel) * ElementSize(dtype);
+  if (need != bytes)
+    throw ArgError("data has " + std::to_string(bytes) + " bytes but shape and dtype need " + std::to_string(need));
+  torch::Tensor t = torch::empty(shape, torch::TensorOptions().dtype(dtype));
+  if (bytes > 0) std::memcpy(t.data_ptr(), ptr, bytes);
+  if (device != torch::Device(torch::kCPU)) t = t.to(device);
+  return Wrap(info.Env(), t);
+}
+
+static Napi::Value ToBuffer(const Napi::CallbackInfo& info) {
+  torch::Tensor t = ArgTensor(info, 0, "tensor").detach().to(torch::kCPU).contiguous();
+  size_t bytes = static_cast<size_t>(t.numel()) * t.element_size();
+  Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(info.Env(), bytes);
+  if (bytes > 0) std::memcpy(ab.Data(), t.data_ptr(), bytes);
+  return ab;
+}
+
+static Napi::Value Zeros(const Napi::CallbackInfo& info) {
+  return Wrap(info.Env(), torch::zeros(ArgInts(info, 0, "shape"), Opts(info, 1, 2)));
+}
+static Napi::Value Ones(const Napi::CallbackInfo& info) {
+  return Wrap(info.Env(), torch::ones(ArgInts(info, 0, "shape"), Opts(info, 1, 2)));
+}
+static Napi::Value Full(const Napi::CallbackInfo& info) {
+  return Wrap(info.Env(), torch::full(ArgInts(info, 0, "shape"), ArgScalar(info, 1, "value"), Opts(info, 2, 3)));
+}
+static Napi::Value Rand(const Napi::CallbackInfo& info) {
+  return Wrap(info.Env(), torch::rand(ArgInts(info, 0, "shape"), Opts(info, 1, 2)));
+}
+static Napi::Value Randn(const Napi::CallbackInfo& info) {
+  return Wrap(info.Env(), torch::randn(ArgInts(info, 0, "shape"), Opts(info, 1, 2)));
+}
+static Napi::Value Randint(const Napi::CallbackInfo& info) {
+  return Wrap(info.Env(), torch::randint(ArgInt(info, 0, "low"), ArgInt(info, 1, "high"), ArgInts(info, 2, "shape"),
+                                         Opts(info, 3, 4)));
+}
+static Napi::Value Randperm(const Napi::CallbackInfo& info) {
+  return Wrap(info.Env(), torch::randperm(ArgInt(info, 0, "n"), Opts(info, 1, 2)));
+}
+static Napi::Value Arange(const Napi::CallbackInfo& info) {
+  return Wrap(info.Env(), torch::arange(ArgScalar(info, 0, "start"), ArgScalar(info, 1, "end"), ArgScalar(info, 2, "step"),
+                                        Opts(info, 3, 4)));
+}
+
+// ---- information
+static Napi::Value Shape(const Napi::CallbackInfo& info) {
+  auto& t = ArgTensor(info, 0, "tensor");
+  Napi::Array arr = Napi::Array::New(info.Env(), t.dim());
+  for (int64_t k = 0; k < t.dim(); k++) arr.Set(static_cast<uint32_t>(k), Napi::Number::New(info.Env(), static_cast<double>(t.size(k))));
+  return arr;
+}
+static Napi::Value Dtype(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), DtypeToString(ArgTensor(info, 0, "tensor").scalar_type()));
+}
+static Napi::Value DeviceOf(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), ArgTensor(info, 0, "tensor").device().str());
+}
+static Napi::Value Numel(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(ArgTensor(info, 0, "tensor").numel()));
+}
+static Napi::Value Item(const Napi::CallbackInfo& info) {
+  auto& t = ArgTensor(info, 0, "tensor");
+  if (t.numel() != 1) throw ArgError("item() needs a tensor with one element but it has " + std::to_string(t.numel()));
+  if (t.scalar_type() == torch::kBool) return Napi::Boolean::New(info.Env(), t.item<bool>());
+  return Napi::Number::New(info.Env(), t.item<double>());
+}
+
+// ---- process-wide settings
+static Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  int64_t n = ArgInt(info, 0, "threads");
+  if (n < 1) throw ArgError("threads must be at least 1");
+  torch::set_num_threads(static_cast<int>(n));
+  return info.Env().Undefined();
+}
+static Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), torch::get_num_threads());
+}
+static Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
+  torch::manual_seed(static_cast<uint64_t>(ArgInt(info, 0, "seed")));
+  return info.Env().Undefined();
+}
+static Napi::Value Versions(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("torch", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR) + "." +
+                     std::to_string(TORCH_VERSION_PATCH));
+  o.Set("config", at::show_config());
+  o.Set("parallel", at::get_parallel_info());
+  o.Set("cuda", torch::cuda::is_available());
+  o.Set("cudaDevices", static_cast<double>(torch::cuda::device_count()));
+  return o;
+}
+static Napi::Value LiveTensors(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("tensors", static_cast<double>(Data(info.Env())->liveTensors));
+  o.Set("bytes", static_cast<double>(Data(info.Env())->liveBytes));
+  return o;
+}
+
+void RegisterTensor(Napi::Env env, Napi::Object exports) {
+  VG_EXPORT(exports, "fromBuffer", FromBuffer);
+  VG_EXPORT(exports, "toBuffer", ToBuffer);
+  VG_EXPORT(exports, "zeros", Zeros);
+  VG_EXPORT(exports, "ones", Ones);
+  VG_EXPORT(exports, "full", Full);
+  VG_EXPORT(exports, "rand", Rand);
+  VG_EXPORT(exports, "randn", Randn);
+  VG_EXPORT(exports, "randint", Randint);
+  VG_EXPORT(exports, "randperm", Randperm);
+  VG_EXPORT(exports, "arange", Arange);
+  VG_EXPORT(exports, "shape", Shape);
+  VG_EXPORT(exports, "dtype", Dtype);
+  VG_EXPORT(exports, "device", DeviceOf);
+  VG_EXPORT(exports, "numel", Numel);
+  VG_EXPORT(exports, "item", Item);
+  VG_EXPORT(exports, "setNumThreads", SetNumThreads);
+  VG_EXPORT(exports, "getNumThreads", GetNumThreads);
+  VG_EXPORT(exports, "manualSeed", ManualSeed);
+  VG_EXPORT(exports, "versions", Versions);
+  VG_EXPORT(exports, "liveTensors", LiveTensors);
+}
+
+}  // namespace vg

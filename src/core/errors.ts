@@ -1,0 +1,41 @@
+/** The error family of vaeguard. Every error a user can trigger is one of these. */
+export class VaeguardError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** An error raised inside libtorch (c10::Error or std::exception), with libtorch's message. */
+export class TorchError extends VaeguardError {}
+
+/** An argument has the wrong type, range or value. */
+export class ArgumentError extends VaeguardError {}
+
+/** Tensor shapes do not fit together. */
+export class ShapeError extends VaeguardError {}
+
+/** A tensor was used after dispose(). */
+export class DisposedError extends VaeguardError {}
+
+/** A checkpoint file is missing, damaged, or belongs to another architecture. */
+export class CheckpointError extends VaeguardError {
+  constructor(
+    readonly file: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${file}: ${message}`, options);
+  }
+}
+
+/** A data file is missing, truncated or malformed. */
+export class DataError extends VaeguardError {
+  constructor(
+    readonly file: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${file}: ${message}`, options);
+  }
+}
