@@ -126,7 +126,8 @@ export function manualSeed(seed: number): void {
 }
 
 export function setNumThreads(n: number): void {
-  if (!Number.isInteger(n) || n < 1) throw new VaeguardError(`Expected integer of at least 1 for threads but received ${n}`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new VaeguardError(`Expected integer of at least 1 for threads but received ${n}`);
   binding.setNumThreads(n);
 }
 

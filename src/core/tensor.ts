@@ -7,18 +7,22 @@ import { track } from "./engine.js";
 import { ArgumentError, DisposedError, ShapeError, TorchError } from "./errors.js";
 import { checkInt, checkNumber, checkOneOf, fail } from "./validate.js";
 
-export const DTYPES = ["float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool"] as const;
+export const DTYPES = [
+  "float32",
+  "float64",
+  "float16",
+  "bfloat16",
+  "int64",
+  "int32",
+  "int16",
+  "int8",
+  "uint8",
+  "bool",
+] as const;
 export type DType = (typeof DTYPES)[number];
 export type Device = "cpu" | "cuda" | `cuda:${number}` | string;
 export type TypedArray =
-  | Float32Array
-  | Float64Array
-  | BigInt64Array
-  | Int32Array
-  | Int16Array
-  | Int8Array
-  | Uint8Array
-  | Uint16Array;
+  Float32Array | Float64Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array | Uint16Array;
 export type Scalar = number | boolean;
 export type TensorLike = Tensor | Scalar;
 
@@ -169,7 +173,11 @@ export class Tensor {
   }
 
   // ---- elementwise
-  private binary(name: string, fn: (a: NativeTensor, b: NativeTensor | Scalar) => NativeTensor, other: TensorLike): Tensor {
+  private binary(
+    name: string,
+    fn: (a: NativeTensor, b: NativeTensor | Scalar) => NativeTensor,
+    other: TensorLike,
+  ): Tensor {
     if (!(other instanceof Tensor) && typeof other !== "number" && typeof other !== "boolean") {
       fail("a tensor or a number", `the argument of ${name}`, other);
     }
@@ -400,7 +408,8 @@ export class Tensor {
   }
   permute(...dims: number[] | [number[]]): Tensor {
     const d = (Array.isArray(dims[0]) ? dims[0] : dims) as number[];
-    if (d.length !== this.rank) throw new ShapeError(`permute: ${d.length} dims given for a tensor of rank ${this.rank}`);
+    if (d.length !== this.rank)
+      throw new ShapeError(`permute: ${d.length} dims given for a tensor of rank ${this.rank}`);
     return wrap(binding.permute(this.handle, d));
   }
   transpose(dim0: number, dim1: number): Tensor {
@@ -410,7 +419,9 @@ export class Tensor {
     return wrap(binding.flatten(this.handle, checkInt(startDim, "startDim"), checkInt(endDim, "endDim")));
   }
   narrow(dim: number, start: number, length: number): Tensor {
-    return wrap(binding.narrow(this.handle, checkInt(dim, "dim"), checkInt(start, "start"), checkInt(length, "length", 0)));
+    return wrap(
+      binding.narrow(this.handle, checkInt(dim, "dim"), checkInt(start, "start"), checkInt(length, "length", 0)),
+    );
   }
   /** Python-style slice along one dimension: t[start:end:step]. */
   slice(dim: number, start: number | null = null, end: number | null = null, step = 1): Tensor {
@@ -530,7 +541,9 @@ export class Tensor {
   }
   backward(gradient?: Tensor, options: { retainGraph?: boolean } = {}): void {
     if (gradient === undefined && this.size !== 1) {
-      throw new ShapeError(`backward: a gradient is needed for a tensor of shape ${fmt(this.dims)} (only scalars can omit it)`);
+      throw new ShapeError(
+        `backward: a gradient is needed for a tensor of shape ${fmt(this.dims)} (only scalars can omit it)`,
+      );
     }
     binding.backward(this.handle, gradient?.handle ?? null, options.retainGraph ?? false);
   }
@@ -575,14 +588,19 @@ function flattenNested(data: unknown, shape: number[], out: number[], depth: num
  * Make a tensor from data: a typed array (with an optional shape; its dtype is
  * kept unless another is asked for), a number, or (nested) arrays of numbers.
  */
-export function tensor(data: TypedArray | number | boolean | unknown[], shape?: number[], options?: CreateOptions): Tensor {
+export function tensor(
+  data: TypedArray | number | boolean | unknown[],
+  shape?: number[],
+  options?: CreateOptions,
+): Tensor {
   if (ArrayBuffer.isView(data)) {
     const arr = data as TypedArray;
     const s = shape ? checkShape(shape) : [arr.length];
     const natural = dtypeOfArray(arr);
     const want = checkDtype(options?.dtype ?? natural);
     const count = s.reduce((a, b) => a * b, 1);
-    if (count !== arr.length) throw new ShapeError(`tensor: shape ${fmt(s)} needs ${count} values but ${arr.length} were given`);
+    if (count !== arr.length)
+      throw new ShapeError(`tensor: shape ${fmt(s)} needs ${count} values but ${arr.length} were given`);
     const t = wrap(binding.fromBuffer(arr, s, natural, options?.device ?? "cpu"));
     if (want === natural) return t;
     const c = t.to(want);
@@ -594,7 +612,8 @@ export function tensor(data: TypedArray | number | boolean | unknown[], shape?: 
   flattenNested(data, inferred, flat, 0);
   const s = shape ? checkShape(shape) : inferred;
   const count = s.reduce((a, b) => a * b, 1);
-  if (count !== flat.length) throw new ShapeError(`tensor: shape ${fmt(s)} needs ${count} values but ${flat.length} were given`);
+  if (count !== flat.length)
+    throw new ShapeError(`tensor: shape ${fmt(s)} needs ${count} values but ${flat.length} were given`);
   const [dtype, device] = opts(options);
   const f64 = wrap(binding.fromBuffer(new Float64Array(flat), s, "float64", device));
   if (dtype === "float64") return f64;
@@ -667,15 +686,26 @@ export function cat(tensors: Tensor[], dim = 0): Tensor {
       throw new ShapeError(`cat: shapes ${ts.map((x) => fmt(x.dims)).join(", ")} differ outside dimension ${dim}`);
     }
   }
-  return wrap(binding.cat(ts.map((t) => t.handle), checkInt(dim, "dim")));
+  return wrap(
+    binding.cat(
+      ts.map((t) => t.handle),
+      checkInt(dim, "dim"),
+    ),
+  );
 }
 
 export function stack(tensors: Tensor[], dim = 0): Tensor {
   const ts = checkTensors(tensors, "tensors");
   for (const t of ts) {
-    if (fmt(t.dims) !== fmt(ts[0].dims)) throw new ShapeError(`stack: shapes ${ts.map((x) => fmt(x.dims)).join(", ")} differ`);
+    if (fmt(t.dims) !== fmt(ts[0].dims))
+      throw new ShapeError(`stack: shapes ${ts.map((x) => fmt(x.dims)).join(", ")} differ`);
   }
-  return wrap(binding.stack(ts.map((t) => t.handle), checkInt(dim, "dim")));
+  return wrap(
+    binding.stack(
+      ts.map((t) => t.handle),
+      checkInt(dim, "dim"),
+    ),
+  );
 }
 
 /** Elementwise choice: cond ? a : b (each of a and b a tensor or a number). */
@@ -699,12 +729,15 @@ export function grad(
   if (!options.gradOutputs) {
     for (const o of outs) {
       if (o.size !== 1) {
-        throw new ShapeError(`grad: output of shape ${fmt(o.dims)} needs gradOutputs (only scalar outputs can omit them)`);
+        throw new ShapeError(
+          `grad: output of shape ${fmt(o.dims)} needs gradOutputs (only scalar outputs can omit them)`,
+        );
       }
     }
   }
   for (const [i, x] of inputs.entries()) {
-    if (!x.requiresGrad) throw new ArgumentError(`grad: inputs[${i}] does not require grad; call requiresGrad_() on it first`);
+    if (!x.requiresGrad)
+      throw new ArgumentError(`grad: inputs[${i}] does not require grad; call requiresGrad_() on it first`);
   }
   const create = options.createGraph ?? false;
   const gs = binding.grad(

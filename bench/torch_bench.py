@@ -1,0 +1,117 @@
+"""PyTorch counterparts of vaeguard's benchmarks, run by bench/run.ts in the same process run.
+
+Prints one JSON object: {name: images_per_second}. Same work as the TypeScript side:
+batch 128, the paper's Table 1 MNIST CNN (and CIFAR-10 CNN), Adam training step,
+inference under no_grad in eval mode, input gradient of the cross-entropy.
+"""
+import json
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class MnistCnn(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 5, padding=2)
+        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
+        self.fc1 = nn.Linear(7 * 7 * 64, 1024)
+        self.drop = nn.Dropout(0.4)
+        self.fc2 = nn.Linear(1024, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = self.drop(F.relu(self.fc1(x.flatten(1))))
+        return self.fc2(x)
+
+
+class ConvBn(nn.Module):
+    def __init__(self, i, o):
+        super().__init__()
+        self.conv = nn.Conv2d(i, o, 3, padding=1)
+        self.bn = nn.BatchNorm2d(o)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
+class Cifar10Cnn(nn.Module):
+    def __init__(self):
+        super().__init__()
+        layers = []
+        c = 3
+        for w, d in zip([32, 64, 128], [0.2, 0.3, 0.4]):
+            layers += [ConvBn(c, w), ConvBn(w, w), nn.MaxPool2d(2), nn.Dropout(d)]
+            c = w
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(4 * 4 * 128, 10)
+
+    def forward(self, x):
+        return self.fc(self.features(x).flatten(1))
+
+
+def timeit(fn, seconds):
+    fn()  # warm-up
+    n = 0
+    t0 = time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        el = time.perf_counter() - t0
+        if el >= seconds and n >= 3:
+            return n / el
+
+
+def bench_classifier(model, shape, batch, seconds):
+    x = torch.rand(batch, *shape)
+    y = torch.randint(0, 10, (batch,))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def train_step():
+        model.train()
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+
+    def infer():
+        model.eval()
+        with torch.no_grad():
+            model(x).argmax(1)
+
+    def input_grad():
+        model.eval()
+        xa = x.clone().requires_grad_(True)
+        loss = F.cross_entropy(model(xa), y)
+        (g,) = torch.autograd.grad(loss, [xa])
+        return g
+
+    return {
+        "train": batch * timeit(train_step, seconds),
+        "infer": batch * timeit(infer, seconds),
+        "inputGrad": batch * timeit(input_grad, seconds),
+    }
+
+
+def main():
+    threads = int(sys.argv[1])
+    seconds = float(sys.argv[2])
+    which = sys.argv[3].split(",")
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    out = {"torch": torch.__version__, "threads": torch.get_num_threads()}
+    if "mnist" in which:
+        for k, v in bench_classifier(MnistCnn(), (1, 28, 28), 128, seconds).items():
+            out["mnist." + k] = v
+    if "cifar10" in which:
+        for k, v in bench_classifier(Cifar10Cnn(), (3, 32, 32), 128, seconds).items():
+            out["cifar10." + k] = v
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
