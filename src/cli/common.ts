@@ -1,0 +1,146 @@
+/** Shared CLI plumbing: error handling, output, progress bars. */
+import { realpathSync } from "node:fs";
+import { Command, InvalidArgumentError } from "commander";
+import cliProgress from "cli-progress";
+import { VaeguardError } from "../core/errors.js";
+import { binding } from "../binding.js";
+import { getNumThreads } from "../core/engine.js";
+
+/** A usage or input error: one clear line, exit code 2. */
+export class UsageError extends VaeguardError {}
+
+export function parseIntArg(name: string, min?: number, max?: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!/^-?\d+$/.test(v.trim()) || (min !== undefined && n < min) || (max !== undefined && n > max)) {
+      const range =
+        min !== undefined && max !== undefined
+          ? ` between ${min} and ${max}`
+          : min !== undefined
+            ? ` of at least ${min}`
+            : "";
+      throw new InvalidArgumentError(`Expected integer${range} for ${name} but received ${v}`);
+    }
+    return n;
+  };
+}
+
+export function parseNumberArg(name: string, min?: number, max?: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === "" || !Number.isFinite(n) || (min !== undefined && n < min) || (max !== undefined && n > max)) {
+      const range =
+        min !== undefined && max !== undefined
+          ? ` between ${min} and ${max}`
+          : min !== undefined
+            ? ` of at least ${min}`
+            : "";
+      throw new InvalidArgumentError(`Expected number${range} for ${name} but received ${v}`);
+    }
+    return n;
+  };
+}
+
+export function parseListArg<T>(parse: (s: string) => T) {
+  return (v: string): T[] =>
+    v
+      .split(",")
+      .map((s) => s.trim())
+      .filter((s) => s.length > 0)
+      .map(parse);
+}
+
+/** Run a command body; map known errors to one line and exit code 2. */
+export async function runAction(fn: () => Promise<void> | void): Promise<void> {
+  try {
+    await fn();
+  } catch (e) {
+    if (e instanceof VaeguardError) {
+      process.stderr.write(`vaeguard: error: ${e.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    throw e;
+  }
+}
+
+export interface Progress {
+  update(done: number, fields?: Record<string, string | number>): void;
+  stop(): void;
+}
+
+/**
+ * A progress bar (bar, rate, ETA and custom fields) on a terminal; plain
+ * periodic lines otherwise, so logs stay readable.
+ */
+export function progress(label: string, total: number, unit = "it", quiet = false): Progress {
+  if (quiet) return { update() {}, stop() {} };
+  if (process.stderr.isTTY) {
+    const bar = new cliProgress.SingleBar(
+      {
+        format: `${label} [{bar}] {percentage}% {value}/{total} ${unit} | {rate} ${unit}/s | ETA {eta_formatted} {info}`,
+        stream: process.stderr,
+        hideCursor: true,
+        clearOnComplete: false,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    const t0 = Date.now();
+    bar.start(total, 0, { rate: "0", info: "" });
+    return {
+      update(done, fields = {}) {
+        const rate = done / Math.max((Date.now() - t0) / 1000, 1e-3);
+        const info = Object.entries(fields)
+          .map(([k, v]) => `${k} ${typeof v === "number" ? v.toFixed(4) : v}`)
+          .join(" ");
+        bar.update(done, { rate: rate.toFixed(0), info });
+      },
+      stop() {
+        bar.stop();
+      },
+    };
+  }
+  const t0 = Date.now();
+  let last = 0;
+  return {
+    update(done, fields = {}) {
+      const now = Date.now();
+      if (now - last < 10000 && done < total) return;
+      last = now;
+      const el = (now - t0) / 1000;
+      const rate = done / Math.max(el, 1e-3);
+      const eta = rate > 0 ? (total - done) / rate : 0;
+      const info = Object.entries(fields)
+        .map(([k, v]) => `${k}=${typeof v === "number" ? v.toFixed(4) : v}`)
+        .join(" ");
+      process.stderr.write(
+        `${label}: ${done}/${total} ${unit} (${((100 * done) / total).toFixed(0)}%), ${rate.toFixed(0)} ${unit}/s, ETA ${eta.toFixed(0)} s ${info}\n`,
+      );
+    },
+    stop() {},
+  };
+}
+
+export function blasLibrary(): string {
+  for (const p of ["/usr/lib/x86_64-linux-gnu/libblas.so.3", "/usr/lib/aarch64-linux-gnu/libblas.so.3"]) {
+    try {
+      return realpathSync(p);
+    } catch {
+      // not on this architecture
+    }
+  }
+  return "unknown";
+}
+
+export function softwareVersions(): Record<string, string> {
+  const v = binding.versions();
+  return {
+    vaeguard: "0.1.0",
+    node: process.version,
+    libtorch: v.torch,
+    blas: blasLibrary(),
+    threads: String(getNumThreads()),
+  };
+}
+
+export type { Command };

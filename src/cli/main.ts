@@ -1,0 +1,18 @@
+/** The vaeguard command-line program: one file per command under src/cli/. */
+import { Command } from "commander";
+import { register as registerInfo } from "./info.js";
+
+const program = new Command()
+  .name("vaeguard")
+  .description("Defend image classifiers against adversarial attacks with VAEs, and measure such defenses honestly.")
+  .version("0.1.0")
+  .showHelpAfterError("(run with --help for usage)")
+  .configureOutput({ outputError: (str, write) => write(`vaeguard: ${str.replace(/^error: /, "error: ")}`) })
+  .exitOverride((err) => {
+    // commander's own usage errors (unknown option, bad argument): exit code 2.
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  });
+
+registerInfo(program);
+
+await program.parseAsync(process.argv);
