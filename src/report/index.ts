@@ -1,0 +1,7 @@
+export * from "./types.js";
+export * from "./paper.js";
+export * from "./table.js";
+export * from "./plot.js";
+export * from "./grid.js";
+export * from "./markdown.js";
+export * from "./bundle.js";
