@@ -42,6 +42,19 @@ export abstract class Optimizer {
 
   /** Free the optimizer's state tensors. */
   abstract dispose(): void;
+
+  /** State tensors by name (`<param index>.<slot>`) and scalar settings, for checkpoints. */
+  abstract stateDict(): { tensors: Map<string, Tensor>; scalars: Record<string, number[] | number> };
+  /** Restore what stateDict() returned (tensors are copied). */
+  abstract loadStateDict(state: { tensors: Map<string, Tensor>; scalars: Record<string, number[] | number> }): void;
+}
+
+function restoreSlot(slots: (Tensor | undefined)[], tensors: Map<string, Tensor>, name: string): void {
+  slots.forEach((old, i) => {
+    const t = tensors.get(`${i}.${name}`);
+    old?.dispose();
+    slots[i] = t ? keep(t.clone()) : undefined;
+  });
 }
 
 export interface SGDOptions {
@@ -93,6 +106,15 @@ export class SGD extends Optimizer {
   }
   dispose(): void {
     for (const b of this.buffers) b?.dispose();
+  }
+  stateDict(): { tensors: Map<string, Tensor>; scalars: Record<string, number[] | number> } {
+    const tensors = new Map<string, Tensor>();
+    this.buffers.forEach((b, i) => b && tensors.set(`${i}.momentum_buffer`, b));
+    return { tensors, scalars: { lr: this.opts.lr } };
+  }
+  loadStateDict(state: { tensors: Map<string, Tensor>; scalars: Record<string, number[] | number> }): void {
+    restoreSlot(this.buffers, state.tensors, "momentum_buffer");
+    if (typeof state.scalars.lr === "number") this.lr = state.scalars.lr;
   }
 }
 
@@ -150,5 +172,18 @@ export class Adam extends Optimizer {
   }
   dispose(): void {
     for (const t of [...this.expAvg, ...this.expAvgSq]) t?.dispose();
+  }
+  stateDict(): { tensors: Map<string, Tensor>; scalars: Record<string, number[] | number> } {
+    const tensors = new Map<string, Tensor>();
+    this.expAvg.forEach((t, i) => t && tensors.set(`${i}.exp_avg`, t));
+    this.expAvgSq.forEach((t, i) => t && tensors.set(`${i}.exp_avg_sq`, t));
+    return { tensors, scalars: { lr: this.opts.lr, step: [...this.steps] } };
+  }
+  loadStateDict(state: { tensors: Map<string, Tensor>; scalars: Record<string, number[] | number> }): void {
+    restoreSlot(this.expAvg, state.tensors, "exp_avg");
+    restoreSlot(this.expAvgSq, state.tensors, "exp_avg_sq");
+    const steps = state.scalars.step;
+    if (Array.isArray(steps)) steps.forEach((s, i) => i < this.steps.length && (this.steps[i] = s));
+    if (typeof state.scalars.lr === "number") this.lr = state.scalars.lr;
   }
 }

@@ -1,0 +1,114 @@
+/**
+ * Model checkpoints: safetensors files whose tensors are the model's state dict
+ * (PyTorch names) and whose metadata records the architecture and its
+ * configuration, so `loadModel` can rebuild the model. Optional optimizer state
+ * and training progress make `--resume` exact. Writes are atomic.
+ */
+import { existsSync } from "node:fs";
+import { CheckpointError } from "../core/errors.js";
+import type { Tensor } from "../core/tensor.js";
+import type { Module } from "../nn/module.js";
+import type { Optimizer } from "../optim/optimizer.js";
+import { loadSafetensors, saveSafetensors } from "../io/safetensors.js";
+import { buildModel, describeModel } from "./registry.js";
+
+export const CHECKPOINT_FORMAT = "vaeguard-checkpoint/1";
+
+export interface TrainingState {
+  epoch: number;
+  [key: string]: unknown;
+}
+
+export function saveCheckpoint(
+  path: string,
+  model: Module,
+  extra: { optimizer?: Optimizer; training?: TrainingState; info?: Record<string, unknown> } = {},
+): void {
+  const { arch, config } = describeModel(model);
+  const tensors = new Map<string, Tensor>(model.stateDict());
+  const metadata: Record<string, string> = { format: CHECKPOINT_FORMAT, arch, config: JSON.stringify(config) };
+  if (extra.optimizer) {
+    const st = extra.optimizer.stateDict();
+    for (const [k, t] of st.tensors) tensors.set(`__optimizer__.${k}`, t);
+    metadata.optimizer = JSON.stringify({ type: extra.optimizer.constructor.name, scalars: st.scalars });
+  }
+  if (extra.training) metadata.training = JSON.stringify(extra.training);
+  if (extra.info) metadata.info = JSON.stringify(extra.info);
+  saveSafetensors(path, tensors, metadata);
+}
+
+export interface LoadedCheckpoint<M extends Module = Module> {
+  model: M;
+  arch: string;
+  config: Record<string, unknown>;
+  training?: TrainingState;
+  info?: Record<string, unknown>;
+  /** The optimizer made by `options.optimizer`, with the saved state restored when there was one. */
+  optimizer?: Optimizer;
+}
+
+function parseJson(path: string, what: string, text: string | undefined): Record<string, unknown> | undefined {
+  if (text === undefined) return undefined;
+  try {
+    const v = JSON.parse(text) as unknown;
+    if (typeof v !== "object" || v === null) throw new Error("not an object");
+    return v as Record<string, unknown>;
+  } catch {
+    throw new CheckpointError(path, `its '${what}' metadata is not valid JSON`);
+  }
+}
+
+/**
+ * Load a checkpoint and rebuild its model. With `expectArch`, a checkpoint of
+ * another architecture is rejected with a message naming both.
+ */
+export function loadCheckpoint<M extends Module = Module>(
+  path: string,
+  options: { expectArch?: string; optimizer?: (model: M) => Optimizer } = {},
+): LoadedCheckpoint<M> {
+  if (!existsSync(path)) throw new CheckpointError(path, "no such checkpoint file");
+  const { tensors, metadata } = loadSafetensors(path);
+  try {
+    if (metadata.format !== CHECKPOINT_FORMAT) {
+      throw new CheckpointError(path, `not a vaeguard checkpoint (metadata format is ${JSON.stringify(metadata.format ?? null)})`);
+    }
+    const arch = metadata.arch;
+    if (options.expectArch && arch !== options.expectArch) {
+      throw new CheckpointError(path, `holds a '${arch}' model but a '${options.expectArch}' model is needed here`);
+    }
+    const config = parseJson(path, "config", metadata.config) ?? {};
+    let model: Module;
+    try {
+      model = buildModel(arch, config);
+    } catch (e) {
+      throw new CheckpointError(path, `cannot rebuild its model: ${(e as Error).message}`, { cause: e });
+    }
+    const modelState = new Map([...tensors].filter(([k]) => !k.startsWith("__optimizer__.")));
+    try {
+      model.loadStateDict(modelState, { source: path });
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
+    const optState = new Map(
+      [...tensors].filter(([k]) => k.startsWith("__optimizer__.")).map(([k, t]) => [k.slice("__optimizer__.".length), t]),
+    );
+    const optMeta = parseJson(path, "optimizer", metadata.optimizer);
+    const training = parseJson(path, "training", metadata.training) as TrainingState | undefined;
+    const info = parseJson(path, "info", metadata.info);
+    let optimizer: Optimizer | undefined;
+    if (options.optimizer) {
+      optimizer = options.optimizer(model as M);
+      if (optMeta) {
+        if (optMeta.type !== optimizer.constructor.name) {
+          throw new CheckpointError(path, `optimizer state is for ${String(optMeta.type)}, not ${optimizer.constructor.name}`);
+        }
+        optimizer.loadStateDict({ tensors: optState, scalars: optMeta.scalars as Record<string, number | number[]> });
+      }
+    }
+    return { model: model as M, arch, config, training, info, optimizer };
+  } finally {
+    // Model and optimizer copy what they need; the loaded tensors are freed here.
+    for (const t of tensors.values()) t.dispose();
+  }
+}
