@@ -1,6 +1,7 @@
 /** The vaeguard command-line program: one file per command under src/cli/. */
 import { Command } from "commander";
 import { register as registerInfo } from "./info.js";
+import { register as registerReproduce } from "./reproduce.js";
 
 const program = new Command()
   .name("vaeguard")
@@ -14,5 +15,6 @@ const program = new Command()
   });
 
 registerInfo(program);
+registerReproduce(program);
 
 await program.parseAsync(process.argv);

@@ -19,6 +19,8 @@ export interface ResultRow {
   accuracy: Record<string, number>;
   /** Standard deviation of the accuracy over repeated runs, for randomized defenses. */
   std?: Record<string, number>;
+  /** Adaptive mode: each defense is attacked separately, so each has its own relative L2 (relL2 is their mean). */
+  relL2ByDefense?: Record<string, number>;
 }
 
 /** Parameters of one attack; steps and eotSamples are named because every report must state them. */

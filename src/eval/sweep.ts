@@ -1,0 +1,308 @@
+/**
+ * The paper's evaluation: for each attack and each epsilon, attack the test
+ * images, then measure the average relative L2 difference and the top-1
+ * accuracy of the classifier behind every defense.
+ *
+ * Modes: "gray-box" (the paper's; the attack sees only the classifier, one set
+ * of adversarial images serves every defense) and "adaptive" (each defense is
+ * attacked through its own attack view: exact, BPDA or EOT gradients).
+ * Randomized defenses are scored as the mean over several passes, never the best.
+ *
+ * Results are appended to a JSON file after every (attack, epsilon), written
+ * atomically, so an interrupted sweep resumes where it stopped.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { noGrad, tidy, keep } from "../core/engine.js";
+import type { Tensor } from "../core/tensor.js";
+import { VaeguardError } from "../core/errors.js";
+import type { Attack, AttackableModel } from "../attacks/types.js";
+import type { Defense } from "../defenses/types.js";
+import type { ImageClassifier } from "../models/classifiers.js";
+import type { AttackMode, ResultRow } from "../report/types.js";
+import { batches, batchCount, datasetSize, type ImageDataset } from "../data/index.js";
+import { writeJsonAtomic } from "../io/atomic.js";
+import { progress } from "../cli/common.js";
+import { countCorrect, meanStd, relativeL2 } from "./metrics.js";
+
+export interface AttackSpec {
+  /** Name in tables, e.g. "FGSM" or "I-FGSM". */
+  name: string;
+  make: (model: AttackableModel, eps: number) => Attack;
+}
+
+export interface GridSample {
+  epsilon: number;
+  attack: string;
+  /** [k, C, H, W] images as flat CHW arrays per image, with predicted labels. */
+  original: { data: Float32Array; label: number; prediction: number }[];
+  adversarial: { data: Float32Array; prediction: number }[];
+  defended: Record<string, { data: Float32Array; prediction: number }[]>;
+  shape: [number, number, number];
+}
+
+export interface SweepOptions {
+  classifier: ImageClassifier;
+  data: ImageDataset;
+  attacks: AttackSpec[];
+  epsilons: number[];
+  defenses: Defense[];
+  mode: AttackMode;
+  batchSize: number;
+  /** Forward passes per randomized defense (scored as their mean and std). */
+  passes: number;
+  /** JSON results file: resumed when it exists and was made with the same settings. */
+  resultsFile?: string;
+  /** Settings that must match for a resume (data, models, attack parameters). */
+  fingerprint?: Record<string, unknown>;
+  /** Keep this many images of the first batch at `gridEpsilon` for a picture grid. */
+  gridImages?: number;
+  gridEpsilon?: number;
+  quiet?: boolean;
+  log?: (line: string) => void;
+}
+
+interface ResultsFile {
+  format: "vaeguard-sweep/1";
+  fingerprint: Record<string, unknown>;
+  rows: ResultRow[];
+  grid?: SerializedGrid;
+}
+
+interface SerializedGrid extends Omit<GridSample, "original" | "adversarial" | "defended"> {
+  original: { data: number[]; label: number; prediction: number }[];
+  adversarial: { data: number[]; prediction: number }[];
+  defended: Record<string, { data: number[]; prediction: number }[]>;
+}
+
+function serializeGrid(g: GridSample): SerializedGrid {
+  const conv = <T extends { data: Float32Array }>(xs: T[]) => xs.map((x) => ({ ...x, data: Array.from(x.data, (v) => Math.round(v * 1e4) / 1e4) }));
+  return {
+    ...g,
+    original: conv(g.original),
+    adversarial: conv(g.adversarial),
+    defended: Object.fromEntries(Object.entries(g.defended).map(([k, v]) => [k, conv(v)])),
+  };
+}
+
+function deserializeGrid(g: SerializedGrid): GridSample {
+  const conv = <T extends { data: number[] }>(xs: T[]) => xs.map((x) => ({ ...x, data: Float32Array.from(x.data) }));
+  return {
+    ...g,
+    original: conv(g.original),
+    adversarial: conv(g.adversarial),
+    defended: Object.fromEntries(Object.entries(g.defended).map(([k, v]) => [k, conv(v)])),
+  };
+}
+
+function rowKey(attack: string, mode: string, eps: number): string {
+  return `${attack}|${mode}|${eps}`;
+}
+
+function loadResults(path: string, fingerprint: Record<string, unknown>): ResultsFile | undefined {
+  if (!existsSync(path)) return undefined;
+  let parsed: ResultsFile;
+  try {
+    parsed = JSON.parse(readFileSync(path, "utf8")) as ResultsFile;
+  } catch {
+    throw new VaeguardError(`${path}: the results file is not valid JSON; delete it or pass --restart`);
+  }
+  if (parsed.format !== "vaeguard-sweep/1" || !Array.isArray(parsed.rows)) {
+    throw new VaeguardError(`${path}: not a vaeguard results file; delete it or pass --restart`);
+  }
+  if (JSON.stringify(parsed.fingerprint) !== JSON.stringify(fingerprint)) {
+    throw new VaeguardError(`${path}: was made with other settings (data, models or attacks); delete it or pass --restart`);
+  }
+  return parsed;
+}
+
+/** The model an attack sees in adaptive mode: the defense's attack view, then the classifier. */
+function adaptiveView(defense: Defense, classifier: ImageClassifier): AttackableModel {
+  return {
+    async forward(x: Tensor) {
+      const v = await defense.attackView(x);
+      try {
+        return classifier.forward(v);
+      } finally {
+        v.dispose();
+      }
+    },
+    get training() {
+      return classifier.training;
+    },
+    train(on = true) {
+      return classifier.train(on);
+    },
+    randomized: defense.randomized,
+  };
+}
+
+async function classifyDefended(classifier: ImageClassifier, defense: Defense, x: Tensor, labels: Tensor): Promise<{ correct: number; predictions: Int32Array; purified: Tensor }> {
+  const purified = await defense.apply(x);
+  const { correct, predictions } = tidy(() =>
+    noGrad(() => {
+      const logits = classifier.forward(purified);
+      const pred = logits.argmax(1);
+      return { correct: countCorrect(logits, labels), predictions: Int32Array.from(pred.toArray()) };
+    }),
+  );
+  return { correct, predictions, purified };
+}
+
+function imagesOf(t: Tensor, k: number): Float32Array[] {
+  const n = Math.min(k, t.dims[0]);
+  const per = t.dims.slice(1).reduce((a, b) => a * b, 1);
+  const data = tidy(() => t.narrow(0, 0, n).contiguous().dataSync() as Float32Array);
+  return Array.from({ length: n }, (_, i) => data.slice(i * per, (i + 1) * per));
+}
+
+/**
+ * Run the sweep; returns every row (including rows loaded from a resumed
+ * results file) and the picture-grid sample when asked for.
+ */
+export async function sweep(opts: SweepOptions): Promise<{ rows: ResultRow[]; grid?: GridSample }> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(l + "\n"));
+  const fingerprint = {
+    ...(opts.fingerprint ?? {}),
+    mode: opts.mode,
+    epsilons: opts.epsilons,
+    attacks: opts.attacks.map((a) => a.name),
+    defenses: opts.defenses.map((d) => d.name),
+    samples: datasetSize(opts.data),
+    passes: opts.passes,
+  };
+  const previous = opts.resultsFile ? loadResults(opts.resultsFile, fingerprint) : undefined;
+  const done = new Map<string, ResultRow>((previous?.rows ?? []).map((r) => [rowKey(r.attack, r.mode, r.epsilon), r]));
+  let grid: GridSample | undefined = previous?.grid ? deserializeGrid(previous.grid) : undefined;
+  if (previous && done.size > 0) log(`evaluate: resuming ${opts.resultsFile} (${done.size} rows already done)`);
+  const rows: ResultRow[] = [];
+  const save = () => {
+    if (opts.resultsFile) {
+      writeJsonAtomic(opts.resultsFile, {
+        format: "vaeguard-sweep/1",
+        fingerprint,
+        rows,
+        grid: grid ? serializeGrid(grid) : undefined,
+      } satisfies ResultsFile);
+    }
+  };
+  const n = datasetSize(opts.data);
+  const perEps = batchCount(n, opts.batchSize);
+  const wasTraining = opts.classifier.training;
+  opts.classifier.eval();
+  try {
+    for (const spec of opts.attacks) {
+      for (const eps of opts.epsilons) {
+        const key = rowKey(spec.name, opts.mode, eps);
+        const prior = done.get(key);
+        if (prior) {
+          rows.push(prior);
+          continue;
+        }
+        const wantGrid = opts.gridImages && !grid && eps === opts.gridEpsilon;
+        const row = await evaluatePoint(opts, spec, eps, perEps, wantGrid ? (g) => (grid = g) : undefined);
+        rows.push(row);
+        save();
+        const accs = Object.entries(row.accuracy)
+          .map(([d, a]) => `${d} ${a.toFixed(3)}`)
+          .join(", ");
+        log(`${spec.name} (${opts.mode}) eps ${eps}: rel-L2 ${row.relL2.toFixed(3)}; ${accs}`);
+      }
+    }
+  } finally {
+    opts.classifier.train(wasTraining);
+  }
+  return { rows, grid };
+}
+
+async function evaluatePoint(
+  opts: SweepOptions,
+  spec: AttackSpec,
+  eps: number,
+  perEps: number,
+  onGrid?: (g: GridSample) => void,
+): Promise<ResultRow> {
+  const { classifier, defenses, mode } = opts;
+  const n = datasetSize(opts.data);
+  const correct = new Map<string, number[]>(defenses.map((d) => [d.name, new Array(d.randomized ? opts.passes : 1).fill(0)]));
+  const l2 = new Map<string, number>(defenses.map((d) => [d.name, 0]));
+  let l2Shared = 0;
+  const grayAttack = mode === "gray-box" && eps > 0 ? spec.make(classifier, eps) : undefined;
+  const adaptiveAttacks = new Map<string, Attack>();
+  if (mode === "adaptive" && eps > 0) {
+    for (const d of defenses) adaptiveAttacks.set(d.name, spec.make(adaptiveView(d, classifier), eps));
+  }
+  const bar = progress(`${spec.name} eps ${eps}`, perEps, "batches", opts.quiet);
+  let b = 0;
+  for (const batch of batches(opts.data, { batchSize: opts.batchSize })) {
+    const { x, y } = batch;
+    try {
+      let shared: Tensor | undefined;
+      if (mode === "gray-box") {
+        shared = grayAttack ? keep(await grayAttack.generate(x, y)) : keep(x.clone());
+        l2Shared += relativeL2(x, shared).reduce((a, v) => a + v, 0);
+      }
+      const gridDefended: GridSample["defended"] = {};
+      for (const d of defenses) {
+        const adv = shared ?? (adaptiveAttacks.get(d.name) ? keep(await adaptiveAttacks.get(d.name)!.generate(x, y)) : keep(x.clone()));
+        try {
+          if (!shared) l2.set(d.name, l2.get(d.name)! + relativeL2(x, adv).reduce((a, v) => a + v, 0));
+          const counts = correct.get(d.name)!;
+          for (let p = 0; p < counts.length; p++) {
+            const r = await classifyDefended(classifier, d, adv, y);
+            counts[p] += r.correct;
+            if (onGrid && b === 0 && p === 0) {
+              const k = opts.gridImages!;
+              gridDefended[d.name] = imagesOf(r.purified, k).map((data, i) => ({ data, prediction: r.predictions[i] }));
+            }
+            r.purified.dispose();
+          }
+        } finally {
+          if (adv !== shared) adv.dispose();
+        }
+      }
+      if (onGrid && b === 0) {
+        const k = opts.gridImages!;
+        const adv = shared ?? x;
+        const [cleanPred, advPred, labels] = tidy(() =>
+          noGrad(() => [
+            classifier.forward(x).argmax(1).toArray(),
+            classifier.forward(adv).argmax(1).toArray(),
+            y.toArray(),
+          ]),
+        );
+        const shape = x.shape.slice(1) as [number, number, number];
+        onGrid({
+          epsilon: eps,
+          attack: spec.name,
+          shape,
+          original: imagesOf(x, k).map((data, i) => ({ data, label: labels[i], prediction: cleanPred[i] })),
+          adversarial: imagesOf(adv, k).map((data, i) => ({ data, prediction: advPred[i] })),
+          defended: gridDefended,
+        });
+      }
+      shared?.dispose();
+    } finally {
+      x.dispose();
+      y.dispose();
+    }
+    b++;
+    bar.update(b);
+  }
+  bar.stop();
+  const accuracy: Record<string, number> = {};
+  const std: Record<string, number> = {};
+  for (const d of defenses) {
+    const { mean, std: s } = meanStd(correct.get(d.name)!.map((c) => c / n));
+    accuracy[d.name] = mean;
+    if (d.randomized) std[d.name] = s;
+  }
+  const row: ResultRow = { attack: spec.name, mode, epsilon: eps, relL2: 0, accuracy };
+  if (Object.keys(std).length > 0) row.std = std;
+  if (mode === "gray-box") {
+    row.relL2 = l2Shared / n;
+  } else {
+    row.relL2ByDefense = Object.fromEntries(defenses.map((d) => [d.name, l2.get(d.name)! / n]));
+    row.relL2 = defenses.reduce((a, d) => a + l2.get(d.name)! / n, 0) / defenses.length;
+  }
+  return row;
+}

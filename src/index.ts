@@ -1,0 +1,19 @@
+/** vaeguard's library API: everything the command-line program is built from. */
+export * from "./core/tensor.js";
+export * from "./core/engine.js";
+export * from "./core/errors.js";
+export * as nn from "./nn/index.js";
+export { Module } from "./nn/module.js";
+export * as F from "./nn/functional.js";
+export { SGD, Adam, Optimizer } from "./optim/optimizer.js";
+export * from "./data/index.js";
+export { MnistCnn, Cifar10Cnn, type ImageClassifier } from "./models/classifiers.js";
+export { ConvVae, VAE_PRESETS, type ConvVaeConfig } from "./models/vae.js";
+export { saveCheckpoint, loadCheckpoint } from "./models/checkpoint.js";
+export { saveSafetensors, loadSafetensors } from "./io/safetensors.js";
+export { trainClassifier, trainVae, accuracy } from "./train/trainer.js";
+export type { Attack, AttackableModel } from "./attacks/types.js";
+export type { Defense } from "./defenses/types.js";
+export { sweep, type AttackSpec } from "./eval/sweep.js";
+export { relativeL2, averageRelativeL2 } from "./eval/metrics.js";
+export * as report from "./report/index.js";
