@@ -1,0 +1,157 @@
+/**
+ * The loss gradient every gradient attack uses, with Expectation over
+ * Transformation (Athalye, Carlini & Wagner 2018, "Obfuscated Gradients Give a
+ * False Sense of Security", section 4.3): on a randomized model (a VAE defense
+ * with latent noise) one gradient is one random draw, so the attack averages
+ * the gradients of `eotSamples` independent forward/backward passes.
+ *
+ * The returned gradient is that of the attack objective, always to be
+ * ascended: the cross-entropy of the true label when untargeted, minus the
+ * cross-entropy of the target label when targeted (so ascending it descends
+ * the loss toward the target). The objective is summed over the batch, so each
+ * image's gradient does not depend on the batch size. Input gradients come
+ * from the functional grad(); parameter .grad is never touched.
+ */
+import { enableGrad, noGrad, tidy } from "../core/engine.js";
+import { Tensor, grad } from "../core/tensor.js";
+import * as F from "../nn/functional.js";
+import { checkLabelRange, checkLogits, forwardWith, resolveEotSamples } from "./base.js";
+import type { AttackableModel } from "./types.js";
+
+export interface LossGradientOptions {
+  /** Descend the cross-entropy toward `labels` (target labels) instead of ascending it away from them. */
+  targeted?: boolean;
+  /** Forward/backward passes to average; default 1, or DEFAULT_RANDOMIZED_EOT_SAMPLES when model.randomized. */
+  eotSamples?: number;
+  /** Name used in error messages. */
+  attack?: string;
+}
+
+export interface LossAndGradient {
+  /** d objective / d x, averaged over the EOT samples; same shape as x. */
+  gradient: Tensor;
+  /** Per-sample objective [N] (higher is better for the attacker), averaged over the EOT samples. */
+  loss: Tensor;
+}
+
+/** Per-sample attack objective from logits: CE(y) untargeted, -CE(target) targeted. */
+export function attackObjective(logits: Tensor, labels: Tensor, targeted: boolean): Tensor {
+  return tidy(() => {
+    const ce = F.crossEntropy(logits, labels, "none");
+    return targeted ? ce.neg() : ce;
+  });
+}
+
+/**
+ * The objective and its input gradient, averaged over EOT samples. The caller
+ * owns (and disposes) both tensors; x is not modified and needs no grad.
+ */
+export async function lossAndGradient(
+  model: AttackableModel,
+  x: Tensor,
+  labels: Tensor,
+  options: LossGradientOptions = {},
+): Promise<LossAndGradient> {
+  const targeted = options.targeted ?? false;
+  const samples = resolveEotSamples(model, options.eotSamples);
+  const attack = options.attack ?? "lossGradient";
+  let gradSum: Tensor | undefined;
+  let lossSum: Tensor | undefined;
+  try {
+    for (let i = 0; i < samples; i++) {
+      const xi = noGrad(() => x.detach()).requiresGrad_(true);
+      let logits: Tensor | undefined;
+      try {
+        logits = await forwardWith(model, xi, true);
+        const numClasses = checkLogits(logits, x.dims[0], attack);
+        if (i === 0) checkLabelRange(labels, numClasses, attack);
+        const out = logits;
+        const [g, l] = enableGrad(() =>
+          tidy(() => {
+            const objective = attackObjective(out, labels, targeted);
+            const [gx] = grad(objective.sum(), [xi]);
+            return [gx, objective.detach()];
+          }),
+        );
+        if (gradSum === undefined || lossSum === undefined) {
+          gradSum = g;
+          lossSum = l;
+        } else {
+          gradSum.add_(g);
+          lossSum.add_(l);
+          g.dispose();
+          l.dispose();
+        }
+      } finally {
+        logits?.dispose();
+        xi.dispose();
+      }
+    }
+    if (samples > 1) {
+      gradSum!.div_(samples);
+      lossSum!.div_(samples);
+    }
+    return { gradient: gradSum!, loss: lossSum! };
+  } catch (e) {
+    gradSum?.dispose();
+    lossSum?.dispose();
+    throw e;
+  }
+}
+
+/** Only the gradient of lossAndGradient (see there); the caller disposes it. */
+export async function lossGradient(
+  model: AttackableModel,
+  x: Tensor,
+  labels: Tensor,
+  options: LossGradientOptions = {},
+): Promise<Tensor> {
+  const { gradient, loss } = await lossAndGradient(model, x, labels, options);
+  loss.dispose();
+  return gradient;
+}
+
+/**
+ * Objective [N] and predicted classes [N] of x without gradients, averaged over
+ * `eotSamples` passes (logits averaged for the prediction). For choosing among
+ * restarts.
+ */
+export async function evaluateObjective(
+  model: AttackableModel,
+  x: Tensor,
+  labels: Tensor,
+  targeted: boolean,
+  eotSamples: number,
+  attack: string,
+): Promise<{ loss: Tensor; predicted: Tensor }> {
+  let lossSum: Tensor | undefined;
+  let logitSum: Tensor | undefined;
+  try {
+    for (let i = 0; i < eotSamples; i++) {
+      const logits = await forwardWith(model, x, false);
+      try {
+        checkLogits(logits, x.dims[0], attack);
+        const l = noGrad(() => attackObjective(logits, labels, targeted));
+        if (lossSum === undefined || logitSum === undefined) {
+          lossSum = l;
+          logitSum = noGrad(() => tidy(() => logits.detach().clone()));
+        } else {
+          lossSum.add_(l);
+          l.dispose();
+          noGrad(() => logitSum!.add_(logits));
+        }
+      } finally {
+        // A model may hand back its input unchanged; never free the caller's x.
+        if (logits !== x) logits.dispose();
+      }
+    }
+    const predicted = noGrad(() => logitSum!.argmax(1));
+    if (eotSamples > 1) lossSum!.div_(eotSamples);
+    logitSum!.dispose();
+    return { loss: lossSum!, predicted };
+  } catch (e) {
+    lossSum?.dispose();
+    logitSum?.dispose();
+    throw e;
+  }
+}

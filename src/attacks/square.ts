@@ -1,0 +1,274 @@
+/**
+ * Square Attack, L-inf (Andriushchenko, Croce, Flammarion & Hein 2020, "Square
+ * Attack: a query-efficient black-box adversarial attack via random search"),
+ * following the authors' square_attack_linf. Gradient-free: it only calls
+ * model.forward under no-grad, so it is the check for masked or obfuscated
+ * gradients (a defense that stops PGD but not Square is masking gradients).
+ *
+ * Start from vertical stripes (x + eps * a random sign per channel and column),
+ * then, per image still not fooled, try to replace a random s x s square by
+ * x + eps * (a random sign per channel), and keep the change when the margin
+ * loss falls. The side s follows the paper's schedule: p (the fraction of
+ * pixels changed) starts at pInit and halves at 10, 50, 200, 500, 1000, 2000,
+ * 4000, 6000 and 8000 of 10000 iterations (rescaled to the query budget);
+ * s = round(sqrt(p * H * W)), between 1 and min(H, W) - 1. Margin loss on the
+ * logits: untargeted z_y - max_{j != y} z_j, targeted max_{j != t} z_j - z_t;
+ * an image is fooled when its margin is negative. Images the model already
+ * gets wrong (untargeted) or already assigns to the target (targeted) are
+ * returned unchanged.
+ *
+ * Norm: L-inf. Options: eps (required, in [0, 1]), queries (default 1000 model
+ * evaluations per image, the stripe initialisation included, plus one clean
+ * evaluation; the paper uses 10000), pInit (default 0.05, the paper's L-inf
+ * value), eotSamples (forward passes averaged per query on a randomized model;
+ * default 1, or DEFAULT_RANDOMIZED_EOT_SAMPLES when model.randomized), seed
+ * (default: drawn from libtorch's generator, so manualSeed fixes it).
+ * Input: images [N, C, H, W] in [0, 1] and labels [N]; output: a new tensor of
+ * the same shape, in [0, 1], with ||x_adv - x||_inf <= eps.
+ */
+import { noGrad, tidy } from "../core/engine.js";
+import { ArgumentError, ShapeError } from "../core/errors.js";
+import { Tensor, randint, tensor } from "../core/tensor.js";
+import { checkInt, checkNumber, fail } from "../core/validate.js";
+import {
+  checkBatch,
+  checkLinfEps,
+  checkLogits,
+  checkModel,
+  checkOptions,
+  checkTargeted,
+  forwardWith,
+  inEvalMode,
+  resolveEotSamples,
+} from "./base.js";
+import type { Attack, AttackableModel } from "./types.js";
+
+export interface SquareOptions {
+  /** L-inf budget in [0, 1] pixel units. */
+  eps: number;
+  /** Model evaluations per image (default 1000). */
+  queries?: number;
+  /** Initial fraction of pixels in the square (default 0.05). */
+  pInit?: number;
+  /** Forward passes averaged per query (randomized models). */
+  eotSamples?: number;
+  /** Seed of the random search; default drawn from libtorch's generator. */
+  seed?: number;
+}
+
+/** The paper's piecewise-constant schedule of p, for iteration `it` of `total`. */
+export function squareFraction(pInit: number, it: number, total: number): number {
+  const i = Math.trunc((it / total) * 10000);
+  if (i > 10 && i <= 50) return pInit / 2;
+  if (i > 50 && i <= 200) return pInit / 4;
+  if (i > 200 && i <= 500) return pInit / 8;
+  if (i > 500 && i <= 1000) return pInit / 16;
+  if (i > 1000 && i <= 2000) return pInit / 32;
+  if (i > 2000 && i <= 4000) return pInit / 64;
+  if (i > 4000 && i <= 6000) return pInit / 128;
+  if (i > 6000 && i <= 8000) return pInit / 256;
+  if (i > 8000 && i <= 10000) return pInit / 512;
+  return pInit;
+}
+
+/** mulberry32: a small seeded generator of floats in [0, 1). */
+function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function clip01(v: number): number {
+  return v < 0 ? 0 : v > 1 ? 1 : v;
+}
+
+export class SquareAttack implements Attack {
+  readonly norm = "Linf" as const;
+  readonly supportsTargeted = true;
+  readonly eps: number;
+  readonly queries: number;
+  readonly pInit: number;
+  readonly eotSamples: number;
+  readonly seed: number | undefined;
+  private readonly model: AttackableModel;
+
+  constructor(model: AttackableModel, options: SquareOptions) {
+    this.model = checkModel(model, "Square");
+    const o = checkOptions("Square", options, ["eps", "queries", "pInit", "eotSamples", "seed"]);
+    this.eps = checkLinfEps(o.eps);
+    this.queries = checkInt(o.queries ?? 1000, "queries", 1);
+    this.pInit = checkNumber(o.pInit ?? 0.05, "pInit", 0, 1);
+    if (this.pInit === 0) fail("number greater than 0 and at most 1", "pInit", this.pInit);
+    this.eotSamples = resolveEotSamples(model, o.eotSamples as number | undefined);
+    this.seed = o.seed === undefined ? undefined : checkInt(o.seed, "seed", 0);
+  }
+
+  get name(): string {
+    return `Square(${this.queries})`;
+  }
+
+  async generate(x: Tensor, labels: Tensor, options?: { targeted?: boolean }): Promise<Tensor> {
+    const targeted = checkTargeted(options, this.supportsTargeted, "Square");
+    const batch = checkBatch(x, labels, "Square");
+    if (batch.owned) batch.labels.dispose();
+    if (x.rank !== 4) {
+      throw new ShapeError(`Square: expected images [N, C, H, W] but received shape [${x.shape.join(", ")}]`);
+    }
+    const [n, c, h, w] = x.dims;
+    const size = c * h * w;
+    const seed = this.seed ?? noGrad(() => tidy(() => randint(0, 2147483647, [1]).item()));
+    const random = seededRandom(seed);
+    const clean = noGrad(() => tidy(() => x.detach().to("float32").to("cpu").dataSync() as Float32Array));
+    const y = labels.toArray();
+    const best = Float32Array.from(clean);
+    if (this.eps === 0) return this.toTensor(best, [n, c, h, w], x);
+
+    return inEvalMode(this.model, async () => {
+      const all = Array.from({ length: n }, (_, i) => i);
+      const cleanMargin = await this.margins(clean, all, [c, h, w], y, targeted, x);
+      // Only images the model still gets right (or not yet on target) are attacked.
+      let active = all.filter((i) => cleanMargin[i] > 0);
+      const bestMargin = Float64Array.from(cleanMargin);
+      if (active.length > 0) {
+        for (const i of active) {
+          const o = i * size;
+          for (let ch = 0; ch < c; ch++) {
+            for (let col = 0; col < w; col++) {
+              const d = random() < 0.5 ? -this.eps : this.eps;
+              for (let row = 0; row < h; row++) {
+                const k = o + (ch * h + row) * w + col;
+                best[k] = clip01(clean[k] + d);
+              }
+            }
+          }
+        }
+        const m = await this.margins(best, active, [c, h, w], y, targeted, x);
+        active.forEach((i, j) => (bestMargin[i] = m[j]));
+      }
+      const candidate = new Float32Array(size);
+      for (let it = 0; it < this.queries - 1; it++) {
+        active = active.filter((i) => bestMargin[i] > 0);
+        if (active.length === 0) break;
+        const p = squareFraction(this.pInit, it, this.queries);
+        const s = Math.min(Math.max(Math.round(Math.sqrt((p * size) / c)), 1), Math.max(Math.min(h, w) - 1, 1));
+        const proposals = new Float32Array(active.length * size);
+        active.forEach((i, j) => {
+          const o = i * size;
+          const top = Math.floor(random() * (h - s + 1));
+          const left = Math.floor(random() * (w - s + 1));
+          candidate.set(best.subarray(o, o + size));
+          // Redraw the signs until the square changes something (as the reference code does).
+          for (;;) {
+            let changed = false;
+            for (let ch = 0; ch < c; ch++) {
+              const d = random() < 0.5 ? -this.eps : this.eps;
+              for (let row = top; row < top + s; row++) {
+                for (let col = left; col < left + s; col++) {
+                  const k = (ch * h + row) * w + col;
+                  const v = clip01(clean[o + k] + d);
+                  if (Math.abs(v - best[o + k]) >= 1e-7) changed = true;
+                  candidate[k] = v;
+                }
+              }
+            }
+            if (changed) break;
+          }
+          proposals.set(candidate, j * size);
+        });
+        const m = await this.margins(
+          proposals,
+          null,
+          [c, h, w],
+          active.map((i) => y[i]),
+          targeted,
+          x,
+        );
+        active.forEach((i, j) => {
+          if (m[j] < bestMargin[i]) {
+            bestMargin[i] = m[j];
+            best.set(proposals.subarray(j * size, (j + 1) * size), i * size);
+          }
+        });
+      }
+      return this.toTensor(best, [n, c, h, w], x);
+    });
+  }
+
+  /**
+   * Margin losses of the images `rows` of `data` (all of `data` when rows is
+   * null, with `labels` aligned to it), averaged over eotSamples passes.
+   */
+  private async margins(
+    data: Float32Array,
+    rows: number[] | null,
+    chw: number[],
+    labels: number[],
+    targeted: boolean,
+    like: Tensor,
+  ): Promise<Float64Array> {
+    const size = chw[0] * chw[1] * chw[2];
+    let batch = data;
+    let ys = labels;
+    if (rows !== null) {
+      batch = new Float32Array(rows.length * size);
+      rows.forEach((i, j) => batch.set(data.subarray(i * size, (i + 1) * size), j * size));
+      ys = rows.map((i) => labels[i]);
+    }
+    const count = ys.length;
+    const out = new Float64Array(count);
+    const input = this.toTensor(batch, [count, ...chw], like);
+    try {
+      for (let e = 0; e < this.eotSamples; e++) {
+        const logits = await forwardWith(this.model, input, false);
+        let z: Float32Array;
+        let k: number;
+        try {
+          k = checkLogits(logits, count, "Square");
+          z = noGrad(() => tidy(() => logits.detach().to("float32").to("cpu").dataSync() as Float32Array));
+        } finally {
+          if (logits !== input) logits.dispose();
+        }
+        for (let i = 0; i < count; i++) {
+          const yi = ys[i];
+          if (!(yi >= 0 && yi < k)) {
+            throw new ArgumentError(
+              `Square: expected labels between 0 and ${k - 1} (the model has ${k} classes) but received ${yi}`,
+            );
+          }
+          let other = -Infinity;
+          for (let j = 0; j < k; j++) if (j !== yi && z[i * k + j] > other) other = z[i * k + j];
+          const own = z[i * k + yi];
+          out[i] += (targeted ? other - own : own - other) / this.eotSamples;
+        }
+      }
+    } finally {
+      input.dispose();
+    }
+    return out;
+  }
+
+  private toTensor(data: Float32Array, shape: number[], like: Tensor): Tensor {
+    return tidy(() => {
+      const t = tensor(data, shape, { device: like.device });
+      return like.dtype === "float32" ? t : t.to(like.dtype);
+    });
+  }
+
+  describe(): Record<string, number | string | boolean> {
+    const d: Record<string, number | string | boolean> = {
+      attack: "Square",
+      norm: this.norm,
+      eps: this.eps,
+      queries: this.queries,
+      pInit: this.pInit,
+      eotSamples: this.eotSamples,
+    };
+    if (this.seed !== undefined) d.seed = this.seed;
+    return d;
+  }
+}
