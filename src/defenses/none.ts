@@ -1,0 +1,33 @@
+/**
+ * No defense: the identity. The baseline column ("No Def" in the paper's tables).
+ * apply and attackView return new tensors (clones), so callers always own what
+ * a defense hands back.
+ */
+import { noGrad } from "../core/engine.js";
+import type { Tensor } from "../core/tensor.js";
+import { checkImages, checkOptions } from "./common.js";
+import type { Defense, GradientKind } from "./types.js";
+
+export class NoDefense implements Defense {
+  readonly name = "No defense";
+  readonly randomized = false;
+  readonly gradient: GradientKind = "exact";
+
+  constructor(options: Record<string, never> = {}) {
+    checkOptions("no defense", options, []);
+  }
+
+  async apply(x: Tensor): Promise<Tensor> {
+    checkImages(x, this.name);
+    return noGrad(() => x.clone());
+  }
+
+  async attackView(x: Tensor): Promise<Tensor> {
+    checkImages(x, this.name);
+    return x.clone();
+  }
+
+  describe(): Record<string, number | string | boolean> {
+    return { defense: "none" };
+  }
+}
