@@ -17,3 +17,5 @@ export type { Defense } from "./defenses/types.js";
 export { sweep, type AttackSpec } from "./eval/sweep.js";
 export { relativeL2, averageRelativeL2 } from "./eval/metrics.js";
 export * as report from "./report/index.js";
+export { createAttack, FGSM, IFGSM, PGD, SquareAttack } from "./attacks/index.js";
+export { createDefense, listDefenses, JpegDefense, VaeDefense, DefendedModel } from "./defenses/index.js";

@@ -2,6 +2,7 @@
 import { Command } from "commander";
 import { register as registerInfo } from "./info.js";
 import { register as registerReproduce } from "./reproduce.js";
+import { register as registerData } from "./data.js";
 
 const program = new Command()
   .name("vaeguard")
@@ -16,5 +17,6 @@ const program = new Command()
 
 registerInfo(program);
 registerReproduce(program);
+registerData(program);
 
 await program.parseAsync(process.argv);

@@ -44,9 +44,17 @@ export function register(program: Command): void {
     .option("--data-dir <dir>", "data files to use instead of the default source")
     .option("--seed <n>", "random seed", parseIntArg("seed", 0), 0)
     .option("--samples <n>", "test images to evaluate (default: all)", parseIntArg("samples", 1))
-    .option("--train-samples <n>", "training images to use (default: all but the validation split)", parseIntArg("train-samples", 1))
+    .option(
+      "--train-samples <n>",
+      "training images to use (default: all but the validation split)",
+      parseIntArg("train-samples", 1),
+    )
     .option("--eps <list>", "comma-separated epsilons in [0, 1]", parseListArg(parseNumberArg("eps", 0, 1)))
-    .option("--defenses <list>", `comma-separated defenses (default ${DEFAULT_DEFENSES.join(",")})`, parseListArg(String))
+    .option(
+      "--defenses <list>",
+      `comma-separated defenses (default ${DEFAULT_DEFENSES.join(",")})`,
+      parseListArg(String),
+    )
     .option("--attacks <list>", "comma-separated attacks: fgsm,ifgsm", parseListArg(String))
     .option("--mode <mode>", "gray-box (the paper's) or adaptive (attacks see the defense)", "gray-box")
     .option("--epochs-classifier <n>", "classifier training epochs", parseIntArg("epochs-classifier", 1))
@@ -69,13 +77,18 @@ export function register(program: Command): void {
           );
         }
         if (!["gray-box", "adaptive"].includes(opts.mode)) {
-          throw new UsageError(`Expected one of "gray-box", "adaptive" for --mode but received ${JSON.stringify(opts.mode)}`);
+          throw new UsageError(
+            `Expected one of "gray-box", "adaptive" for --mode but received ${JSON.stringify(opts.mode)}`,
+          );
         }
         if (!["bce", "mse"].includes(opts.reconstruction)) {
-          throw new UsageError(`Expected one of "bce", "mse" for --reconstruction but received ${JSON.stringify(opts.reconstruction)}`);
+          throw new UsageError(
+            `Expected one of "bce", "mse" for --reconstruction but received ${JSON.stringify(opts.reconstruction)}`,
+          );
         }
         for (const a of opts.attacks ?? []) {
-          if (a !== "fgsm" && a !== "ifgsm") throw new UsageError(`Expected "fgsm" or "ifgsm" in --attacks but received ${JSON.stringify(a)}`);
+          if (a !== "fgsm" && a !== "ifgsm")
+            throw new UsageError(`Expected "fgsm" or "ifgsm" in --attacks but received ${JSON.stringify(a)}`);
         }
         if (opts.threads) setNumThreads(opts.threads);
         const ds = dataset as SmallDataset;

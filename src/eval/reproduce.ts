@@ -5,9 +5,18 @@
  * grid, and write a report folder (Markdown, JSON, CSV, plots, picture grid).
  */
 import { join } from "node:path";
+import { existsSync } from "node:fs";
 import { manualSeed } from "../core/engine.js";
 import { VaeguardError } from "../core/errors.js";
-import { loadCifar10, loadFashionMnist, loadMnist, splitValidation, takeFirst, type ImageDataset, datasetSize } from "../data/index.js";
+import {
+  loadCifar10,
+  loadFashionMnist,
+  loadMnist,
+  splitValidation,
+  takeFirst,
+  type ImageDataset,
+  datasetSize,
+} from "../data/index.js";
 import { dispose } from "../core/engine.js";
 import { Cifar10Cnn, MnistCnn, type ImageClassifier } from "../models/classifiers.js";
 import { ConvVae, VAE_PRESETS } from "../models/vae.js";
@@ -38,6 +47,9 @@ interface Recipe {
   paper?: PaperTable;
   labelSource: string;
 }
+
+/** Where `vaeguard data fetch cifar10` puts the data by default. */
+const DEFAULT_CIFAR_DIR = "data/cifar-10-batches-bin";
 
 const MNIST_EPS = [0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12];
 
@@ -70,6 +82,7 @@ export const RECIPES: Record<SmallDataset, Recipe> = {
   cifar10: {
     title: "CIFAR-10",
     load: (split, dataDir) => {
+      dataDir ??= existsSync(DEFAULT_CIFAR_DIR) ? DEFAULT_CIFAR_DIR : undefined;
       if (!dataDir) {
         throw new VaeguardError(
           "CIFAR-10 is not installed: run `vaeguard data fetch cifar10` on a machine with internet access, or pass --data-dir with the binary version's files",
@@ -129,7 +142,10 @@ function gridCells(g: GridSample, classNames: string[], defenses: Defense[]): Gr
   const img = (data: Float32Array) => ({ width: w, height: h, channels: c as 1 | 3, data });
   return g.original.map((o, i) => [
     { image: img(o.data), caption: `original\ntrue ${classNames[o.label]}, pred ${classNames[o.prediction]}` },
-    { image: img(g.adversarial[i].data), caption: `${g.attack} eps ${g.epsilon}\npred ${classNames[g.adversarial[i].prediction]}` },
+    {
+      image: img(g.adversarial[i].data),
+      caption: `${g.attack} eps ${g.epsilon}\npred ${classNames[g.adversarial[i].prediction]}`,
+    },
     ...defenses.map((d) => ({
       image: img(g.defended[d.name][i].data),
       caption: `${d.name}\npred ${classNames[g.defended[d.name][i].prediction]}`,
@@ -137,7 +153,9 @@ function gridCells(g: GridSample, classNames: string[], defenses: Defense[]): Gr
   ]);
 }
 
-export async function reproduceSmall(o: ReproduceOptions): Promise<{ rows: ResultRow[]; paths: BundlePaths; cleanAccuracy: number }> {
+export async function reproduceSmall(
+  o: ReproduceOptions,
+): Promise<{ rows: ResultRow[]; paths: BundlePaths; cleanAccuracy: number }> {
   const log = o.log ?? ((l: string) => process.stderr.write(l + "\n"));
   const recipe = RECIPES[o.dataset];
   const t0 = performance.now();
@@ -199,7 +217,14 @@ export async function reproduceSmall(o: ReproduceOptions): Promise<{ rows: Resul
     batchSize: o.evalBatchSize,
     passes: o.passes,
     resultsFile: join(o.outDir, `sweep-${mode}.json`),
-    fingerprint: { dataset: o.dataset, test: test.source, seed: o.seed, quick: o.quick, beta: o.beta, recon: o.reconstruction },
+    fingerprint: {
+      dataset: o.dataset,
+      test: test.source,
+      seed: o.seed,
+      quick: o.quick,
+      beta: o.beta,
+      recon: o.reconstruction,
+    },
     gridImages: 6,
     gridEpsilon: gridEps,
     quiet: o.quiet,
@@ -228,6 +253,7 @@ export async function reproduceSmall(o: ReproduceOptions): Promise<{ rows: Resul
   const notes = [
     `Classifier (${recipe.title} CNN of Table 1): clean top-1 accuracy ${cleanAccuracy.toFixed(4)} on ${datasetSize(test)} test images.`,
     `VAE (Table 2 encoder, latent ${VAE_PRESETS[recipe.vaePreset].latentDim}): beta ${o.beta}, ${o.reconstruction.toUpperCase()} reconstruction, latent noise clipped to [-5, 5].`,
+    `Test data: ${test.source}.`,
     `Training data: ${datasetSize(train)} images (${train.source}); validation: ${datasetSize(split.validation)} held-out training images.`,
     `Time: training or loading models ${trainSeconds.toFixed(0)} s, evaluation ${evalSeconds.toFixed(0)} s.`,
     `Randomized defenses are scored as the mean over ${o.passes} forward pass(es); ± is the standard deviation over passes.`,
@@ -238,7 +264,7 @@ export async function reproduceSmall(o: ReproduceOptions): Promise<{ rows: Resul
   const paths = await writeReportBundle(o.outDir, {
     title: `vaeguard: ${recipe.title} reproduction of Luo & Pfister (2018)`,
     metadata: {
-      dataset: `${recipe.title} test set (${test.source})`,
+      dataset: `${recipe.title} test set`,
       labelSource: recipe.labelSource,
       samples: datasetSize(test),
       seed: o.seed,
@@ -250,7 +276,12 @@ export async function reproduceSmall(o: ReproduceOptions): Promise<{ rows: Resul
     },
     rows,
     defenses: defenses.map((d) => d.name),
-    grid: grid ? { cells: gridCells(grid, test.classNames, defenses), caption: `First test images at ${grid.attack} eps ${grid.epsilon}` } : undefined,
+    grid: grid
+      ? {
+          cells: gridCells(grid, test.classNames, defenses),
+          caption: `First test images at ${grid.attack} eps ${grid.epsilon}`,
+        }
+      : undefined,
     notes,
     paperComparisons,
   });

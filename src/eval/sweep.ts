@@ -19,7 +19,7 @@ import type { Attack, AttackableModel } from "../attacks/types.js";
 import type { Defense } from "../defenses/types.js";
 import type { ImageClassifier } from "../models/classifiers.js";
 import type { AttackMode, ResultRow } from "../report/types.js";
-import { batches, batchCount, datasetSize, type ImageDataset } from "../data/index.js";
+import { batches, datasetSize, type ImageDataset } from "../data/index.js";
 import { writeJsonAtomic } from "../io/atomic.js";
 import { progress } from "../cli/common.js";
 import { countCorrect, meanStd, relativeL2 } from "./metrics.js";
@@ -75,7 +75,8 @@ interface SerializedGrid extends Omit<GridSample, "original" | "adversarial" | "
 }
 
 function serializeGrid(g: GridSample): SerializedGrid {
-  const conv = <T extends { data: Float32Array }>(xs: T[]) => xs.map((x) => ({ ...x, data: Array.from(x.data, (v) => Math.round(v * 1e4) / 1e4) }));
+  const conv = <T extends { data: Float32Array }>(xs: T[]) =>
+    xs.map((x) => ({ ...x, data: Array.from(x.data, (v) => Math.round(v * 1e4) / 1e4) }));
   return {
     ...g,
     original: conv(g.original),
@@ -110,7 +111,9 @@ function loadResults(path: string, fingerprint: Record<string, unknown>): Result
     throw new VaeguardError(`${path}: not a vaeguard results file; delete it or pass --restart`);
   }
   if (JSON.stringify(parsed.fingerprint) !== JSON.stringify(fingerprint)) {
-    throw new VaeguardError(`${path}: was made with other settings (data, models or attacks); delete it or pass --restart`);
+    throw new VaeguardError(
+      `${path}: was made with other settings (data, models or attacks); delete it or pass --restart`,
+    );
   }
   return parsed;
 }
@@ -136,7 +139,12 @@ function adaptiveView(defense: Defense, classifier: ImageClassifier): Attackable
   };
 }
 
-async function classifyDefended(classifier: ImageClassifier, defense: Defense, x: Tensor, labels: Tensor): Promise<{ correct: number; predictions: Int32Array; purified: Tensor }> {
+async function classifyDefended(
+  classifier: ImageClassifier,
+  defense: Defense,
+  x: Tensor,
+  labels: Tensor,
+): Promise<{ correct: number; predictions: Int32Array; purified: Tensor }> {
   const purified = await defense.apply(x);
   const { correct, predictions } = tidy(() =>
     noGrad(() => {
@@ -185,8 +193,6 @@ export async function sweep(opts: SweepOptions): Promise<{ rows: ResultRow[]; gr
       } satisfies ResultsFile);
     }
   };
-  const n = datasetSize(opts.data);
-  const perEps = batchCount(n, opts.batchSize);
   const wasTraining = opts.classifier.training;
   opts.classifier.eval();
   try {
@@ -199,7 +205,7 @@ export async function sweep(opts: SweepOptions): Promise<{ rows: ResultRow[]; gr
           continue;
         }
         const wantGrid = opts.gridImages && !grid && eps === opts.gridEpsilon;
-        const row = await evaluatePoint(opts, spec, eps, perEps, wantGrid ? (g) => (grid = g) : undefined);
+        const row = await evaluatePoint(opts, spec, eps, wantGrid ? (g) => (grid = g) : undefined);
         rows.push(row);
         save();
         const accs = Object.entries(row.accuracy)
@@ -218,12 +224,13 @@ async function evaluatePoint(
   opts: SweepOptions,
   spec: AttackSpec,
   eps: number,
-  perEps: number,
   onGrid?: (g: GridSample) => void,
 ): Promise<ResultRow> {
   const { classifier, defenses, mode } = opts;
   const n = datasetSize(opts.data);
-  const correct = new Map<string, number[]>(defenses.map((d) => [d.name, new Array(d.randomized ? opts.passes : 1).fill(0)]));
+  const correct = new Map<string, number[]>(
+    defenses.map((d) => [d.name, new Array(d.randomized ? opts.passes : 1).fill(0)]),
+  );
   const l2 = new Map<string, number>(defenses.map((d) => [d.name, 0]));
   let l2Shared = 0;
   const grayAttack = mode === "gray-box" && eps > 0 ? spec.make(classifier, eps) : undefined;
@@ -231,7 +238,7 @@ async function evaluatePoint(
   if (mode === "adaptive" && eps > 0) {
     for (const d of defenses) adaptiveAttacks.set(d.name, spec.make(adaptiveView(d, classifier), eps));
   }
-  const bar = progress(`${spec.name} eps ${eps}`, perEps, "batches", opts.quiet);
+  const bar = progress(`${spec.name} eps ${eps}`, n, "images", opts.quiet);
   let b = 0;
   for (const batch of batches(opts.data, { batchSize: opts.batchSize })) {
     const { x, y } = batch;
@@ -243,7 +250,9 @@ async function evaluatePoint(
       }
       const gridDefended: GridSample["defended"] = {};
       for (const d of defenses) {
-        const adv = shared ?? (adaptiveAttacks.get(d.name) ? keep(await adaptiveAttacks.get(d.name)!.generate(x, y)) : keep(x.clone()));
+        const adv =
+          shared ??
+          (adaptiveAttacks.get(d.name) ? keep(await adaptiveAttacks.get(d.name)!.generate(x, y)) : keep(x.clone()));
         try {
           if (!shared) l2.set(d.name, l2.get(d.name)! + relativeL2(x, adv).reduce((a, v) => a + v, 0));
           const counts = correct.get(d.name)!;
@@ -286,7 +295,7 @@ async function evaluatePoint(
       y.dispose();
     }
     b++;
-    bar.update(b);
+    bar.update(Math.min(b * opts.batchSize, n));
   }
   bar.stop();
   const accuracy: Record<string, number> = {};
@@ -294,7 +303,7 @@ async function evaluatePoint(
   for (const d of defenses) {
     const { mean, std: s } = meanStd(correct.get(d.name)!.map((c) => c / n));
     accuracy[d.name] = mean;
-    if (d.randomized) std[d.name] = s;
+    if (d.randomized && opts.passes > 1) std[d.name] = s;
   }
   const row: ResultRow = { attack: spec.name, mode, epsilon: eps, relL2: 0, accuracy };
   if (Object.keys(std).length > 0) row.std = std;

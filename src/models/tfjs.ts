@@ -224,7 +224,10 @@ function decodeWeights(
           );
         }
         if (q.dtype !== "float16" && (typeof q.scale !== "number" || typeof q.min !== "number")) {
-          throw new CheckpointError(file, `weight '${spec.name}': ${q.dtype} quantization needs numbers 'scale' and 'min'`);
+          throw new CheckpointError(
+            file,
+            `weight '${spec.name}': ${q.dtype} quantization needs numbers 'scale' and 'min'`,
+          );
         }
         bytes = n * QUANT_BYTES[q.dtype];
       } else {
@@ -425,6 +428,19 @@ const ACTIVATIONS: Record<string, Activation> = {
   softsign: (x) => x.div(x.abs().add(1)),
   // Keras 2 and TF.js definition (Keras 3 changed it to relu6(x + 3) / 6).
   hard_sigmoid: (x) => x.mul(0.2).add(0.5).clamp(0, 1),
+  hardSigmoid: (x) => x.mul(0.2).add(0.5).clamp(0, 1),
+  mish: (x) => x.mul(x.softplus().tanh()),
+  // The tanh approximation (TF.js "gelu_new"); the exact "gelu" needs erf, which the engine lacks.
+  gelu_new: (x) =>
+    x.mul(0.5).mul(
+      x
+        .pow(3)
+        .mul(0.044715)
+        .add(x)
+        .mul(Math.sqrt(2 / Math.PI))
+        .tanh()
+        .add(1),
+    ),
   exponential: (x) => x.exp(),
   leaky_relu: (x) => x.leakyRelu(0.2),
 };
@@ -469,7 +485,8 @@ abstract class KerasLayer extends Module {
   }
   protected image(inputs: Tensor[]): Tensor {
     const x = this.one(inputs);
-    if (x.rank !== 4) throw new ShapeError(`${this.className} needs an image input [N, H, W, C] but the input has rank ${x.rank}`);
+    if (x.rank !== 4)
+      throw new ShapeError(`${this.className} needs an image input [N, H, W, C] but the input has rank ${x.rank}`);
     return x;
   }
 }
@@ -637,7 +654,10 @@ class DenseLayer extends KerasLayer {
     const units = cfg.int("units", undefined, 1);
     this.activation = lookupActivation(cfg.c.activation, name, ctx.file);
     // [in, out] -> [out, in]
-    this.weight = this.registerParameter("weight", weightTensor(takeWeight(ctx, name, "Dense", "kernel", [null, units]), [1, 0]));
+    this.weight = this.registerParameter(
+      "weight",
+      weightTensor(takeWeight(ctx, name, "Dense", "kernel", [null, units]), [1, 0]),
+    );
     this.bias = cfg.bool("use_bias", true)
       ? this.registerParameter("bias", weightTensor(takeWeight(ctx, name, "Dense", "bias", [units])))
       : null;
@@ -764,11 +784,7 @@ class Pool2DLayer extends KerasLayer {
   readonly size: [number, number];
   readonly stride: [number, number];
   readonly pad: "same" | "valid";
-  constructor(
-    name: string,
-    cls: "MaxPooling2D" | "AveragePooling2D",
-    cfg: Cfg,
-  ) {
+  constructor(name: string, cls: "MaxPooling2D" | "AveragePooling2D", cfg: Cfg) {
     super(name, cls);
     cfg.channelsLast();
     this.size = cfg.pair("pool_size", [2, 2]);
@@ -791,7 +807,8 @@ class Pool2DLayer extends KerasLayer {
     if (max) return F.maxPool2d(x.pad([l, r, t, b], "constant", -Infinity), k, { stride: s });
     // TF's "same" average excludes the padding from the count: divide by the pooled mask of real pixels.
     const sums = F.avgPool2d(x.pad([l, r, t, b]), k, { stride: s });
-    const counts = F.avgPool2d(zeros([1, 1, x.dims[2], x.dims[3]]).add(1).pad([l, r, t, b]), k, { stride: s });
+    const ones = zeros([1, 1, x.dims[2], x.dims[3]], { device: x.device }).add(1);
+    const counts = F.avgPool2d(ones.pad([l, r, t, b]), k, { stride: s });
     return sums.div(counts);
   }
 }
@@ -833,8 +850,12 @@ class Cropping2DLayer extends KerasLayer {
     const x = this.image(inputs);
     const [t, b, l, r] = this.crops;
     const [, , h, w] = x.dims;
-    if (t + b >= h || l + r >= w) throw new ShapeError(`cropping ${fmt(this.crops)} leaves nothing of a ${h}x${w} input`);
-    return x.narrow(2, t, h - t - b).narrow(3, l, w - l - r).contiguous();
+    if (t + b >= h || l + r >= w)
+      throw new ShapeError(`cropping ${fmt(this.crops)} leaves nothing of a ${h}x${w} input`);
+    return x
+      .narrow(2, t, h - t - b)
+      .narrow(3, l, w - l - r)
+      .contiguous();
   }
 }
 
@@ -845,7 +866,8 @@ class MergeLayer extends KerasLayer {
     super(name, cls);
   }
   call(inputs: Tensor[]): Tensor {
-    if (inputs.length < 2) throw new ShapeError(`${this.className} needs at least two inputs but received ${inputs.length}`);
+    if (inputs.length < 2)
+      throw new ShapeError(`${this.className} needs at least two inputs but received ${inputs.length}`);
     const op = this.className as MergeOp;
     if (op === "Subtract") {
       if (inputs.length !== 2) throw new ShapeError(`Subtract needs exactly two inputs but received ${inputs.length}`);
@@ -854,7 +876,13 @@ class MergeLayer extends KerasLayer {
     let acc = inputs[0];
     for (const x of inputs.slice(1)) {
       acc =
-        op === "Multiply" ? acc.mul(x) : op === "Maximum" ? acc.maximum(x) : op === "Minimum" ? acc.minimum(x) : acc.add(x);
+        op === "Multiply"
+          ? acc.mul(x)
+          : op === "Maximum"
+            ? acc.maximum(x)
+            : op === "Minimum"
+              ? acc.minimum(x)
+              : acc.add(x);
     }
     if (op === "Average") return acc.div(inputs.length);
     return acc === inputs[0] ? alias(acc) : acc;
@@ -1109,7 +1137,10 @@ function kerasShape(t: Tensor): number[] {
 function inboundRefs(node: unknown, layer: string, file: string): [string, number, number][] {
   const refs: [string, number, number][] = [];
   const bad = (): never => {
-    throw new CheckpointError(file, `layer '${layer}' has an inbound node that cannot be read: ${JSON.stringify(node)}`);
+    throw new CheckpointError(
+      file,
+      `layer '${layer}' has an inbound node that cannot be read: ${JSON.stringify(node)}`,
+    );
   };
   if (Array.isArray(node)) {
     // Keras 2: [[name, nodeIndex, tensorIndex, kwargs], ...]
@@ -1172,7 +1203,11 @@ function buildGraph(modelJson: Json, owner: LayerOwner, ctx: LayerContext): Grap
     owner.adoptLayer(key, layer);
   };
   if (cls === "Sequential") {
-    const layers = Array.isArray(config) ? config : isObj(config) && Array.isArray(config.layers) ? config.layers : null;
+    const layers = Array.isArray(config)
+      ? config
+      : isObj(config) && Array.isArray(config.layers)
+        ? config.layers
+        : null;
     if (!layers) throw new CheckpointError(ctx.file, `${where}: Sequential config has no layer list`);
     const nodes: GraphNode[] = [];
     let inputShape: (number | null)[] | null = null;
@@ -1198,7 +1233,10 @@ function buildGraph(modelJson: Json, owner: LayerOwner, ctx: LayerContext): Grap
     return new Graph(nodes, 0, prev, inputShape, ctx.file);
   }
   if (cls !== "Model" && cls !== "Functional") {
-    throw new CheckpointError(ctx.file, `${where}: model class '${String(cls)}' is not supported (expected Model, Functional or Sequential)`);
+    throw new CheckpointError(
+      ctx.file,
+      `${where}: model class '${String(cls)}' is not supported (expected Model, Functional or Sequential)`,
+    );
   }
   if (!isObj(config) || !Array.isArray(config.layers)) {
     throw new CheckpointError(ctx.file, `${where}: the model config has no layer list`);
@@ -1216,7 +1254,8 @@ function buildGraph(modelJson: Json, owner: LayerOwner, ctx: LayerContext): Grap
     }
     const lc = isObj(lj.config) ? lj.config : {};
     const name = typeof lj.name === "string" ? lj.name : (lc.name as string);
-    if (typeof name !== "string") throw new CheckpointError(ctx.file, `${where}: a '${lj.class_name}' layer has no name`);
+    if (typeof name !== "string")
+      throw new CheckpointError(ctx.file, `${where}: a '${lj.class_name}' layer has no name`);
     if (layerByName.has(name)) throw new CheckpointError(ctx.file, `${where}: two layers are named '${name}'`);
     if (lj.class_name === "InputLayer") {
       layerByName.set(name, null);
@@ -1240,11 +1279,17 @@ function buildGraph(modelJson: Json, owner: LayerOwner, ctx: LayerContext): Grap
   for (const p of pending) {
     nodes[p.id].inputs = p.refs.map(([ln, ni, ti]) => {
       if (ti !== 0) {
-        throw new CheckpointError(ctx.file, `layer '${p.layer}' uses output ${ti} of layer '${ln}'; only single-output layers are supported`);
+        throw new CheckpointError(
+          ctx.file,
+          `layer '${p.layer}' uses output ${ti} of layer '${ln}'; only single-output layers are supported`,
+        );
       }
       const id = nodeOf.get(key(ln, ni));
       if (id === undefined) {
-        throw new CheckpointError(ctx.file, `layer '${p.layer}' takes its input from '${ln}' (node ${ni}), which is not in the model`);
+        throw new CheckpointError(
+          ctx.file,
+          `layer '${p.layer}' takes its input from '${ln}' (node ${ni}), which is not in the model`,
+        );
       }
       return id;
     });
@@ -1262,9 +1307,11 @@ function buildGraph(modelJson: Json, owner: LayerOwner, ctx: LayerContext): Grap
     throw new CheckpointError(ctx.file, `${where}: input layer '${inRef[0]}' is not an InputLayer of the model`);
   }
   const outputNode = nodeOf.get(key(outRef[0], outRef[1]));
-  if (outputNode === undefined) throw new CheckpointError(ctx.file, `${where}: output layer '${outRef[0]}' is not in the model`);
+  if (outputNode === undefined)
+    throw new CheckpointError(ctx.file, `${where}: output layer '${outRef[0]}' is not in the model`);
   const inputShape = inputLayers.get(inRef[0]);
-  if (!inputShape) throw new CheckpointError(ctx.file, `${where}: input layer '${inRef[0]}' does not declare its shape`);
+  if (!inputShape)
+    throw new CheckpointError(ctx.file, `${where}: input layer '${inRef[0]}' does not declare its shape`);
   const g = new Graph(nodes, inputNode, outputNode, inputShape, ctx.file);
   g.order(); // checks for cycles and for an output that ignores the input
   return g;
@@ -1272,7 +1319,10 @@ function buildGraph(modelJson: Json, owner: LayerOwner, ctx: LayerContext): Grap
 
 // ---------------------------------------------------------------- the model
 
-function resolveScaling(s: InputScalingName | InputScaling | undefined, channels: number): {
+function resolveScaling(
+  s: InputScalingName | InputScaling | undefined,
+  channels: number,
+): {
   bgr: boolean;
   scale: number[];
   offset: number[];
@@ -1295,8 +1345,13 @@ function resolveScaling(s: InputScalingName | InputScaling | undefined, channels
     return fail(`a number or ${channels} numbers`, `inputScaling.${name}`, v);
   };
   const order = checkOneOf(spec.channelOrder ?? "rgb", "inputScaling.channelOrder", ["rgb", "bgr"] as const);
-  if (order === "bgr" && channels !== 3) fail("\"rgb\" for a model without 3 channels", "inputScaling.channelOrder", order);
-  return { bgr: order === "bgr", scale: perChannel(spec.scale, 1, "scale"), offset: perChannel(spec.offset, 0, "offset") };
+  if (order === "bgr" && channels !== 3)
+    fail('"rgb" for a model without 3 channels', "inputScaling.channelOrder", order);
+  return {
+    bgr: order === "bgr",
+    scale: perChannel(spec.scale, 1, "scale"),
+    offset: perChannel(spec.offset, 0, "offset"),
+  };
 }
 
 /** A TF.js Layers model rebuilt on the engine. Inputs are images [N, C, H, W] in [0, 1]; starts in eval mode. */
@@ -1315,8 +1370,8 @@ export class TfjsLayersModel extends Module implements ImageClassifier, LayerOwn
   readonly userDefinedMetadata: Record<string, unknown> | undefined;
   readonly scaling: { bgr: boolean; scale: number[]; offset: number[] };
   private readonly graph: Graph;
-  private readonly scaleT: Tensor | null;
-  private readonly offsetT: Tensor | null;
+  private scaleT: Tensor | null;
+  private offsetT: Tensor | null;
 
   /** @internal use loadTfjsLayersModel or tfjsModelFromArtifacts */
   constructor(json: TfjsModelJson, readShard: (path: string) => Uint8Array, options: TfjsImportOptions = {}) {
@@ -1349,13 +1404,19 @@ export class TfjsLayersModel extends Module implements ImageClassifier, LayerOwn
         if (unused.length > 0) {
           throw new CheckpointError(
             file,
-            `${unused.length} weight(s) in the manifest belong to no layer of the model: ${unused.slice(0, 5).map((n) => `'${n}'`).join(", ")}${unused.length > 5 ? ", ..." : ""}`,
+            `${unused.length} weight(s) in the manifest belong to no layer of the model: ${unused
+              .slice(0, 5)
+              .map((n) => `'${n}'`)
+              .join(", ")}${unused.length > 5 ? ", ..." : ""}`,
           );
         }
       }
       const ks = this.graph.inputShape;
       if (ks.length !== 3) {
-        throw new CheckpointError(file, `the model input has shape ${fmt(ks)}; an image classifier needs [height, width, channels]`);
+        throw new CheckpointError(
+          file,
+          `the model input has shape ${fmt(ks)}; an image classifier needs [height, width, channels]`,
+        );
       }
       let shape: [number, number, number];
       if (options.inputShape) {
@@ -1366,7 +1427,9 @@ export class TfjsLayersModel extends Module implements ImageClassifier, LayerOwn
         const keras = [s[1], s[2], s[0]];
         keras.forEach((d, i) => {
           if (ks[i] !== null && ks[i] !== d) {
-            throw new ArgumentError(`inputShape ${fmt(s)} does not fit the model's input ${fmt(ks)} (height, width, channels)`);
+            throw new ArgumentError(
+              `inputShape ${fmt(s)} does not fit the model's input ${fmt(ks)} (height, width, channels)`,
+            );
           }
         });
         shape = [s[0], s[1], s[2]];
@@ -1394,13 +1457,18 @@ export class TfjsLayersModel extends Module implements ImageClassifier, LayerOwn
       } else {
         this.outputsLogits = final.activation === "linear";
       }
-      this.layers = this.graph.order().flatMap((n) => (n.layer ? [{ name: n.layer.kerasName, className: n.layer.className }] : []));
+      this.layers = this.graph
+        .order()
+        .flatMap((n) => (n.layer ? [{ name: n.layer.kerasName, className: n.layer.className }] : []));
       this.eval();
       // One probe run on zeros: finds the number of classes and any shape that does not fit.
       const out = noGrad(() => tidy(() => this.graph.run(zeros([1, ...shape]))));
       try {
         if (out.rank !== 2) {
-          throw new CheckpointError(file, `the model output has shape ${fmt(kerasShape(out))}; a classifier needs [N, classes]`);
+          throw new CheckpointError(
+            file,
+            `the model output has shape ${fmt(kerasShape(out))}; a classifier needs [N, classes]`,
+          );
         }
         this.numClasses = out.dims[1];
       } finally {
@@ -1441,10 +1509,7 @@ export class TfjsLayersModel extends Module implements ImageClassifier, LayerOwn
         },
       };
     }
-    if (
-      (layer instanceof DenseLayer || layer instanceof Conv2DLayer || layer instanceof ActivationLayer) &&
-      usedOnce
-    ) {
+    if ((layer instanceof DenseLayer || layer instanceof Conv2DLayer || layer instanceof ActivationLayer) && usedOnce) {
       const name = layer.activation.name;
       return {
         activation: name,
@@ -1462,6 +1527,14 @@ export class TfjsLayersModel extends Module implements ImageClassifier, LayerOwn
     const [c, h, w] = this.inputShape;
     if (x.rank !== 4 || x.dims[1] !== c || x.dims[2] !== h || x.dims[3] !== w) {
       throw new ShapeError(`TfjsLayersModel: expected images [N, ${c}, ${h}, ${w}] but received ${fmt(x.dims)}`);
+    }
+    if (this.scaleT && this.offsetT && this.scaleT.device !== x.device) {
+      // The scaling constants are not parameters; they follow the input to its device.
+      const [s, o] = [this.scaleT, this.offsetT];
+      this.scaleT = keep(noGrad(() => s.to(x.device)));
+      this.offsetT = keep(noGrad(() => o.to(x.device)));
+      s.dispose();
+      o.dispose();
     }
     return tidy(() => {
       let input = x;
@@ -1528,7 +1601,10 @@ export function shardReader(modelJsonFile: string): (path: string) => Uint8Array
     if (rel.startsWith("..") || isAbsolute(rel) || rel === "") {
       throw new CheckpointError(modelJsonFile, `weight shard '${p}' lies outside the model folder ${dir}`);
     }
-    const buf = readFileOr(real, (m, cause) => new CheckpointError(modelJsonFile, `weight shard '${p}': ${m}`, { cause }));
+    const buf = readFileOr(
+      real,
+      (m, cause) => new CheckpointError(modelJsonFile, `weight shard '${p}': ${m}`, { cause }),
+    );
     return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
   };
 }

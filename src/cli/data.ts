@@ -1,0 +1,39 @@
+/** `vaeguard data fetch <dataset>`: the only command that downloads anything. */
+import type { Command } from "commander";
+import { resolve } from "node:path";
+import { fetchDataset, REMOTE_DATASETS } from "../data/fetch.js";
+import { progress, runAction, UsageError } from "./common.js";
+
+export function register(program: Command): void {
+  const data = program
+    .command("data")
+    .description("data sets that cannot come from a package: download, verify, extract");
+  data
+    .command("fetch")
+    .description("download a data set's official archive, verify its checksum and extract it (needs internet access)")
+    .argument("<dataset>", `one of ${Object.keys(REMOTE_DATASETS).join(", ")}`)
+    .option("--data-root <dir>", "where data sets are kept", "data")
+    .option("--archive <file>", "use an archive downloaded by hand instead of the network")
+    .option("--timeout <seconds>", "seconds to wait for the server", "30")
+    .action((name: string, opts: { dataRoot: string; archive?: string; timeout: string }) =>
+      runAction(async () => {
+        if (!(name in REMOTE_DATASETS)) {
+          throw new UsageError(
+            `Expected one of ${Object.keys(REMOTE_DATASETS).join(", ")} for dataset but received ${JSON.stringify(name)}`,
+          );
+        }
+        let bar: ReturnType<typeof progress> | undefined;
+        const dir = await fetchDataset(name, {
+          dataRoot: resolve(opts.dataRoot),
+          archive: opts.archive,
+          timeoutSeconds: Number(opts.timeout),
+          onProgress: (got, total) => {
+            if (!bar && total) bar = progress(`download ${name}`, Math.ceil(total / 1e6), "MB");
+            bar?.update(Math.floor(got / 1e6));
+          },
+        });
+        bar?.stop();
+        console.log(`${REMOTE_DATASETS[name].name} is in ${dir}; use it with --data-dir ${dir}`);
+      }),
+    );
+}
