@@ -17,6 +17,7 @@ import type { Tensor } from "../core/tensor.js";
 import { VaeguardError } from "../core/errors.js";
 import type { Attack, AttackableModel } from "../attacks/types.js";
 import type { Defense } from "../defenses/types.js";
+import { DefendedModel } from "../defenses/defended-model.js";
 import type { ImageClassifier } from "../models/classifiers.js";
 import type { AttackMode, ResultRow } from "../report/types.js";
 import { batches, datasetSize, type ImageDataset } from "../data/index.js";
@@ -118,27 +119,6 @@ function loadResults(path: string, fingerprint: Record<string, unknown>): Result
   return parsed;
 }
 
-/** The model an attack sees in adaptive mode: the defense's attack view, then the classifier. */
-function adaptiveView(defense: Defense, classifier: ImageClassifier): AttackableModel {
-  return {
-    async forward(x: Tensor) {
-      const v = await defense.attackView(x);
-      try {
-        return classifier.forward(v);
-      } finally {
-        v.dispose();
-      }
-    },
-    get training() {
-      return classifier.training;
-    },
-    train(on = true) {
-      return classifier.train(on);
-    },
-    randomized: defense.randomized,
-  };
-}
-
 async function classifyDefended(
   classifier: ImageClassifier,
   defense: Defense,
@@ -236,7 +216,7 @@ async function evaluatePoint(
   const grayAttack = mode === "gray-box" && eps > 0 ? spec.make(classifier, eps) : undefined;
   const adaptiveAttacks = new Map<string, Attack>();
   if (mode === "adaptive" && eps > 0) {
-    for (const d of defenses) adaptiveAttacks.set(d.name, spec.make(adaptiveView(d, classifier), eps));
+    for (const d of defenses) adaptiveAttacks.set(d.name, spec.make(new DefendedModel(d, classifier, { view: "adaptive" }), eps));
   }
   const bar = progress(`${spec.name} eps ${eps}`, n, "images", opts.quiet);
   let b = 0;
