@@ -16,7 +16,8 @@
  * transparency flattened onto white, converted to sRGB.
  *
  * Every file is checked: a file that is not a PNG or JPEG, cannot be read or
- * decoded, or has no label is reported by name with a DataError. No file
+ * decoded, or has no label is reported by name with a DataError (hidden
+ * files, whose names start with ".", are passed over). No file
  * outside the data folder is read: paths are resolved with their symbolic
  * links, and CSV entries or links that lead outside are rejected.
  */
