@@ -56,3 +56,20 @@ export function benchClassifier(
   y.dispose();
   return out;
 }
+
+/** Images/s of a VAE's Adam training step (reconstruction + beta * KL) and of a deterministic reconstruction. */
+export function benchVae(vae: import("../src/models/vae.js").ConvVae, batch: number, seconds: number): Record<string, number> {
+  const x = rand([batch, ...vae.inputShape]);
+  const opt = new Adam(vae.parameters(), { lr: 1e-3 });
+  const trainStep = () =>
+    tidy(() => {
+      opt.zeroGrad();
+      vae.loss(x, { beta: 0.01, reconstruction: "bce" }).loss.backward();
+      opt.step();
+    });
+  const reconstruct = () => tidy(() => noGrad(() => vae.reconstruct(x, { deterministic: true })));
+  const out = { train: batch * timeit(trainStep, seconds), reconstruct: batch * timeit(reconstruct, seconds) };
+  opt.dispose();
+  x.dispose();
+  return out;
+}

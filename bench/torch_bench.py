@@ -54,6 +54,54 @@ class Cifar10Cnn(nn.Module):
         return self.fc(self.features(x).flatten(1))
 
 
+class MnistVae(nn.Module):
+    """vaeguard's VAE_PRESETS.mnist: conv16+pool, conv8+pool, latent 256; mirrored decoder."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc0 = nn.Conv2d(1, 16, 3, padding=1)
+        self.enc1 = nn.Conv2d(16, 8, 3, padding=1)
+        self.fcMu = nn.Linear(392, 256)
+        self.fcLogvar = nn.Linear(392, 256)
+        self.fcDec = nn.Linear(256, 392)
+        self.dec0 = nn.ConvTranspose2d(8, 16, 3, padding=1)
+        self.dec1 = nn.ConvTranspose2d(16, 1, 3, padding=1)
+
+    def encode(self, x):
+        h = F.max_pool2d(F.relu(self.enc0(x)), 2)
+        h = F.max_pool2d(F.relu(self.enc1(h)), 2).flatten(1)
+        return self.fcMu(h), self.fcLogvar(h)
+
+    def decode(self, z):
+        h = F.relu(self.fcDec(z)).reshape(-1, 8, 7, 7)
+        h = F.relu(self.dec0(F.interpolate(h, scale_factor=2)))
+        return torch.sigmoid(self.dec1(F.interpolate(h, scale_factor=2)))
+
+    def loss(self, x, beta=0.01):
+        mu, lv = self.encode(x)
+        z = mu + torch.exp(0.5 * lv) * torch.randn_like(mu).clamp(-5, 5)
+        n = x.shape[0]
+        rec = F.binary_cross_entropy(self.decode(z), x, reduction="sum") / n
+        kl = -0.5 * (1 + lv - mu**2 - lv.exp()).sum() / n
+        return rec + beta * kl
+
+
+def bench_vae(vae, batch, seconds):
+    x = torch.rand(batch, 1, 28, 28)
+    opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
+
+    def train_step():
+        opt.zero_grad()
+        vae.loss(x).backward()
+        opt.step()
+
+    def reconstruct():
+        with torch.no_grad():
+            vae.decode(vae.encode(x)[0])
+
+    return {"train": batch * timeit(train_step, seconds), "reconstruct": batch * timeit(reconstruct, seconds)}
+
+
 def timeit(fn, seconds):
     fn()  # warm-up
     n = 0
@@ -110,6 +158,9 @@ def main():
     if "cifar10" in which:
         for k, v in bench_classifier(Cifar10Cnn(), (3, 32, 32), 128, seconds).items():
             out["cifar10." + k] = v
+    if "vae" in which:
+        for k, v in bench_vae(MnistVae(), 128, seconds).items():
+            out["mnist-vae." + k] = v
     print(json.dumps(out))
 
 
