@@ -2,7 +2,9 @@
 #include "common.h"
 
 #include <ATen/Parallel.h>
+#include <cmath>
 #include <cstring>
+#include <limits>
 
 namespace vg {
 
@@ -85,7 +87,13 @@ bool IsTensor(const Napi::Value& v) {
 
 static torch::Tensor& TensorOf(const Napi::Value& v, const std::string& what) {
   if (!IsTensor(v)) throw ArgError("expected a tensor for " + what);
-  JsTensor* jt = JsTensor::Unwrap(v.As<Napi::Object>());
+  // An object made with Object.create(NativeTensor.prototype) passes the
+  // instanceof test but wraps nothing: reject it with a named error rather
+  // than node-addon-api's anonymous "Invalid argument".
+  void* wrapped = nullptr;
+  if (napi_unwrap(v.Env(), v, &wrapped) != napi_ok || wrapped == nullptr)
+    throw ArgError("expected a tensor for " + what + " but received an object that only inherits from NativeTensor");
+  JsTensor* jt = static_cast<JsTensor*>(wrapped);
   if (!jt->Defined()) throw ArgError("tensor for " + what + " was disposed");
   return jt->Get();
 }
@@ -168,7 +176,16 @@ std::string ArgString(const Napi::CallbackInfo& info, size_t i, const char* name
 c10::Scalar ArgScalar(const Napi::CallbackInfo& info, size_t i, const char* name) {
   const Napi::Value& v = info[i];
   if (v.IsBoolean()) return c10::Scalar(v.As<Napi::Boolean>().Value());
-  if (v.IsNumber()) return c10::Scalar(v.As<Napi::Number>().DoubleValue());
+  if (v.IsNumber()) {
+    // JavaScript has one number type. An integral value becomes an integer
+    // scalar, as the literal 1 is in PyTorch, so that int tensors stay
+    // integral (int64 + 1 is int64, and int64.add_(1) is allowed); float
+    // tensors are unaffected by type promotion. -0 stays a double.
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (std::isfinite(d) && d == std::trunc(d) && std::fabs(d) <= 9007199254740992.0 && !(d == 0 && std::signbit(d)))
+      return c10::Scalar(static_cast<int64_t>(d));
+    return c10::Scalar(d);
+  }
   if (v.IsBigInt()) return c10::Scalar(IntOf(v, Pos(i, name)));
   throw ArgError("expected a number for " + Pos(i, name));
 }
@@ -321,7 +338,8 @@ static Napi::Value Item(const Napi::CallbackInfo& info) {
 // ---- process-wide settings
 static Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   int64_t n = ArgInt(info, 0, "threads");
-  if (n < 1) throw ArgError("threads must be at least 1");
+  // Checked before the narrowing to int, which would turn 2^32 + 1 into 1.
+  if (n < 1 || n > std::numeric_limits<int>::max()) throw ArgError("threads must be between 1 and 2147483647");
   torch::set_num_threads(static_cast<int>(n));
   return info.Env().Undefined();
 }
