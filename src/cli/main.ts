@@ -3,6 +3,8 @@ import { Command } from "commander";
 import { register as registerInfo } from "./info.js";
 import { register as registerReproduce } from "./reproduce.js";
 import { register as registerData } from "./data.js";
+import { register as registerEvaluate } from "./evaluate.js";
+import { register as registerTrain } from "./train.js";
 
 const program = new Command()
   .name("vaeguard")
@@ -17,6 +19,8 @@ const program = new Command()
 
 registerInfo(program);
 registerReproduce(program);
+registerTrain(program);
 registerData(program);
+registerEvaluate(program);
 
 await program.parseAsync(process.argv);

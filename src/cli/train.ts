@@ -1,0 +1,116 @@
+/** `vaeguard train classifier|vae`: train one model with progress, validation, per-epoch checkpoints and --resume. */
+import type { Command } from "commander";
+import { resolve } from "node:path";
+import { existsSync } from "node:fs";
+import { setNumThreads } from "../core/engine.js";
+import { splitValidation, takeFirst, datasetSize } from "../data/index.js";
+import { ConvVae, VAE_PRESETS } from "../models/vae.js";
+import { accuracy, trainClassifier, trainVae } from "../train/trainer.js";
+import { RECIPES, type SmallDataset } from "../eval/reproduce.js";
+import { UsageError, parseIntArg, parseNumberArg, runAction } from "./common.js";
+
+interface Opts {
+  dataset: string;
+  dataDir?: string;
+  out: string;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  seed: number;
+  validation: number;
+  trainSamples?: number;
+  resume: boolean;
+  beta: number;
+  reconstruction: string;
+  preset?: string;
+  augment?: boolean;
+  threads?: number;
+  quiet?: boolean;
+}
+
+export function register(program: Command): void {
+  program
+    .command("train")
+    .description("train the paper's classifier or VAE for a data set; resumable, with a checkpoint after every epoch")
+    .argument("<model>", "classifier or vae")
+    .requiredOption("--dataset <name>", `one of ${Object.keys(RECIPES).join(", ")}`)
+    .requiredOption("--out <file>", "checkpoint file (.safetensors); resumed when it exists")
+    .option("--data-dir <dir>", "data files to use instead of the default source")
+    .option("--epochs <n>", "training epochs", parseIntArg("epochs", 1), 4)
+    .option("--batch-size <n>", "batch size", parseIntArg("batch-size", 1), 128)
+    .option("--lr <x>", "Adam learning rate", parseNumberArg("lr", 0), 1e-3)
+    .option("--seed <n>", "random seed", parseIntArg("seed", 0), 0)
+    .option("--validation <n>", "training images held out for validation", parseIntArg("validation", 1), 5000)
+    .option("--train-samples <n>", "use only this many training images", parseIntArg("train-samples", 1))
+    .option("--no-resume", "start over even when --out exists")
+    .option("--beta <x>", "VAE: weight of the KL term", parseNumberArg("beta", 0), 0.01)
+    .option("--reconstruction <kind>", "VAE: bce or mse", "bce")
+    .option(
+      "--preset <name>",
+      `VAE architecture (default: the data set's; one of ${Object.keys(VAE_PRESETS).join(", ")})`,
+    )
+    .option("--augment", "classifier: random crop and flip (CIFAR-10 style)")
+    .option("--threads <n>", "libtorch threads", parseIntArg("threads", 1))
+    .option("--quiet", "no progress output")
+    .action((kind: string, o: Opts) =>
+      runAction(() => {
+        if (kind !== "classifier" && kind !== "vae")
+          throw new UsageError(`Expected "classifier" or "vae" for model but received ${JSON.stringify(kind)}`);
+        if (!(o.dataset in RECIPES)) {
+          throw new UsageError(
+            `Expected one of ${Object.keys(RECIPES).join(", ")} for --dataset but received ${JSON.stringify(o.dataset)}`,
+          );
+        }
+        if (o.preset && !(o.preset in VAE_PRESETS)) {
+          throw new UsageError(
+            `Expected one of ${Object.keys(VAE_PRESETS).join(", ")} for --preset but received ${JSON.stringify(o.preset)}`,
+          );
+        }
+        if (o.reconstruction !== "bce" && o.reconstruction !== "mse") {
+          throw new UsageError(
+            `Expected "bce" or "mse" for --reconstruction but received ${JSON.stringify(o.reconstruction)}`,
+          );
+        }
+        if (o.threads) setNumThreads(o.threads);
+        const recipe = RECIPES[o.dataset as SmallDataset];
+        const full = recipe.load("train", o.dataDir);
+        const split = splitValidation(full, Math.min(o.validation, Math.floor(datasetSize(full) / 2)), o.seed);
+        const train =
+          o.trainSamples && o.trainSamples < datasetSize(split.train)
+            ? takeFirst(split.train, o.trainSamples)
+            : split.train;
+        const out = resolve(o.out);
+        const common = {
+          train,
+          validation: split.validation,
+          epochs: o.epochs,
+          batchSize: o.batchSize,
+          lr: o.lr,
+          seed: o.seed,
+          checkpoint: out,
+          resume: o.resume,
+          restart: !o.resume && existsSync(out),
+          quiet: o.quiet,
+        };
+        if (kind === "classifier") {
+          const r = trainClassifier({
+            ...common,
+            makeModel: recipe.makeClassifier,
+            augment: o.augment ? "cifar" : null,
+            label: "classifier",
+          });
+          const test = recipe.load("test", o.dataDir);
+          console.log(`test accuracy ${accuracy(r.model, test).toFixed(4)}; checkpoint ${out}`);
+        } else {
+          const preset = VAE_PRESETS[o.preset ?? recipe.vaePreset];
+          trainVae({
+            ...common,
+            makeModel: () => new ConvVae(preset),
+            loss: { beta: o.beta, reconstruction: o.reconstruction as "bce" | "mse" },
+            label: "vae",
+          });
+          console.log(`checkpoint ${out}`);
+        }
+      }),
+    );
+}
