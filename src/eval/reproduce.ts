@@ -5,7 +5,7 @@
  * grid, and write a report folder (Markdown, JSON, CSV, plots, picture grid).
  */
 import { join } from "node:path";
-import { existsSync } from "node:fs";
+import { existsSync, rmSync, statSync } from "node:fs";
 import { manualSeed } from "../core/engine.js";
 import { VaeguardError } from "../core/errors.js";
 import {
@@ -180,19 +180,21 @@ export async function reproduceSmall(
     quiet: o.quiet,
     log,
   };
+  const clfPath = join(o.checkpointDir, `${o.dataset}-classifier${tag}.safetensors`);
+  const vaePath = join(o.checkpointDir, `${o.dataset}-vae-b${o.beta}-${o.reconstruction}${tag}.safetensors`);
   const clf = trainClassifier({
     ...common,
     makeModel: recipe.makeClassifier,
     epochs: o.epochsClassifier ?? epochs.classifier,
     augment: recipe.augment,
-    checkpoint: join(o.checkpointDir, `${o.dataset}-classifier${tag}.safetensors`),
+    checkpoint: clfPath,
     label: "classifier",
   }).model;
   const vae = trainVae({
     ...common,
     makeModel: () => new ConvVae(VAE_PRESETS[recipe.vaePreset]),
     epochs: o.epochsVae ?? epochs.vae,
-    checkpoint: join(o.checkpointDir, `${o.dataset}-vae-b${o.beta}-${o.reconstruction}${tag}.safetensors`),
+    checkpoint: vaePath,
     loss: { beta: o.beta, reconstruction: o.reconstruction },
     label: "vae",
   }).model;
@@ -207,6 +209,13 @@ export async function reproduceSmall(
   const mode = o.mode ?? "gray-box";
   const gridEps = epsilons.filter((e) => e > 0).at(-1);
   const t1 = performance.now();
+  const resultsFile = join(o.outDir, `sweep-${mode}.json`);
+  if (o.restart) rmSync(resultsFile, { force: true });
+  // Results are resumed only for the very same models: a retrained checkpoint changes its size or time.
+  const stamp = (p: string) => {
+    const st = statSync(p);
+    return `${st.size}:${st.mtimeMs}`;
+  };
   const { rows, grid } = await sweep({
     classifier: clf,
     data: test,
