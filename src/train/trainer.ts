@@ -15,7 +15,7 @@ import { loadCheckpoint, saveCheckpoint } from "../models/checkpoint.js";
 import { describeModel } from "../models/registry.js";
 import type { ConvVae, VaeLossOptions } from "../models/vae.js";
 import type { ImageClassifier } from "../models/classifiers.js";
-import { batches, batchCount, type ImageDataset, deriveSeed, datasetSize } from "../data/index.js";
+import { batches, type ImageDataset, deriveSeed, datasetSize } from "../data/index.js";
 import { progress } from "../cli/common.js";
 
 export interface EpochStats {
@@ -95,17 +95,22 @@ function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): FitResult<
   }
 
   const n = datasetSize(opts.train);
-  const perEpoch = batchCount(n, batchSize);
   try {
     for (let epoch = startEpoch; epoch < epochs; epoch++) {
       manualSeed(deriveSeed(opts.seed, epoch));
       model.train();
-      const bar = progress(`${label} epoch ${epoch + 1}/${epochs}`, perEpoch, "batches", opts.quiet);
+      const bar = progress(`${label} epoch ${epoch + 1}/${epochs}`, n, "images", opts.quiet);
       const t0 = performance.now();
       let lossSum = 0;
       let seen = 0;
       let b = 0;
-      for (const batch of batches(opts.train, { batchSize, shuffle: true, seed: opts.seed, epoch, augment: opts.augment })) {
+      for (const batch of batches(opts.train, {
+        batchSize,
+        shuffle: true,
+        seed: opts.seed,
+        epoch,
+        augment: opts.augment,
+      })) {
         const loss = tidy(() => {
           optimizer.zeroGrad();
           const l = hooks.step(model, batch.x, batch.y);
@@ -115,24 +120,35 @@ function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): FitResult<
         });
         batch.x.dispose();
         batch.y.dispose();
-        if (!Number.isFinite(loss)) throw new Error(`${label}: the loss became ${loss} at epoch ${epoch + 1}, batch ${b + 1}`);
+        if (!Number.isFinite(loss))
+          throw new Error(`${label}: the loss became ${loss} at epoch ${epoch + 1}, batch ${b + 1}`);
         lossSum += loss * batch.indices.length;
         seen += batch.indices.length;
         b++;
-        bar.update(b, { loss: lossSum / seen });
+        bar.update(seen, { loss: lossSum / seen });
       }
       bar.stop();
       const seconds = (performance.now() - t0) / 1000;
-      const stats: EpochStats = { epoch: epoch + 1, trainLoss: lossSum / seen, seconds, imagesPerSecond: seen / seconds };
+      const stats: EpochStats = {
+        epoch: epoch + 1,
+        trainLoss: lossSum / seen,
+        seconds,
+        imagesPerSecond: seen / seconds,
+      };
       if (opts.validation) {
         model.eval();
         stats.validation = hooks.validate(model, opts.validation, 256);
       }
       history.push(stats);
       const val = stats.validation
-        ? " " + Object.entries(stats.validation).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(" ")
+        ? " " +
+          Object.entries(stats.validation)
+            .map(([k, v]) => `${k} ${v.toFixed(4)}`)
+            .join(" ")
         : "";
-      log(`${label} epoch ${epoch + 1}/${epochs}: loss ${stats.trainLoss.toFixed(4)}${val} (${seconds.toFixed(0)} s, ${stats.imagesPerSecond.toFixed(0)} images/s)`);
+      log(
+        `${label} epoch ${epoch + 1}/${epochs}: loss ${stats.trainLoss.toFixed(4)}${val} (${seconds.toFixed(0)} s, ${stats.imagesPerSecond.toFixed(0)} images/s)`,
+      );
       saveCheckpoint(opts.checkpoint, model, {
         optimizer,
         training: { epoch: epoch + 1, epochs, complete: epoch + 1 === epochs, seed: opts.seed, history },
