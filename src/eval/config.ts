@@ -1,0 +1,485 @@
+/**
+ * Settings of `vaeguard evaluate`: parsed from the command line and from a
+ * JSON or YAML config file (flags override the file), validated with one-line
+ * messages that name the bad key or the bad part of a spec.
+ *
+ * Attack specs: NAME[:KEY=VALUE[:KEY=VALUE...]], several separated by commas,
+ *   fgsm | ifgsm:steps=10 | pgd:steps=40:restarts=2 | pgd-l2:steps=100:stepSize=0.05 |
+ *   square:queries=1000:pInit=0.05
+ * In a config file an attack may also be an object: {name: pgd, steps: 40, restarts: 2}.
+ *
+ * Defense specs are those of createDefense (src/defenses/index.ts); on the
+ * command line they are separated by commas, and a comma-separated piece that
+ * does not start with a defense name continues the previous spec
+ * ("vae:samples=8,clip=2,jpeg:23" is two defenses).
+ */
+import { readFileSync } from "node:fs";
+import { dirname, extname, resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { ArgumentError, VaeguardError } from "../core/errors.js";
+import { fail } from "../core/validate.js";
+import { ATTACK_NAMES, createAttack, isAttackName, type AttackName } from "../attacks/index.js";
+import type { AttackableModel } from "../attacks/types.js";
+import { DEFENSE_NAMES, createDefense } from "../defenses/index.js";
+import type { AttackMode } from "../report/types.js";
+import { RECIPES, type SmallDataset } from "./reproduce.js";
+
+export type EvaluateMode = AttackMode | "both";
+export const EVALUATE_MODES: readonly EvaluateMode[] = ["gray-box", "adaptive", "both"];
+
+type ParamType = "int" | "number" | "bool";
+
+/** The parameters each attack takes in a spec (eps comes from the grid, EOT samples from --eot). */
+export const ATTACK_PARAMS: Readonly<Record<AttackName, Readonly<Record<string, ParamType>>>> = {
+  fgsm: {},
+  ifgsm: { steps: "int", stepSize: "number" },
+  pgd: { steps: "int", stepSize: "number", restarts: "int", randomStart: "bool" },
+  "pgd-l2": { steps: "int", stepSize: "number", restarts: "int", randomStart: "bool" },
+  square: { queries: "int", pInit: "number", seed: "int" },
+};
+
+export interface AttackChoice {
+  kind: AttackName;
+  /** Parameters given in the spec, by their canonical names (defaults are the attack's). */
+  params: Record<string, number | boolean>;
+  /** Canonical spec, e.g. "pgd:steps=40:restarts=2": same settings, same text. */
+  spec: string;
+  /** Name in tables: the attack's own name with its main parameters, e.g. "PGD(40)x2". */
+  name: string;
+}
+
+/** Fully resolved settings of one evaluation. */
+export interface EvaluateConfig {
+  dataset: SmallDataset;
+  dataDir?: string;
+  /** Test images (the first N of the test set); undefined: all. */
+  samples?: number;
+  classifier: string;
+  vae?: string;
+  defenses: string[];
+  attacks: AttackChoice[];
+  eps: number[];
+  mode: EvaluateMode;
+  /** EOT samples per gradient (per query for Square) on randomized defenses in adaptive mode. */
+  eot: number;
+  /** Forward passes that score a randomized defense (their mean is reported). */
+  passes: number;
+  seed: number;
+  out: string;
+  batchSize: number;
+}
+
+/** Keys of a config file; the long command-line options without "--". */
+export const CONFIG_KEYS = [
+  "dataset",
+  "data-dir",
+  "samples",
+  "classifier",
+  "vae",
+  "defenses",
+  "attacks",
+  "eps",
+  "mode",
+  "eot",
+  "passes",
+  "seed",
+  "out",
+  "batch-size",
+] as const;
+export type ConfigKey = (typeof CONFIG_KEYS)[number];
+
+/** Options that only make sense for one invocation, so a config file may not hold them. */
+const COMMAND_LINE_ONLY = ["config", "restart", "json", "quiet", "threads"];
+
+/** Raw values by key, as a config file or the command line gives them. */
+export type RawSettings = Partial<Record<ConfigKey, unknown>>;
+
+export const DEFAULTS = {
+  dataset: "mnist" as SmallDataset,
+  samples: 1000,
+  attacks: "fgsm,pgd,square",
+  mode: "both" as EvaluateMode,
+  eot: 10,
+  passes: 5,
+  seed: 0,
+  batchSize: 250,
+  defensesWithVae: "none,jpeg:23,vae",
+  defensesWithoutVae: "none,jpeg:23",
+};
+
+/** Where a value came from, for messages: `--eps` or `"eps" in run.yaml`. */
+interface Origin {
+  file?: string;
+}
+
+function where(key: string, origin: Origin): string {
+  return origin.file === undefined ? `--${key}` : `"${key}" in ${origin.file}`;
+}
+
+// ---------------------------------------------------------------- attacks
+
+const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
+function paramValue(raw: unknown, type: ParamType, what: string): number | boolean {
+  if (type === "bool") {
+    if (raw === true || raw === "true" || raw === "1" || raw === 1) return true;
+    if (raw === false || raw === "false" || raw === "0" || raw === 0) return false;
+    return fail("true or false", what, raw);
+  }
+  const n = typeof raw === "number" ? raw : typeof raw === "string" && NUMBER.test(raw.trim()) ? Number(raw) : NaN;
+  if (!Number.isFinite(n)) fail(type === "int" ? "integer" : "number", what, raw);
+  if (type === "int" && !Number.isInteger(n)) fail("integer", what, raw);
+  return n;
+}
+
+/** A stand-in model: attacks check their options in the constructor, before they ever call the model. */
+const NO_MODEL: AttackableModel = {
+  forward: () => {
+    throw new VaeguardError("the stand-in model of config validation cannot run");
+  },
+  training: false,
+  train: () => undefined,
+};
+
+function buildChoice(kind: AttackName, given: [string, unknown][], label: string): AttackChoice {
+  const allowed = ATTACK_PARAMS[kind];
+  const params: Record<string, number | boolean> = {};
+  for (const [key, raw] of given) {
+    const canonical = Object.keys(allowed).find((k) => k.toLowerCase() === key.toLowerCase());
+    if (canonical === undefined) {
+      const takes = Object.keys(allowed);
+      throw new ArgumentError(
+        `Unknown parameter "${key}" in ${label}; ${kind} takes ${takes.length > 0 ? takes.join(", ") : "no parameters"}`,
+      );
+    }
+    if (canonical in params) throw new ArgumentError(`Parameter "${canonical}" given twice in ${label}`);
+    params[canonical] = paramValue(raw, allowed[canonical], `${canonical} in ${label}`);
+  }
+  const ordered = Object.keys(allowed).filter((k) => k in params);
+  const spec = [kind, ...ordered.map((k) => `${k}=${params[k]}`)].join(":");
+  let name: string;
+  try {
+    // The attack's own checks (ranges, combinations), with the largest budget its norm allows.
+    name = createAttack(kind, NO_MODEL, { ...params, eps: kind === "pgd-l2" ? 1 : 0.1 }).name;
+  } catch (e) {
+    if (e instanceof VaeguardError) throw new ArgumentError(`${e.message} (in ${label})`, { cause: e });
+    throw e;
+  }
+  return { kind, params: Object.fromEntries(ordered.map((k) => [k, params[k]])), spec, name };
+}
+
+function checkKind(raw: string, label: string): AttackName {
+  const kind = raw.trim().toLowerCase();
+  if (!isAttackName(kind)) {
+    throw new ArgumentError(`Unknown attack "${raw}" in ${label}; expected one of ${ATTACK_NAMES.join(", ")}`);
+  }
+  return kind;
+}
+
+/** Parse one attack spec, NAME[:KEY=VALUE...] (see the header). */
+export function parseAttackSpec(text: string): AttackChoice {
+  const label = `attack spec "${text}"`;
+  if (typeof text !== "string" || text.trim() === "") fail("non-empty attack spec", "attack", text);
+  const [head, ...rest] = text.split(":").map((s) => s.trim());
+  const kind = checkKind(head, label);
+  const given: [string, unknown][] = rest.map((part) => {
+    const eq = part.indexOf("=");
+    if (part === "" || eq <= 0 || eq === part.length - 1) {
+      throw new ArgumentError(`Expected KEY=VALUE after ":" in ${label} but received "${part}"`);
+    }
+    return [part.slice(0, eq).trim(), part.slice(eq + 1).trim()];
+  });
+  return buildChoice(kind, given, label);
+}
+
+/** An attack from a config file: a spec string or an object {name, ...parameters}. */
+export function parseAttackEntry(entry: unknown, label: string): AttackChoice {
+  if (typeof entry === "string") return parseAttackSpec(entry);
+  if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+    fail("an attack spec string or an object {name, ...parameters}", label, entry);
+  }
+  const { name, ...rest } = entry as Record<string, unknown>;
+  if (typeof name !== "string") fail(`a "name" (one of ${ATTACK_NAMES.join(", ")})`, label, name);
+  return buildChoice(checkKind(name, label), Object.entries(rest), label);
+}
+
+/** Give every attack a distinct table name: a second attack with the same name is named by its spec. */
+function distinctNames(choices: AttackChoice[]): AttackChoice[] {
+  const specs = new Set<string>();
+  for (const c of choices) {
+    if (specs.has(c.spec)) throw new ArgumentError(`Attack "${c.spec}" is listed twice`);
+    specs.add(c.spec);
+  }
+  const count = new Map<string, number>();
+  for (const c of choices) count.set(c.name, (count.get(c.name) ?? 0) + 1);
+  return choices.map((c) => (count.get(c.name)! > 1 ? { ...c, name: `${c.name} [${c.spec}]` } : c));
+}
+
+// ---------------------------------------------------------------- defenses
+
+function defenseHead(spec: string): string {
+  const colon = spec.indexOf(":");
+  return (colon < 0 ? spec : spec.slice(0, colon)).trim().toLowerCase();
+}
+
+/**
+ * Split a comma-separated defense list. Defense specs use commas for their own
+ * arguments, so a piece that does not start with a defense name belongs to the
+ * spec before it.
+ */
+export function splitDefenseList(text: string): string[] {
+  const out: string[] = [];
+  for (const piece of text.split(",").map((s) => s.trim())) {
+    if (piece === "") continue;
+    const known = (DEFENSE_NAMES as readonly string[]).includes(defenseHead(piece));
+    const previous = out.at(-1);
+    // An argument continues a spec that already has arguments ("vae:samples=8,clip=2");
+    // anything else starts a new spec, so a misspelt name is reported as an unknown defense.
+    if (!known && previous !== undefined && previous.includes(":") && !piece.includes(":")) {
+      out[out.length - 1] = `${previous},${piece}`;
+    } else {
+      out.push(piece);
+    }
+  }
+  return out;
+}
+
+/** Whether a defense spec needs the VAE of --vae (a vae defense, or an ensemble with one). */
+export function needsVae(spec: string): boolean {
+  const head = defenseHead(spec);
+  if (head === "vae") return true;
+  if (head === "ensemble")
+    return spec
+      .slice(spec.indexOf(":") + 1)
+      .split("+")
+      .some((m) => needsVae(m));
+  return false;
+}
+
+function checkDefenses(specs: string[], hasVae: boolean, label: string): string[] {
+  if (specs.length === 0) fail("at least one defense", label, specs);
+  const seen = new Set<string>();
+  for (const spec of specs) {
+    const head = defenseHead(spec);
+    if (!(DEFENSE_NAMES as readonly string[]).includes(head)) {
+      throw new ArgumentError(
+        `Unknown defense "${head}" in defense spec "${spec}" (${label}); expected one of ${DEFENSE_NAMES.join(", ")}`,
+      );
+    }
+    const members = head === "ensemble" ? spec.slice(spec.indexOf(":") + 1).split("+") : [spec];
+    if (members.some((m) => defenseHead(m) === "patchvae")) {
+      throw new ArgumentError(
+        `Defense spec "${spec}" needs patch VAEs, which vaeguard evaluate does not load; use vae (one VAE from --vae)`,
+      );
+    }
+    if (needsVae(spec)) {
+      if (!hasVae) {
+        throw new ArgumentError(
+          `Defense spec "${spec}" needs a VAE: pass --vae with a VAE checkpoint (e.g. runs/checkpoints/mnist-vae-b0.01-bce.safetensors)`,
+        );
+      }
+    } else {
+      // Defenses without a model can be built now, so a bad argument is reported before any work.
+      createDefense(spec);
+    }
+    if (seen.has(spec)) throw new ArgumentError(`Defense "${spec}" is listed twice`);
+    seen.add(spec);
+  }
+  return specs;
+}
+
+// ---------------------------------------------------------------- values
+
+function str(raw: unknown, key: ConfigKey, origin: Origin): string {
+  if (typeof raw !== "string" || raw.trim() === "") fail("non-empty string", where(key, origin), raw);
+  return raw.trim();
+}
+
+function int(raw: unknown, key: ConfigKey, origin: Origin, min: number): number {
+  const n = typeof raw === "number" ? raw : typeof raw === "string" && /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isInteger(n) || n < min) fail(`integer of at least ${min}`, where(key, origin), raw);
+  return n;
+}
+
+/** A list: an array (config files) or a comma-separated string. */
+function list(raw: unknown, key: ConfigKey, origin: Origin, split = (s: string) => s.split(",")): unknown[] {
+  if (Array.isArray(raw)) return raw;
+  if (typeof raw === "string")
+    return split(raw)
+      .map((s) => s.trim())
+      .filter((s) => s !== "");
+  if (typeof raw === "number") return [raw];
+  return fail("a list (an array or a comma-separated string)", where(key, origin), raw);
+}
+
+function epsilons(raw: unknown, origin: Origin): number[] {
+  const items = list(raw, "eps", origin);
+  if (items.length === 0) fail("at least one epsilon", where("eps", origin), raw);
+  const out: number[] = [];
+  for (const item of items) {
+    const n =
+      typeof item === "number" ? item : typeof item === "string" && NUMBER.test(item.trim()) ? Number(item) : NaN;
+    if (!(n >= 0 && n <= 1)) fail("number between 0 and 1", where("eps", origin), item);
+    if (out.includes(n)) throw new ArgumentError(`Epsilon ${n} is listed twice in ${where("eps", origin)}`);
+    out.push(n);
+  }
+  return out;
+}
+
+function path(raw: unknown, key: ConfigKey, origin: Origin, base: string): string {
+  return resolve(base, str(raw, key, origin));
+}
+
+// ---------------------------------------------------------------- files
+
+/** Read a JSON or YAML config file (by extension: .json, .yaml, .yml) into raw settings. */
+export function loadConfigFile(file: string): RawSettings {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new ArgumentError(`${file}: cannot read the config file (${(e as NodeJS.ErrnoException).code ?? e})`);
+  }
+  const ext = extname(file).toLowerCase();
+  let parsed: unknown;
+  if (ext === ".json") {
+    try {
+      parsed = JSON.parse(text);
+    } catch (e) {
+      throw new ArgumentError(`${file}: not valid JSON (${(e as Error).message})`);
+    }
+  } else if (ext === ".yaml" || ext === ".yml") {
+    try {
+      parsed = parseYaml(text);
+    } catch (e) {
+      const err = e as Error & { linePos?: { line: number; col: number }[] };
+      const first = err.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "");
+      const pos = err.linePos?.[0];
+      throw new ArgumentError(
+        `${file}: not valid YAML${pos ? ` at line ${pos.line}, column ${pos.col}` : ""} (${first})`,
+      );
+    }
+  } else {
+    throw new ArgumentError(`${file}: expected a config file ending in .json, .yaml or .yml`);
+  }
+  if (parsed === null || parsed === undefined) return {};
+  if (typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw new ArgumentError(`${file}: expected a mapping of settings (key: value) at the top level`);
+  }
+  const out: RawSettings = {};
+  for (const [key, value] of Object.entries(parsed)) {
+    if ((CONFIG_KEYS as readonly string[]).includes(key)) {
+      out[key as ConfigKey] = value;
+      continue;
+    }
+    const kebab = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).replace(/_/g, "-");
+    if (COMMAND_LINE_ONLY.includes(kebab)) {
+      throw new ArgumentError(`${file}: "${key}" is a command-line option (--${kebab}), not a config file setting`);
+    }
+    const hint = (CONFIG_KEYS as readonly string[]).includes(kebab) ? `; did you mean "${kebab}"?` : "";
+    throw new ArgumentError(`${file}: unknown key "${key}"${hint} (known keys: ${CONFIG_KEYS.join(", ")})`);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- resolving
+
+/**
+ * Merge defaults, the config file and the command line (each overriding the
+ * one before) and validate everything. Relative paths in the file are taken
+ * from the file's folder; those on the command line from `cwd`.
+ */
+export function resolveConfig(flags: RawSettings, options: { configFile?: string; cwd?: string } = {}): EvaluateConfig {
+  const cwd = options.cwd ?? process.cwd();
+  const fileSettings = options.configFile ? loadConfigFile(resolve(cwd, options.configFile)) : {};
+  const fileOrigin: Origin = { file: options.configFile };
+  const flagOrigin: Origin = {};
+  const fileBase = options.configFile ? dirname(resolve(cwd, options.configFile)) : cwd;
+  const pick = (key: ConfigKey): { raw: unknown; origin: Origin; base: string } | undefined => {
+    if (flags[key] !== undefined) return { raw: flags[key], origin: flagOrigin, base: cwd };
+    if (fileSettings[key] !== undefined) return { raw: fileSettings[key], origin: fileOrigin, base: fileBase };
+    return undefined;
+  };
+
+  const ds = pick("dataset");
+  const dataset = ds ? str(ds.raw, "dataset", ds.origin).toLowerCase() : DEFAULTS.dataset;
+  if (!(dataset in RECIPES)) {
+    fail(
+      `one of ${Object.keys(RECIPES)
+        .map((k) => JSON.stringify(k))
+        .join(", ")}`,
+      ds ? where("dataset", ds.origin) : "dataset",
+      dataset,
+    );
+  }
+  const recipe = RECIPES[dataset as SmallDataset];
+
+  const clf = pick("classifier");
+  if (!clf) {
+    throw new ArgumentError(
+      "--classifier is required: a vaeguard classifier checkpoint (e.g. runs/checkpoints/mnist-classifier.safetensors)",
+    );
+  }
+  const vaeSetting = pick("vae");
+  const vae = vaeSetting ? path(vaeSetting.raw, "vae", vaeSetting.origin, vaeSetting.base) : undefined;
+
+  const dd = pick("data-dir");
+  const sm = pick("samples");
+  let samples: number | undefined = DEFAULTS.samples;
+  if (sm) samples = sm.raw === "all" ? undefined : int(sm.raw, "samples", sm.origin, 1);
+
+  const df = pick("defenses");
+  const defenseSpecs = df
+    ? list(df.raw, "defenses", df.origin, splitDefenseList).map((d, i) =>
+        str(d, "defenses", df.origin === fileOrigin ? { file: `${options.configFile} (defenses[${i}])` } : df.origin),
+      )
+    : splitDefenseList(vae ? DEFAULTS.defensesWithVae : DEFAULTS.defensesWithoutVae);
+  const defenses = checkDefenses(defenseSpecs, vae !== undefined, df ? where("defenses", df.origin) : "defenses");
+
+  const at = pick("attacks");
+  const attackItems = at ? list(at.raw, "attacks", at.origin) : DEFAULTS.attacks.split(",");
+  if (attackItems.length === 0) fail("at least one attack", at ? where("attacks", at.origin) : "attacks", at?.raw);
+  const attacks = distinctNames(
+    attackItems.map((item, i) =>
+      at && at.origin === fileOrigin
+        ? parseAttackEntry(item, `attacks[${i}] in ${options.configFile}`)
+        : parseAttackSpec(String(item)),
+    ),
+  );
+
+  const ep = pick("eps");
+  const eps = ep ? epsilons(ep.raw, ep.origin) : [...recipe.epsilons];
+
+  const md = pick("mode");
+  const mode = md ? str(md.raw, "mode", md.origin) : DEFAULTS.mode;
+  if (!(EVALUATE_MODES as readonly string[]).includes(mode)) {
+    fail(`one of ${EVALUATE_MODES.map((m) => JSON.stringify(m)).join(", ")}`, where("mode", md!.origin), mode);
+  }
+
+  const intSetting = (key: ConfigKey, fallback: number, min: number) => {
+    const p = pick(key);
+    return p ? int(p.raw, key, p.origin, min) : fallback;
+  };
+  const out = pick("out");
+  return {
+    dataset: dataset as SmallDataset,
+    dataDir: dd ? path(dd.raw, "data-dir", dd.origin, dd.base) : undefined,
+    samples,
+    classifier: path(clf.raw, "classifier", clf.origin, clf.base),
+    vae,
+    defenses,
+    attacks,
+    eps,
+    mode: mode as EvaluateMode,
+    eot: intSetting("eot", DEFAULTS.eot, 1),
+    passes: intSetting("passes", DEFAULTS.passes, 1),
+    seed: intSetting("seed", DEFAULTS.seed, 0),
+    out: out ? path(out.raw, "out", out.origin, out.base) : resolve(cwd, "runs", `evaluate-${dataset}`),
+    batchSize: intSetting("batch-size", DEFAULTS.batchSize, 1),
+  };
+}
+
+/** The modes a config runs, in report order. */
+export function modesOf(mode: EvaluateMode): AttackMode[] {
+  return mode === "both" ? ["gray-box", "adaptive"] : [mode];
+}
