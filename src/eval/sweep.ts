@@ -12,7 +12,7 @@
  * atomically, so an interrupted sweep resumes where it stopped.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { noGrad, tidy, keep } from "../core/engine.js";
+import { keep, manualSeed, noGrad, tidy } from "../core/engine.js";
 import type { Tensor } from "../core/tensor.js";
 import { VaeguardError } from "../core/errors.js";
 import type { Attack, AttackableModel } from "../attacks/types.js";
@@ -20,7 +20,7 @@ import type { Defense } from "../defenses/types.js";
 import { DefendedModel } from "../defenses/defended-model.js";
 import type { ImageClassifier } from "../models/classifiers.js";
 import type { AttackMode, ResultRow } from "../report/types.js";
-import { batches, datasetSize, type ImageDataset } from "../data/index.js";
+import { batches, deriveSeed, datasetSize, type ImageDataset } from "../data/index.js";
 import { writeJsonAtomic } from "../io/atomic.js";
 import { progress } from "../cli/common.js";
 import { countCorrect, meanStd, relativeL2 } from "./metrics.js";
@@ -55,6 +55,11 @@ export interface SweepOptions {
   resultsFile?: string;
   /** Settings that must match for a resume (data, models, attack parameters). */
   fingerprint?: Record<string, unknown>;
+  /**
+   * Reseed libtorch's generator before every (attack, epsilon) row from this
+   * seed, so a resumed sweep gives the same numbers as an uninterrupted one.
+   */
+  seed?: number;
   /** Keep this many images of the first batch at `gridEpsilon` for a picture grid. */
   gridImages?: number;
   gridEpsilon?: number;
@@ -94,6 +99,12 @@ function deserializeGrid(g: SerializedGrid): GridSample {
     adversarial: conv(g.adversarial),
     defended: Object.fromEntries(Object.entries(g.defended).map(([k, v]) => [k, conv(v)])),
   };
+}
+
+function stringHash(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619) >>> 0;
+  return h;
 }
 
 function rowKey(attack: string, mode: string, eps: number): string {
@@ -184,6 +195,7 @@ export async function sweep(opts: SweepOptions): Promise<{ rows: ResultRow[]; gr
           rows.push(prior);
           continue;
         }
+        if (opts.seed !== undefined) manualSeed(deriveSeed(opts.seed, stringHash(spec.name), stringHash(opts.mode), Math.round(eps * 1e6)));
         const wantGrid = opts.gridImages && !grid && eps === opts.gridEpsilon;
         const row = await evaluatePoint(opts, spec, eps, wantGrid ? (g) => (grid = g) : undefined);
         rows.push(row);
