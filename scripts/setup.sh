@@ -33,8 +33,9 @@ addon=native/build/Release/vaeguard.node
 if [[ ! -f "$addon" ]] || [[ -n "$(find native/src native/binding.gyp -newer "$addon" 2>/dev/null | head -1)" ]]; then
   echo "setup: building the native addon (about a minute)"
   gypflags=()
-  # Build against the installed Node headers instead of downloading them.
-  if [[ -f /usr/include/node/node_api.h ]]; then gypflags+=(--nodedir=/usr); fi
+  # Build against the running Node's own headers instead of downloading them.
+  nodedir=$(node -p "require('path').resolve(process.execPath, '..', '..')")
+  if [[ -f "$nodedir/include/node/node_api.h" ]]; then gypflags+=(--nodedir="$nodedir"); fi
   npx node-gyp rebuild --directory native -j 2 "${gypflags[@]}" --loglevel=warn
 fi
 
