@@ -25,6 +25,7 @@ import { accuracy, trainClassifier, trainVae } from "../train/trainer.js";
 import { createAttack } from "../attacks/index.js";
 import { createDefense } from "../defenses/index.js";
 import type { Defense } from "../defenses/types.js";
+import { NoDefense } from "../defenses/none.js";
 import { writeReportBundle, reportSoftwareVersions, type BundlePaths } from "../report/bundle.js";
 import { PAPER_TABLE_4, PAPER_TABLE_5, type PaperTable } from "../report/paper.js";
 import type { GridCell } from "../report/grid.js";
@@ -60,7 +61,7 @@ export const RECIPES: Record<SmallDataset, Recipe> = {
     makeClassifier: () => new MnistCnn(),
     vaePreset: "mnist",
     epochs: { classifier: 4, vae: 8 },
-    quickEpochs: { classifier: 1, vae: 2 },
+    quickEpochs: { classifier: 2, vae: 6 },
     epsilons: MNIST_EPS,
     quickEpsilons: [0, 0.04, 0.08, 0.12],
     augment: null,
@@ -146,7 +147,7 @@ function gridCells(g: GridSample, classNames: string[], defenses: Defense[]): Gr
       image: img(g.adversarial[i].data),
       caption: `${g.attack} eps ${g.epsilon}\npred ${classNames[g.adversarial[i].prediction]}`,
     },
-    ...defenses.map((d) => ({
+    ...defenses.filter((d) => !(d instanceof NoDefense)).map((d) => ({
       image: img(g.defended[d.name][i].data),
       caption: `${d.name}\npred ${classNames[g.defended[d.name][i].prediction]}`,
     })),
