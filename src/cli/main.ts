@@ -3,6 +3,8 @@ import { Command } from "commander";
 import { register as registerInfo } from "./info.js";
 import { register as registerReproduce } from "./reproduce.js";
 import { register as registerData } from "./data.js";
+import { register as registerReproduceImagenet } from "./reproduce-imagenet.js";
+import { register as registerModels } from "./models.js";
 import { register as registerEvaluate } from "./evaluate.js";
 import { register as registerTrain } from "./train.js";
 
@@ -21,6 +23,8 @@ registerInfo(program);
 registerReproduce(program);
 registerTrain(program);
 registerData(program);
+registerReproduceImagenet(program);
+registerModels(program);
 registerEvaluate(program);
 
 await program.parseAsync(process.argv);

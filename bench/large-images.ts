@@ -1,0 +1,131 @@
+/**
+ * Large-image benchmarks (`npm run bench -- --only large`), images/s of
+ * vaeguard and of PyTorch (bench/torch_large.py) in the same run:
+ *
+ * - patch<p>/<s>.recon: the patch-wise VAE defense on a batch of 299x299
+ *   images, for the paper's 16/8, 32/16 and 64/32, with random-weight VAEs of
+ *   the Table 3 presets (sampled latents, noise clipped to [-5, 5]; grid,
+ *   unfold, VAE, fold, overlap average, 5x5 smoothing);
+ * - inception.infer / inception.inputGrad: the imported TF.js Inception V3 of
+ *   nsfwjs (299x299, 5 classes) forward, and the input gradient of the
+ *   cross-entropy (what every attack step costs). PyTorch runs the same
+ *   network rebuilt from the same model.json and shards; both print the
+ *   logits of one fixed image so the harness can show they agree.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { grad, rand, randint, tensor, type Tensor } from "../src/core/tensor.js";
+import { noGrad, tidy } from "../src/core/engine.js";
+import { crossEntropy } from "../src/nn/functional.js";
+import { ConvVae, VAE_PRESETS } from "../src/models/vae.js";
+import { patchReconstruct, smooth } from "../src/defenses/patch-vae.js";
+import { loadTfjsLayersModel } from "../src/models/tfjs.js";
+import { extractNsfwjsModels } from "../src/models/tfjs-nsfwjs.js";
+import { timeit } from "./classifiers.js";
+
+export const LARGE_GEOMETRIES: readonly [number, number][] = [
+  [16, 8],
+  [32, 16],
+  [64, 32],
+];
+
+export interface LargeBenchOptions {
+  threads: number;
+  seconds: number;
+  /** Images per batch (default 4). */
+  batch?: number;
+  /** Python with torch for the comparison. */
+  python: string;
+  /** nsfwjs' Inception V3 model.json (default runs/models/nsfwjs/inception_v3, extracted when missing). */
+  modelJson?: string;
+}
+
+export interface LargeBenchResult {
+  ours: Record<string, number>;
+  theirs?: Record<string, number>;
+  notes: string[];
+}
+
+/** The deterministic images both sides use for the agreement check: frac(i * 0.618034). */
+export function fixedInput(batch: number, size: number): Tensor {
+  const n = batch * 3 * size * size;
+  const v = new Float32Array(n);
+  for (let i = 0; i < n; i++) v[i] = (i * 0.618034) % 1;
+  return tensor(v, [batch, 3, size, size]);
+}
+
+export function benchLarge(o: LargeBenchOptions): LargeBenchResult {
+  const batch = o.batch ?? 4;
+  const ours: Record<string, number> = {};
+  const notes: string[] = [`large: batch ${batch} of 299x299 images`];
+  const x = rand([batch, 3, 299, 299]);
+  for (const [p, s] of LARGE_GEOMETRIES) {
+    const vae = new ConvVae(VAE_PRESETS[`patch${p}`]);
+    vae.eval();
+    const run = () =>
+      tidy(() =>
+        noGrad(() => {
+          smooth(patchReconstruct(x, (q) => vae.reconstruct(q, { clip: 5 }), p, s));
+        }),
+      );
+    ours[`patch${p}/${s}.recon`] = batch * timeit(run, o.seconds);
+    vae.dispose();
+  }
+
+  let modelJson = o.modelJson ? resolve(o.modelJson) : resolve("runs/models/nsfwjs/inception_v3/model.json");
+  let check: number[] | undefined;
+  if (!existsSync(modelJson) && !o.modelJson) {
+    modelJson = extractNsfwjsModels(resolve("runs/models/nsfwjs"), { models: ["inception_v3"] })[0].modelJson;
+  }
+  if (existsSync(modelJson)) {
+    const model = loadTfjsLayersModel(modelJson);
+    const y = randint(0, model.numClasses, [batch]);
+    check = tidy(() => noGrad(() => model.forward(fixedInput(1, 299)).toArray()));
+    ours["inception.infer"] =
+      batch * timeit(() => tidy(() => noGrad(() => void model.forward(x).argmax(1))), o.seconds);
+    ours["inception.inputGrad"] =
+      batch *
+      timeit(
+        () =>
+          tidy((): Tensor => {
+            const xa = x.clone().requiresGrad_();
+            return grad(crossEntropy(model.forward(xa), y), [xa])[0];
+          }).dispose(),
+        o.seconds,
+      );
+    y.dispose();
+    model.dispose();
+  } else {
+    notes.push(`large: no Inception V3 at ${modelJson}; run vaeguard models import-nsfwjs`);
+  }
+  x.dispose();
+
+  let theirs: Record<string, number> | undefined;
+  const script = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bench", "torch_large.py");
+  if (existsSync(o.python)) {
+    const r = spawnSync(
+      o.python,
+      [script, String(o.threads), String(o.seconds), String(batch), existsSync(modelJson) ? modelJson : "-"],
+      { encoding: "utf8", maxBuffer: 1 << 24 },
+    );
+    if (r.status === 0) {
+      const parsed = JSON.parse(r.stdout.trim().split("\n").pop()!) as Record<string, number | number[] | string>;
+      theirs = {};
+      for (const [k, v] of Object.entries(parsed)) if (typeof v === "number" && k.includes(".")) theirs[k] = v;
+      const tcheck = parsed["inception.check"];
+      if (check && Array.isArray(tcheck)) {
+        const diff = Math.max(...check.map((v, i) => Math.abs(v - tcheck[i])));
+        notes.push(
+          `large: Inception V3 logits of one fixed image, vaeguard vs PyTorch rebuild: max |difference| ${diff.toExponential(2)}`,
+        );
+      }
+    } else {
+      notes.push(`large: PyTorch run failed: ${r.stderr.trim().split("\n").pop()}`);
+    }
+  } else {
+    notes.push(`large: no PyTorch comparison: ${o.python} not found (apt-get install python3-torch)`);
+  }
+  return { ours, theirs, notes };
+}
