@@ -24,18 +24,18 @@ export async function main(trainImages = 5000, testImages = 500, dir = "runs/exa
   const common = { train, epochs: 1, batchSize: 64, lr: 1e-3, seed: 0, quiet: true, log: () => {} };
 
   // Your classifier (here: trained for one epoch) and a VAE trained on clean images only.
-  const classifier = trainClassifier({
+  const { model: classifier } = await trainClassifier({
     ...common,
     makeModel: () => new MnistCnn(),
     checkpoint: `${dir}/classifier.safetensors`,
-  }).model;
-  const vae = trainVae({
+  });
+  const { model: vae } = await trainVae({
     ...common,
     epochs: 3,
     makeModel: () => new ConvVae(VAE_PRESETS.mnist),
     checkpoint: `${dir}/vae.safetensors`,
     loss: { beta: 0.01, reconstruction: "bce" },
-  }).model;
+  });
 
   // FGSM at two strengths, against no defense and against the VAE defense.
   const { rows } = await sweep({

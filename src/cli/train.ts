@@ -53,7 +53,7 @@ export function register(program: Command): void {
     .option("--threads <n>", "libtorch threads", parseIntArg("threads", 1))
     .option("--quiet", "no progress output")
     .action((kind: string, o: Opts) =>
-      runAction(() => {
+      runAction(async () => {
         if (kind !== "classifier" && kind !== "vae")
           throw new UsageError(`Expected "classifier" or "vae" for model but received ${JSON.stringify(kind)}`);
         if (!(o.dataset in RECIPES)) {
@@ -93,7 +93,7 @@ export function register(program: Command): void {
           quiet: o.quiet,
         };
         if (kind === "classifier") {
-          const r = trainClassifier({
+          const r = await trainClassifier({
             ...common,
             makeModel: recipe.makeClassifier,
             augment: o.augment ? "cifar" : null,
@@ -103,7 +103,7 @@ export function register(program: Command): void {
           console.log(`test accuracy ${accuracy(r.model, test).toFixed(4)}; checkpoint ${out}`);
         } else {
           const preset = VAE_PRESETS[o.preset ?? recipe.vaePreset];
-          trainVae({
+          await trainVae({
             ...common,
             makeModel: () => new ConvVae(preset),
             loss: { beta: o.beta, reconstruction: o.reconstruction as "bce" | "mse" },

@@ -592,7 +592,7 @@ export async function reproduceImagenet(o: ImagenetReproduceOptions): Promise<Im
       const t1 = performance.now();
       let fit;
       try {
-        fit = trainVae({
+        fit = await trainVae({
           makeModel: () => new ConvVae(VAE_PRESETS[`patch${p}`]),
           train: ds,
           epochs,

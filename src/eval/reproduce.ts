@@ -43,6 +43,8 @@ interface Recipe {
   epochs: { classifier: number; vae: number };
   quickEpochs: { classifier: number; vae: number };
   epsilons: number[];
+  /** I-FGSM costs ten gradients per image: a coarser grid keeps the full run within its time budget. */
+  ifgsmEpsilons: number[];
   quickEpsilons: number[];
   augment: "cifar" | null;
   paper?: PaperTable;
@@ -63,6 +65,7 @@ export const RECIPES: Record<SmallDataset, Recipe> = {
     epochs: { classifier: 4, vae: 8 },
     quickEpochs: { classifier: 2, vae: 6 },
     epsilons: MNIST_EPS,
+    ifgsmEpsilons: [0, 0.04, 0.08, 0.12],
     quickEpsilons: [0, 0.04, 0.08, 0.12],
     augment: null,
     paper: PAPER_TABLE_4,
@@ -76,6 +79,7 @@ export const RECIPES: Record<SmallDataset, Recipe> = {
     epochs: { classifier: 4, vae: 8 },
     quickEpochs: { classifier: 1, vae: 2 },
     epsilons: MNIST_EPS,
+    ifgsmEpsilons: [0, 0.04, 0.08, 0.12],
     quickEpsilons: [0, 0.04, 0.08, 0.12],
     augment: null,
     labelSource: "true labels of the Fashion-MNIST test set (Debian package dataset-fashion-mnist)",
@@ -96,6 +100,7 @@ export const RECIPES: Record<SmallDataset, Recipe> = {
     epochs: { classifier: 30, vae: 30 },
     quickEpochs: { classifier: 1, vae: 1 },
     epsilons: [0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1],
+    ifgsmEpsilons: [0, 0.01, 0.03, 0.05, 0.1],
     quickEpsilons: [0, 0.01, 0.05, 0.1],
     augment: "cifar",
     paper: PAPER_TABLE_5,
@@ -147,10 +152,12 @@ function gridCells(g: GridSample, classNames: string[], defenses: Defense[]): Gr
       image: img(g.adversarial[i].data),
       caption: `${g.attack} eps ${g.epsilon}\npred ${classNames[g.adversarial[i].prediction]}`,
     },
-    ...defenses.filter((d) => !(d instanceof NoDefense)).map((d) => ({
-      image: img(g.defended[d.name][i].data),
-      caption: `${d.name}\npred ${classNames[g.defended[d.name][i].prediction]}`,
-    })),
+    ...defenses
+      .filter((d) => !(d instanceof NoDefense))
+      .map((d) => ({
+        image: img(g.defended[d.name][i].data),
+        caption: `${d.name}\npred ${classNames[g.defended[d.name][i].prediction]}`,
+      })),
   ]);
 }
 
@@ -183,30 +190,37 @@ export async function reproduceSmall(
   };
   const clfPath = join(o.checkpointDir, `${o.dataset}-classifier${tag}.safetensors`);
   const vaePath = join(o.checkpointDir, `${o.dataset}-vae-b${o.beta}-${o.reconstruction}${tag}.safetensors`);
-  const clf = trainClassifier({
-    ...common,
-    makeModel: recipe.makeClassifier,
-    epochs: o.epochsClassifier ?? epochs.classifier,
-    augment: recipe.augment,
-    checkpoint: clfPath,
-    label: "classifier",
-  }).model;
-  const vae = trainVae({
-    ...common,
-    makeModel: () => new ConvVae(VAE_PRESETS[recipe.vaePreset]),
-    epochs: o.epochsVae ?? epochs.vae,
-    checkpoint: vaePath,
-    loss: { beta: o.beta, reconstruction: o.reconstruction },
-    label: "vae",
-  }).model;
+  const clf = (
+    await trainClassifier({
+      ...common,
+      makeModel: recipe.makeClassifier,
+      epochs: o.epochsClassifier ?? epochs.classifier,
+      augment: recipe.augment,
+      checkpoint: clfPath,
+      label: "classifier",
+    })
+  ).model;
+  const vae = (
+    await trainVae({
+      ...common,
+      makeModel: () => new ConvVae(VAE_PRESETS[recipe.vaePreset]),
+      epochs: o.epochsVae ?? epochs.vae,
+      checkpoint: vaePath,
+      loss: { beta: o.beta, reconstruction: o.reconstruction },
+      label: "vae",
+    })
+  ).model;
   const trainSeconds = (performance.now() - t0) / 1000;
   const cleanAccuracy = accuracy(clf, test);
   log(`classifier clean accuracy on ${datasetSize(test)} test images: ${cleanAccuracy.toFixed(4)}`);
 
   const defenseSpecs = o.defenses ?? DEFAULT_DEFENSES;
   const defenses = defenseSpecs.map((s) => createDefense(s, { vae }));
-  const attacks = (o.attacks ?? ["fgsm", "ifgsm"]).map((a) => ATTACKS[a]);
   const epsilons = o.epsilons ?? (o.quick ? recipe.quickEpsilons : recipe.epsilons);
+  const ifgsmEpsilons = o.epsilons ?? (o.quick ? recipe.quickEpsilons : recipe.ifgsmEpsilons);
+  const attacks = (o.attacks ?? ["fgsm", "ifgsm"]).map((a) =>
+    a === "ifgsm" ? { ...ATTACKS[a], epsilons: ifgsmEpsilons } : ATTACKS[a],
+  );
   const mode = o.mode ?? "gray-box";
   const gridEps = epsilons.filter((e) => e > 0).at(-1);
   const t1 = performance.now();
@@ -244,7 +258,11 @@ export async function reproduceSmall(
   const attackParams: Record<string, Record<string, string | number>> = {};
   for (const a of attacks) {
     const described = a.make(clf, epsilons.at(-1) ?? 0.1).describe();
-    attackParams[a.name] = { ...(described as Record<string, string | number>), epsilons: epsilons.join(", ") };
+    delete (described as Record<string, unknown>).eps;
+    attackParams[a.name] = {
+      ...(described as Record<string, string | number>),
+      epsilons: (a.epsilons ?? epsilons).join(", "),
+    };
   }
   const paperComparisons = recipe.paper
     ? [

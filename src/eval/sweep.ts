@@ -29,6 +29,8 @@ export interface AttackSpec {
   /** Name in tables, e.g. "FGSM" or "I-FGSM". */
   name: string;
   make: (model: AttackableModel, eps: number) => Attack;
+  /** This attack's own epsilon grid (default: the sweep's). */
+  epsilons?: number[];
 }
 
 export interface GridSample {
@@ -164,7 +166,7 @@ export async function sweep(opts: SweepOptions): Promise<{ rows: ResultRow[]; gr
     ...(opts.fingerprint ?? {}),
     mode: opts.mode,
     epsilons: opts.epsilons,
-    attacks: opts.attacks.map((a) => a.name),
+    attacks: opts.attacks.map((a) => (a.epsilons ? { name: a.name, epsilons: a.epsilons } : a.name)),
     defenses: opts.defenses.map((d) => d.name),
     samples: datasetSize(opts.data),
     passes: opts.passes,
@@ -187,18 +189,28 @@ export async function sweep(opts: SweepOptions): Promise<{ rows: ResultRow[]; gr
   const wasTraining = opts.classifier.training;
   opts.classifier.eval();
   try {
+    // Epsilon 0 leaves the images unchanged, so its row is the same for every attack: computed once.
+    let cleanRow: ResultRow | undefined;
     for (const spec of opts.attacks) {
-      for (const eps of opts.epsilons) {
+      for (const eps of spec.epsilons ?? opts.epsilons) {
         const key = rowKey(spec.name, opts.mode, eps);
         const prior = done.get(key);
         if (prior) {
           rows.push(prior);
+          if (eps === 0) cleanRow ??= prior;
           continue;
         }
-        if (opts.seed !== undefined) manualSeed(deriveSeed(opts.seed, stringHash(spec.name), stringHash(opts.mode), Math.round(eps * 1e6)));
+        if (eps === 0 && cleanRow) {
+          rows.push({ ...cleanRow, attack: spec.name });
+          save();
+          continue;
+        }
+        if (opts.seed !== undefined)
+          manualSeed(deriveSeed(opts.seed, stringHash(spec.name), stringHash(opts.mode), Math.round(eps * 1e6)));
         const wantGrid = opts.gridImages && !grid && eps === opts.gridEpsilon;
         const row = await evaluatePoint(opts, spec, eps, wantGrid ? (g) => (grid = g) : undefined);
         rows.push(row);
+        if (eps === 0) cleanRow = row;
         save();
         const accs = Object.entries(row.accuracy)
           .map(([d, a]) => `${d} ${a.toFixed(3)}`)
@@ -228,7 +240,8 @@ async function evaluatePoint(
   const grayAttack = mode === "gray-box" && eps > 0 ? spec.make(classifier, eps) : undefined;
   const adaptiveAttacks = new Map<string, Attack>();
   if (mode === "adaptive" && eps > 0) {
-    for (const d of defenses) adaptiveAttacks.set(d.name, spec.make(new DefendedModel(d, classifier, { view: "adaptive" }), eps));
+    for (const d of defenses)
+      adaptiveAttacks.set(d.name, spec.make(new DefendedModel(d, classifier, { view: "adaptive" }), eps));
   }
   const bar = progress(`${spec.name} eps ${eps}`, n, "images", opts.quiet);
   let b = 0;

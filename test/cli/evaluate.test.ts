@@ -35,24 +35,28 @@ interface JsonOut {
   resultsFiles: string[];
 }
 
-before(() => {
+before(async () => {
   // One libtorch thread: on a busy two-core machine more threads make this tiny training slower, not faster.
   setNumThreads(1);
   dir = mkdtempSync(join(tmpdir(), "vaeguard-evaluate-"));
   const train = loadMnist({ split: "train", limit: 300 });
   try {
     const common = { train, epochs: 1, batchSize: 50, lr: 1e-3, seed: 0, quiet: true, log: () => {} };
-    trainClassifier({
-      ...common,
-      makeModel: () => new MnistCnn(),
-      checkpoint: join(dir, "clf.safetensors"),
-    }).model.dispose();
-    trainVae({
-      ...common,
-      makeModel: () => new ConvVae(VAE_PRESETS.mnist),
-      checkpoint: join(dir, "vae.safetensors"),
-      loss: { beta: 0.01, reconstruction: "bce" },
-    }).model.dispose();
+    (
+      await trainClassifier({
+        ...common,
+        makeModel: () => new MnistCnn(),
+        checkpoint: join(dir, "clf.safetensors"),
+      })
+    ).model.dispose();
+    (
+      await trainVae({
+        ...common,
+        makeModel: () => new ConvVae(VAE_PRESETS.mnist),
+        checkpoint: join(dir, "vae.safetensors"),
+        loss: { beta: 0.01, reconstruction: "bce" },
+      })
+    ).model.dispose();
   } finally {
     dispose(train);
   }
