@@ -3,42 +3,29 @@ import { realpathSync } from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
 import cliProgress from "cli-progress";
 import { VaeguardError } from "../core/errors.js";
+import { checkInt, checkNumber } from "../core/validate.js";
 import { binding } from "../binding.js";
 import { getNumThreads } from "../core/engine.js";
 
 /** A usage or input error: one clear line, exit code 2. */
 export class UsageError extends VaeguardError {}
 
+/** Re-throw validate.ts's message (one template everywhere) as commander's usage error. */
+function asUsage<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+
 export function parseIntArg(name: string, min?: number, max?: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!/^-?\d+$/.test(v.trim()) || (min !== undefined && n < min) || (max !== undefined && n > max)) {
-      const range =
-        min !== undefined && max !== undefined
-          ? ` between ${min} and ${max}`
-          : min !== undefined
-            ? ` of at least ${min}`
-            : "";
-      throw new InvalidArgumentError(`Expected integer${range} for ${name} but received ${v}`);
-    }
-    return n;
-  };
+  return (v: string): number => asUsage(() => checkInt(/^-?\d+$/.test(v.trim()) ? Number(v) : v, name, min, max));
 }
 
 export function parseNumberArg(name: string, min?: number, max?: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === "" || !Number.isFinite(n) || (min !== undefined && n < min) || (max !== undefined && n > max)) {
-      const range =
-        min !== undefined && max !== undefined
-          ? ` between ${min} and ${max}`
-          : min !== undefined
-            ? ` of at least ${min}`
-            : "";
-      throw new InvalidArgumentError(`Expected number${range} for ${name} but received ${v}`);
-    }
-    return n;
-  };
+  return (v: string): number =>
+    asUsage(() => checkNumber(v.trim() !== "" && Number.isFinite(Number(v)) ? Number(v) : v, name, min, max));
 }
 
 export function parseListArg<T>(parse: (s: string) => T) {
