@@ -131,6 +131,7 @@ export function chwToBytes(data: Float32Array, shape: readonly [number, number, 
 export async function encodePng(img: PixelImage): Promise<Buffer> {
   const [c, h, w] = img.shape;
   return sharp(chwToBytes(img.data, img.shape), { raw: { width: w, height: h, channels: c as 1 | 3 } })
+    .toColourspace(c === 1 ? "b-w" : "srgb")
     .png()
     .toBuffer();
 }
