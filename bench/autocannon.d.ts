@@ -27,7 +27,12 @@ declare module "autocannon" {
     headers?: Record<string, string>;
     body?: Buffer | string;
     setupClient?: (client: { setBody(b: Buffer): void }) => void;
-    requests?: { method?: string; path?: string; headers?: Record<string, string>; setupRequest?: (req: Record<string, unknown>) => Record<string, unknown> }[];
+    requests?: {
+      method?: string;
+      path?: string;
+      headers?: Record<string, string>;
+      setupRequest?: (req: Record<string, unknown>) => Record<string, unknown>;
+    }[];
   }
   function autocannon(opts: Options): Promise<Result>;
   export default autocannon;

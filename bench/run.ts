@@ -23,11 +23,18 @@ const program = new Command()
   .option("--threads <n>", "intra-op threads for both engines", "2")
   .option("--seconds <s>", "seconds per measurement", "3")
   .option("--rounds <n>", "alternating rounds per engine (best of)", "2")
-  .option("--only <list>", "comma-separated: mnist,cifar10,vae,large,serve (large: patch VAEs and Inception V3 on 299x299 images; serve: HTTP load on vaeguard serve)", "mnist,cifar10,vae")
+  .option(
+    "--only <list>",
+    "comma-separated: mnist,cifar10,vae,large,serve (large: patch VAEs and Inception V3 on 299x299 images; serve: HTTP load on vaeguard serve)",
+    "mnist,cifar10,vae",
+  )
   .option("--python <path>", "python with torch for the comparison", "/usr/bin/python3")
   .option("--serve-seconds <s>", "serve: seconds per connection level", "30")
   .option("--connections <list>", "serve: connection counts", "1,8,32,128")
-  .option("--classifier <file>", "serve: classifier checkpoint (default runs/checkpoints/mnist-classifier[-quick].safetensors)")
+  .option(
+    "--classifier <file>",
+    "serve: classifier checkpoint (default runs/checkpoints/mnist-classifier[-quick].safetensors)",
+  )
   .option("--vae <file>", "serve: VAE checkpoint (default runs/checkpoints/mnist-vae-b0.01-bce[-quick].safetensors)")
   .option("--json", "print JSON only")
   .parse();

@@ -127,8 +127,16 @@ async function scrape(url: string): Promise<Map<string, number>> {
 
 export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult> {
   const log = o.log ?? ((l: string) => process.stderr.write(l + "\n"));
-  const classifier = findCheckpoint(o.classifier, ["mnist-classifier.safetensors", "mnist-classifier-quick.safetensors"], "--classifier");
-  const vae = findCheckpoint(o.vae, ["mnist-vae-b0.01-bce.safetensors", "mnist-vae-b0.01-bce-quick.safetensors"], "--vae");
+  const classifier = findCheckpoint(
+    o.classifier,
+    ["mnist-classifier.safetensors", "mnist-classifier-quick.safetensors"],
+    "--classifier",
+  );
+  const vae = findCheckpoint(
+    o.vae,
+    ["mnist-vae-b0.01-bce.safetensors", "mnist-vae-b0.01-bce-quick.safetensors"],
+    "--vae",
+  );
 
   // 256 MNIST test digits: the library's batch and the PNG bodies the clients send, in turn.
   const test = loadMnist({ split: "test", limit: 256 });
@@ -138,7 +146,10 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult
   const pngs = await Promise.all(
     Array.from({ length: 256 }, (_, i) => {
       const px = Uint8Array.from(images.subarray(i * 784, (i + 1) * 784), (v) => Math.round(v * 255));
-      return sharp(px, { raw: { width: 28, height: 28, channels: 1 } }).toColourspace("b-w").png().toBuffer();
+      return sharp(px, { raw: { width: 28, height: 28, channels: 1 } })
+        .toColourspace("b-w")
+        .png()
+        .toBuffer();
     }),
   );
 
@@ -147,13 +158,20 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult
   const libraryImagesPerSecond = await libraryRate(vae, images, Math.min(o.maxBatch, 256), Math.min(o.seconds, 10));
 
   const { child, url } = await startServer([
-    "--classifier", classifier,
-    "--vae", vae,
-    "--defenses", "vae",
-    "--port", "0",
-    "--samples", "0",
-    "--threads", String(o.threads),
-    "--max-batch", String(o.maxBatch),
+    "--classifier",
+    classifier,
+    "--vae",
+    vae,
+    "--defenses",
+    "vae",
+    "--port",
+    "0",
+    "--samples",
+    "0",
+    "--threads",
+    String(o.threads),
+    "--max-batch",
+    String(o.maxBatch),
   ]);
   try {
     let next = 0;
@@ -181,8 +199,12 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult
       log(`serve bench: ${c} connection(s) for ${o.seconds} s ...`);
       const r = await run(c, o.seconds);
       const now = await scrape(url);
-      const count = (now.get('vaeguard_batch_size_count{operation="purify"}') ?? 0) - (last.get('vaeguard_batch_size_count{operation="purify"}') ?? 0);
-      const sum = (now.get('vaeguard_batch_size_sum{operation="purify"}') ?? 0) - (last.get('vaeguard_batch_size_sum{operation="purify"}') ?? 0);
+      const count =
+        (now.get('vaeguard_batch_size_count{operation="purify"}') ?? 0) -
+        (last.get('vaeguard_batch_size_count{operation="purify"}') ?? 0);
+      const sum =
+        (now.get('vaeguard_batch_size_sum{operation="purify"}') ?? 0) -
+        (last.get('vaeguard_batch_size_sum{operation="purify"}') ?? 0);
       last = now;
       levels.push({
         connections: c,
@@ -214,7 +236,12 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult
 export function renderServeBench(r: ServeBenchResult, seconds: number): string {
   const lines = [
     `POST /v1/purify (VAE defense), MNIST PNGs, ${seconds} s per level; library: VaeDefense.apply on batches, no HTTP`,
-    "connections".padEnd(12) + "req/s".padStart(9) + "p50 ms".padStart(9) + "p99 ms".padStart(9) + "  batch" + "  errors  status codes",
+    "connections".padEnd(12) +
+      "req/s".padStart(9) +
+      "p50 ms".padStart(9) +
+      "p99 ms".padStart(9) +
+      "  batch" +
+      "  errors  status codes",
   ];
   for (const l of r.levels) {
     lines.push(

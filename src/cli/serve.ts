@@ -23,11 +23,17 @@ export function register(program: Command): void {
     .command("serve")
     .description("run the purification service: HTTP API (/v1/purify, /v1/classify, /v1/attack) and a demo page")
     .option("--config <file>", "JSON or YAML file with any of the settings below (flags override it)")
-    .option("--classifier <file>", "classifier: vaeguard checkpoint (.safetensors), TF.js model.json or TorchScript (.pt)")
+    .option(
+      "--classifier <file>",
+      "classifier: vaeguard checkpoint (.safetensors), TF.js model.json or TorchScript (.pt)",
+    )
     .option("--input-shape <c,h,w>", "input shape of a TorchScript classifier")
     .option("--vae <file>", "VAE checkpoint for the vae defense")
     .option("--patch-vae <size=file>", "patch VAE checkpoint for patchvae:SIZE/STRIDE (repeatable)", collect)
-    .option("--defenses <list>", 'defense specs, comma-separated (default "vae,jpeg:23" with --vae, else "jpeg:23"); "none" is always served')
+    .option(
+      "--defenses <list>",
+      'defense specs, comma-separated (default "vae,jpeg:23" with --vae, else "jpeg:23"); "none" is always served',
+    )
     .option("--host <host>", "address to bind (default 127.0.0.1: this machine only)")
     .option("--port <n>", "port (default 8080; 0: any free port)")
     .option("--no-attack", "switch off POST /v1/attack")
@@ -68,7 +74,8 @@ export function register(program: Command): void {
         let apiKey: string | undefined;
         if (cfg.apiKeyEnv) {
           apiKey = process.env[cfg.apiKeyEnv];
-          if (!apiKey) throw new ArgumentError(`--api-key-env ${cfg.apiKeyEnv}: that environment variable is not set or empty`);
+          if (!apiKey)
+            throw new ArgumentError(`--api-key-env ${cfg.apiKeyEnv}: that environment variable is not set or empty`);
         }
         const results = cfg.results ? loadResultsFile(cfg.results) : undefined;
         const models = loadServeModels(cfg.models);
@@ -96,7 +103,9 @@ export function register(program: Command): void {
           `vaeguard serve: listening on ${url} (defenses ${models.defenses.map((d) => d.id).join(", ")}; attack endpoint ${cfg.attack.enabled ? "on" : "off"}${apiKey ? "; API key required" : ""})`,
         );
         if (!loopback && !apiKey) {
-          process.stderr.write(`vaeguard serve: warning: listening on ${cfg.host} without an API key (--api-key-env)\n`);
+          process.stderr.write(
+            `vaeguard serve: warning: listening on ${cfg.host} without an API key (--api-key-env)\n`,
+          );
         }
         const stop = () => {
           void server.close().then(() => {

@@ -52,12 +52,9 @@ interface Group<T, R> {
 }
 
 export function queueFull(limit: number): HttpError {
-  return new HttpError(
-    503,
-    "overloaded",
-    `The server is at capacity (${limit} images waiting); retry after a second`,
-    { "retry-after": "1" },
-  );
+  return new HttpError(503, "overloaded", `The server is at capacity (${limit} images waiting); retry after a second`, {
+    "retry-after": "1",
+  });
 }
 
 export class DynamicBatcher {

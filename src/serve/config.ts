@@ -9,7 +9,7 @@ import { dirname, extname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { ArgumentError } from "../core/errors.js";
 import { fail } from "../core/validate.js";
-import { splitDefenseList } from "../eval/config.js";
+import { needsVae, splitDefenseList } from "../eval/config.js";
 import { checkRows, type EvaluationResult } from "../report/types.js";
 import { DEFAULT_BATCHER_OPTIONS, type BatcherOptions } from "./batching.js";
 import { DEFAULT_ATTACK_LIMITS, DEFAULT_LIMITS, type AttackLimits, type ServeLimits } from "./context.js";
@@ -78,7 +78,9 @@ export function loadServeConfigFile(file: string): RawServeSettings {
     else throw new ArgumentError(`${file}: expected a config file ending in .json, .yaml or .yml`);
   } catch (e) {
     if (e instanceof ArgumentError) throw e;
-    throw new ArgumentError(`${file}: not valid ${ext === ".json" ? "JSON" : "YAML"} (${(e as Error).message.split("\n")[0]})`);
+    throw new ArgumentError(
+      `${file}: not valid ${ext === ".json" ? "JSON" : "YAML"} (${(e as Error).message.split("\n")[0]})`,
+    );
   }
   if (parsed === null || parsed === undefined) return {};
   if (typeof parsed !== "object" || Array.isArray(parsed)) {
@@ -102,9 +104,14 @@ interface Source {
 }
 
 function int(s: Source, min: number, max = Number.MAX_SAFE_INTEGER): number {
-  const n = typeof s.raw === "number" ? s.raw : typeof s.raw === "string" && /^\s*\d+\s*$/.test(s.raw) ? Number(s.raw) : NaN;
+  const n =
+    typeof s.raw === "number" ? s.raw : typeof s.raw === "string" && /^\s*\d+\s*$/.test(s.raw) ? Number(s.raw) : NaN;
   if (!Number.isInteger(n) || n < min || n > max) {
-    fail(`integer ${max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `between ${min} and ${max}`}`, s.where, s.raw);
+    fail(
+      `integer ${max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `between ${min} and ${max}`}`,
+      s.where,
+      s.raw,
+    );
   }
   return n;
 }
@@ -138,7 +145,8 @@ export function resolveServeConfig(
   const fromFile = file ? loadServeConfigFile(file) : {};
   const pick = (key: ServeKey): Source | undefined => {
     if (flags[key] !== undefined) return { raw: flags[key], where: `--${key}`, base: cwd };
-    if (fromFile[key] !== undefined) return { raw: fromFile[key], where: `"${key}" in ${options.configFile}`, base: dirname(file!) };
+    if (fromFile[key] !== undefined)
+      return { raw: fromFile[key], where: `"${key}" in ${options.configFile}`, base: dirname(file!) };
     return undefined;
   };
   const get = <T>(key: ServeKey, parse: (s: Source) => T, dflt: T): T => {
@@ -168,11 +176,19 @@ export function resolveServeConfig(
   if (defensesRaw === undefined) defenses = vae ? ["vae", "jpeg:23"] : ["jpeg:23"];
   else if (Array.isArray(defensesRaw.raw)) defenses = defensesRaw.raw.map((d) => str({ ...defensesRaw, raw: d }));
   else defenses = splitDefenseList(str(defensesRaw));
+  for (const d of defenses) {
+    if (needsVae(d) && !vae) {
+      throw new ArgumentError(
+        `Defense "${d}" needs a VAE: pass --vae with a VAE checkpoint (e.g. runs/checkpoints/mnist-vae-b0.01-bce.safetensors)`,
+      );
+    }
+  }
   const shape = get(
     "input-shape",
     (s) => {
       const parts = (Array.isArray(s.raw) ? s.raw : String(s.raw).split(",")).map((p) => Number(p));
-      if (parts.length !== 3 || !parts.every((p) => Number.isInteger(p) && p > 0)) fail("C,H,W (e.g. 3,224,224)", s.where, s.raw);
+      if (parts.length !== 3 || !parts.every((p) => Number.isInteger(p) && p > 0))
+        fail("C,H,W (e.g. 3,224,224)", s.where, s.raw);
       return parts as [number, number, number];
     },
     undefined as [number, number, number] | undefined,
@@ -219,7 +235,12 @@ export function loadResultsFile(file: string): EvaluationResult {
   } catch (e) {
     throw new ArgumentError(`${file}: cannot read the results file (${(e as Error).message.split("\n")[0]})`);
   }
-  if (typeof parsed !== "object" || parsed === null || !Array.isArray(parsed.rows) || typeof parsed.metadata !== "object") {
+  if (
+    typeof parsed !== "object" ||
+    parsed === null ||
+    !Array.isArray(parsed.rows) ||
+    typeof parsed.metadata !== "object"
+  ) {
     throw new ArgumentError(`${file}: not a vaeguard results file (expected {"metadata": ..., "rows": [...]})`);
   }
   try {

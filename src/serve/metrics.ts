@@ -14,7 +14,7 @@ export class ServeMetrics {
   readonly batchSize: Histogram<"operation">;
   readonly rejected: Counter<"reason">;
 
-  constructor(queue: { depth: number; active: number }) {
+  constructor(queue: () => { depth: number; active: number }) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     this.requests = new Counter({
@@ -48,7 +48,7 @@ export class ServeMetrics {
       help: "Images waiting for a batch",
       registers,
       collect() {
-        this.set(queue.depth);
+        this.set(queue().depth);
       },
     });
     new Gauge({
@@ -56,7 +56,7 @@ export class ServeMetrics {
       help: "Model batches running now",
       registers,
       collect() {
-        this.set(queue.active);
+        this.set(queue().active);
       },
     });
     new Gauge({

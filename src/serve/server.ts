@@ -71,7 +71,10 @@ function presentedKey(headers: Record<string, string | string[] | undefined>): s
 }
 
 /** Map any error to status, code, message and headers of the one error shape. */
-function describeError(e: unknown, limits: ServeLimits): { status: number; code: string; message: string; headers: Record<string, string> } {
+function describeError(
+  e: unknown,
+  limits: ServeLimits,
+): { status: number; code: string; message: string; headers: Record<string, string> } {
   if (e instanceof HttpError) return { status: e.status, code: e.code, message: e.message, headers: e.headers };
   const fe = e as FastifyError;
   if (fe?.validation) {
@@ -95,7 +98,12 @@ function describeError(e: unknown, limits: ServeLimits): { status: number; code:
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
       return { status: 400, code: "empty_body", message: "The JSON body is empty", headers: {} };
     case "FST_ERR_CTP_INVALID_CONTENT_LENGTH":
-      return { status: 400, code: "invalid_request", message: "The Content-Length does not match the body", headers: {} };
+      return {
+        status: 400,
+        code: "invalid_request",
+        message: "The Content-Length does not match the body",
+        headers: {},
+      };
   }
   if (e instanceof SyntaxError || fe?.code === "FST_ERR_CTP_INVALID_JSON_BODY") {
     return { status: 400, code: "invalid_json", message: `The body is not valid JSON (${fe.message})`, headers: {} };
@@ -113,12 +121,12 @@ function describeError(e: unknown, limits: ServeLimits): { status: number; code:
 export function createServer(options: ServeOptions): Server {
   const limits: ServeLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const attack: AttackLimits = { ...DEFAULT_ATTACK_LIMITS, ...options.attack };
-  let metrics: ServeMetrics | undefined;
+  // The metrics read the batcher's queue when scraped; the batcher reports batch sizes to the metrics.
+  const metrics: ServeMetrics = new ServeMetrics(() => batcher);
   const batcher = new DynamicBatcher({
     ...options.batching,
-    onBatch: (key, size) => metrics?.batchSize.observe({ operation: key.split("|")[0] }, size),
+    onBatch: (key, size) => metrics.batchSize.observe({ operation: key.split("|")[0] }, size),
   });
-  metrics = new ServeMetrics(batcher);
   const ctx: ServeContext = {
     models: options.models,
     batcher,
@@ -155,7 +163,7 @@ export function createServer(options: ServeOptions): Server {
   app.setErrorHandler((error, request, reply) => {
     const d = describeError(error, limits);
     if (d.status >= 500 && d.code === "internal") request.log.error(error);
-    if (d.code === "overloaded" || d.code === "timeout") metrics!.rejected.inc({ reason: d.code });
+    if (d.code === "overloaded" || d.code === "timeout") metrics.rejected.inc({ reason: d.code });
     return reply.status(d.status).headers(d.headers).send(errorBody(d.code, d.message));
   });
   app.setNotFoundHandler((request, reply) =>
@@ -179,8 +187,8 @@ export function createServer(options: ServeOptions): Server {
 
   app.addHook("onResponse", async (request, reply) => {
     const route = request.routeOptions.url ?? "unmatched";
-    metrics!.requests.inc({ method: request.method, route, status: String(reply.statusCode) });
-    metrics!.latency.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+    metrics.requests.inc({ method: request.method, route, status: String(reply.statusCode) });
+    metrics.latency.observe({ method: request.method, route }, reply.elapsedTime / 1000);
   });
 
   registerInfo(app, ctx);

@@ -137,7 +137,10 @@ test("POST /v1/classify returns top-k with and without each defense, sorted prob
   for (const p of predictions) {
     assert.equal(p.top.length, 4);
     const probs = p.top.map((t: { probability: number }) => t.probability);
-    assert.deepEqual(probs, [...probs].sort((a, b) => b - a));
+    assert.deepEqual(
+      probs,
+      [...probs].sort((a, b) => b - a),
+    );
     assert.ok(probs.reduce((a: number, b: number) => a + b, 0) <= 1.0001);
     assert.equal(p.top[0].className, String(p.top[0].label));
   }
@@ -211,9 +214,13 @@ test("GET /metrics exposes request counts, latencies, batch sizes, queue depth a
   assert.equal(r.statusCode, 200);
   assert.match(r.headers["content-type"] as string, /^text\/plain/);
   const text = r.body;
-  assert.ok((metricValue(text, 'vaeguard_http_requests_total{method="POST",route="/v1/purify",status="200"}') ?? 0) >= 1);
+  assert.ok(
+    (metricValue(text, 'vaeguard_http_requests_total{method="POST",route="/v1/purify",status="200"}') ?? 0) >= 1,
+  );
   assert.ok((metricValue(text, 'vaeguard_batch_size_count{operation="purify"}') ?? 0) >= 1);
-  assert.ok((metricValue(text, 'vaeguard_http_request_duration_seconds_count{method="POST",route="/v1/purify"}') ?? 0) >= 1);
+  assert.ok(
+    (metricValue(text, 'vaeguard_http_request_duration_seconds_count{method="POST",route="/v1/purify"}') ?? 0) >= 1,
+  );
   assert.equal(metricValue(text, "vaeguard_queue_depth"), 0);
   assert.ok((metricValue(text, "process_resident_memory_bytes") ?? 0) > 0);
 });

@@ -42,10 +42,7 @@ test("different keys never share a batch", async () => {
   const r = gatedRunner();
   r.release();
   await Promise.all([b.submit("a", 1, r.run), b.submit("b", 2, r.run), b.submit("a", 3, r.run)]);
-  assert.deepEqual(
-    r.batches.map((x) => x.join(",")).sort(),
-    ["1,3", "2"],
-  );
+  assert.deepEqual(r.batches.map((x) => x.join(",")).sort(), ["1,3", "2"]);
 });
 
 test("batches hold at most maxBatchSize items; a full batch starts without waiting for the window", async () => {
@@ -126,7 +123,10 @@ test("close() refuses waiting items with 503", async () => {
   const waiting = b.submit("k", 1, async (x: number[]) => x);
   b.close();
   await assert.rejects(waiting, (e: unknown) => e instanceof HttpError && e.code === "shutting_down");
-  await assert.rejects(b.submit("k", 2, async (x: number[]) => x), (e: unknown) => e instanceof HttpError && e.status === 503);
+  await assert.rejects(
+    b.submit("k", 2, async (x: number[]) => x),
+    (e: unknown) => e instanceof HttpError && e.status === 503,
+  );
 });
 
 serverTests();

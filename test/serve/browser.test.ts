@@ -66,54 +66,69 @@ test("the page loads, shows the models and the first test digit with its classif
   page.on("pageerror", (e) => failed.push(e.message));
   await page.goto(url);
   await page.waitForSelector("body[data-ready=true]");
-  assert.match((await page.textContent("#model-info")) ?? "", /classifier\.safetensors \(1x28x28, 10 classes\); defenses: No defense, VAE, JPEG 23/);
+  assert.match(
+    (await page.textContent("#model-info")) ?? "",
+    /classifier\.safetensors \(1x28x28, 10 classes\); defenses: No defense, VAE, JPEG 23/,
+  );
   assert.match((await page.textContent("#source-caption")) ?? "", /test digit #0, true label \d/);
   assert.equal(await page.locator("[data-testid=classification] tr").count(), 4); // header + 3 defenses
-  assert.deepEqual(await page.locator("#attack-name option").evaluateAll((o) => o.map((x) => (x as HTMLOptionElement).value)), [
-    "fgsm",
-    "ifgsm",
-    "pgd",
-    "pgd-l2",
-    "square",
-  ]);
+  assert.deepEqual(
+    await page.locator("#attack-name option").evaluateAll((o) => o.map((x) => (x as HTMLOptionElement).value)),
+    ["fgsm", "ifgsm", "pgd", "pgd-l2", "square"],
+  );
   // The plot of the results file: one line per defense.
   assert.equal(await page.locator("#plot svg polyline").count(), 2);
   assert.deepEqual(await page.locator("#plot-attack option").allTextContents(), ["FGSM (gray-box)"]);
   assert.deepEqual(failed, []);
 });
 
-test("pick a digit, run an attack: original, adversarial and purified images with predictions, both modes", { skip }, async () => {
-  await page.fill("#sample-index", "7");
-  await page.dispatchEvent("#sample-index", "change");
-  await page.waitForFunction(() => document.getElementById("source-caption")?.textContent?.includes("#7"));
-  await page.selectOption("#attack-name", "fgsm");
-  await page.selectOption("#defense", "vae");
-  await page.fill("#eps", "0.2");
-  assert.equal(await page.textContent("#eps-value"), "0.20");
-  await page.click("#run-attack");
-  await page.waitForSelector("[data-mode=adaptive] figure[data-testid=purified] img");
-  for (const mode of ["gray-box", "adaptive"]) {
-    const figures = page.locator(`[data-mode=${mode}] figure`);
-    assert.deepEqual(await figures.evaluateAll((fs) => fs.map((x) => (x as HTMLElement).dataset.testid)), [
-      "original",
-      "adversarial",
-      "purified",
-    ]);
-    const loaded = await page.locator(`[data-mode=${mode}] figure img`).evaluateAll((imgs) =>
-      imgs.map((i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth),
-    );
-    assert.deepEqual(loaded, [28, 28, 28]);
-    for (const testid of ["original", "adversarial", "purified"]) {
-      assert.equal(await page.locator(`[data-mode=${mode}] figure[data-testid=${testid}] li`).count(), 3);
+test(
+  "pick a digit, run an attack: original, adversarial and purified images with predictions, both modes",
+  { skip },
+  async () => {
+    await page.fill("#sample-index", "7");
+    await page.dispatchEvent("#sample-index", "change");
+    await page.waitForFunction(() => document.getElementById("source-caption")?.textContent?.includes("#7"));
+    await page.selectOption("#attack-name", "fgsm");
+    await page.selectOption("#defense", "vae");
+    await page.fill("#eps", "0.2");
+    assert.equal(await page.textContent("#eps-value"), "0.20");
+    await page.click("#run-attack");
+    await page.waitForSelector("[data-mode=adaptive] figure[data-testid=purified] img");
+    for (const mode of ["gray-box", "adaptive"]) {
+      const figures = page.locator(`[data-mode=${mode}] figure`);
+      assert.deepEqual(await figures.evaluateAll((fs) => fs.map((x) => (x as HTMLElement).dataset.testid)), [
+        "original",
+        "adversarial",
+        "purified",
+      ]);
+      const loaded = await page
+        .locator(`[data-mode=${mode}] figure img`)
+        .evaluateAll((imgs) =>
+          imgs.map((i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth),
+        );
+      assert.deepEqual(loaded, [28, 28, 28]);
+      for (const testid of ["original", "adversarial", "purified"]) {
+        assert.equal(await page.locator(`[data-mode=${mode}] figure[data-testid=${testid}] li`).count(), 3);
+      }
     }
-  }
-  assert.match((await page.textContent("[data-mode=adaptive] h3")) ?? "", /Adaptive: FGSM at eps 0.2 against VAE \+ classifier/);
-  assert.equal(await page.isVisible("#error"), false);
-});
+    assert.match(
+      (await page.textContent("[data-mode=adaptive] h3")) ?? "",
+      /Adaptive: FGSM at eps 0.2 against VAE \+ classifier/,
+    );
+    assert.equal(await page.isVisible("#error"), false);
+  },
+);
 
 test("upload an image: it is classified with and without each defense", { skip }, async () => {
-  await page.setInputFiles("#upload", { name: "digit.png", mimeType: "image/png", buffer: await digitImage("png", 64, 64) });
-  await page.waitForFunction(() => document.getElementById("source-caption")?.textContent?.startsWith("uploaded: digit.png"));
+  await page.setInputFiles("#upload", {
+    name: "digit.png",
+    mimeType: "image/png",
+    buffer: await digitImage("png", 64, 64),
+  });
+  await page.waitForFunction(() =>
+    document.getElementById("source-caption")?.textContent?.startsWith("uploaded: digit.png"),
+  );
   assert.equal(await page.locator("[data-testid=classification] tr").count(), 4);
   assert.equal(await page.isVisible("#error"), false);
   // The attack then runs on the upload, against its clean prediction.
@@ -122,7 +137,11 @@ test("upload an image: it is classified with and without each defense", { skip }
 });
 
 test("upload a non-image: the server's error is shown", { skip }, async () => {
-  await page.setInputFiles("#upload", { name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("not an image") });
+  await page.setInputFiles("#upload", {
+    name: "notes.txt",
+    mimeType: "text/plain",
+    buffer: Buffer.from("not an image"),
+  });
   await page.waitForSelector("#error:not([hidden])");
   assert.equal(
     await page.textContent("#error"),

@@ -78,7 +78,8 @@ export async function digitImage(
 ): Promise<Buffer> {
   const pixels = Buffer.alloc(width * height * 3);
   for (let y = 0; y < height; y++) {
-    for (let x = Math.floor(width / 2) - 2; x < Math.floor(width / 2) + 2; x++) pixels.fill(230, (y * width + x) * 3, (y * width + x) * 3 + 3);
+    for (let x = Math.floor(width / 2) - 2; x < Math.floor(width / 2) + 2; x++)
+      pixels.fill(230, (y * width + x) * 3, (y * width + x) * 3 + 3);
   }
   const img = sharp(pixels, { raw: { width, height, channels: 3 } });
   return img[format]().toBuffer();

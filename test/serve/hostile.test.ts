@@ -285,7 +285,8 @@ test("bad attack requests are 400 with a message", async () => {
       body: { sample: 0, eps: 0.1, attack: "deepfool" },
       status: 400,
       code: "invalid_argument",
-      message: /^Unknown attack "deepfool" in attack spec "deepfool"; expected one of fgsm, ifgsm, pgd, pgd-l2, square$/,
+      message:
+        /^Unknown attack "deepfool" in attack spec "deepfool"; expected one of fgsm, ifgsm, pgd, pgd-l2, square$/,
     },
     {
       name: "too many steps",
@@ -340,7 +341,14 @@ test("bad attack requests are 400 with a message", async () => {
 });
 
 test("unknown routes and samples are 404 in the same shape", async () => {
-  await check({ name: "route", method: "GET", url: "/v1/nothing", status: 404, code: "not_found", message: /^No route GET \/v1\/nothing$/ });
+  await check({
+    name: "route",
+    method: "GET",
+    url: "/v1/nothing",
+    status: 404,
+    code: "not_found",
+    message: /^No route GET \/v1\/nothing$/,
+  });
   await check({
     name: "sample path",
     method: "GET",
@@ -349,11 +357,23 @@ test("unknown routes and samples are 404 in the same shape", async () => {
     code: "unknown_sample",
     message: /^No test sample "..\/..\/etc\/passwd"; this server has 20 \(0 to 19\)$/,
   });
-  await check({ name: "results", method: "GET", url: "/v1/results", status: 404, code: "no_results", message: /--results/ });
+  await check({
+    name: "results",
+    method: "GET",
+    url: "/v1/results",
+    status: 404,
+    code: "no_results",
+    message: /--results/,
+  });
 });
 
 test("after all of it the process still answers and no tensor was left behind", async () => {
-  const r = await s.app.inject({ method: "POST", url: "/v1/classify", headers: { "content-type": "image/png" }, payload: png });
+  const r = await s.app.inject({
+    method: "POST",
+    url: "/v1/classify",
+    headers: { "content-type": "image/png" },
+    payload: png,
+  });
   assert.equal(r.statusCode, 200);
   assert.equal(memory().numTensors, tensorsBefore);
 });
@@ -364,12 +384,19 @@ test("an API key, when set, is required for /v1/* and /metrics, not for /healthz
     const none = await keyed.app.inject({ method: "GET", url: "/v1/models" });
     assert.equal(none.statusCode, 401);
     assert.deepEqual(none.json(), {
-      error: { code: "unauthorized", message: "A valid API key is needed (Authorization: Bearer KEY or X-API-Key: KEY)" },
+      error: {
+        code: "unauthorized",
+        message: "A valid API key is needed (Authorization: Bearer KEY or X-API-Key: KEY)",
+      },
     });
     assert.equal(none.headers["www-authenticate"], "Bearer");
     const wrong = await keyed.app.inject({ method: "GET", url: "/metrics", headers: { authorization: "Bearer nope" } });
     assert.equal(wrong.statusCode, 401);
-    const bearer = await keyed.app.inject({ method: "GET", url: "/v1/models", headers: { authorization: "Bearer s3cret" } });
+    const bearer = await keyed.app.inject({
+      method: "GET",
+      url: "/v1/models",
+      headers: { authorization: "Bearer s3cret" },
+    });
     assert.equal(bearer.statusCode, 200);
     const header = await keyed.app.inject({ method: "GET", url: "/metrics", headers: { "x-api-key": "s3cret" } });
     assert.equal(header.statusCode, 200);
@@ -399,7 +426,9 @@ test("a client that does not finish sending its request gets 408 (request timeou
     const reply = await new Promise<string>((resolve, reject) => {
       const sock = connect(Number(url.port), url.hostname, () => {
         // Promise 1000 bytes, send 10, then stall.
-        sock.write("POST /v1/purify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n0123456789");
+        sock.write(
+          "POST /v1/purify HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n0123456789",
+        );
       });
       let data = "";
       sock.on("data", (d) => (data += d.toString()));

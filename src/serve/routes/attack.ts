@@ -72,7 +72,10 @@ export function registerAttack(app: FastifyInstance, ctx: ServeContext): void {
       throw badRequest("invalid_request", 'Give exactly one of "image" (base64) and "sample" (a test image index)');
     }
     if (b.label !== undefined && b.label >= numClasses) {
-      throw badRequest("invalid_request", `Expected integer between 0 and ${numClasses - 1} for label but received ${b.label}`);
+      throw badRequest(
+        "invalid_request",
+        `Expected integer between 0 and ${numClasses - 1} for label but received ${b.label}`,
+      );
     }
     const k = Math.min(b.topk ?? 3, numClasses);
     const choice = parseAttackSpec(b.attack ?? "fgsm");

@@ -28,7 +28,7 @@ export function readImageInput(request: FastifyRequest, ctx: ServeContext, allow
   if (body === undefined || body === null) {
     throw badRequest(
       "empty_body",
-      "The request has no body; send image bytes (image/png, image/jpeg, image/webp) or JSON {\"images\": [base64, ...]}",
+      'The request has no body; send image bytes (image/png, image/jpeg, image/webp) or JSON {"images": [base64, ...]}',
     );
   }
   if (typeof body !== "object" || Array.isArray(body)) {
@@ -37,7 +37,10 @@ export function readImageInput(request: FastifyRequest, ctx: ServeContext, allow
   const { images, ...fields } = body as Record<string, unknown>;
   checkKeys(fields, allowed, "field");
   if (!Array.isArray(images) || images.length === 0) {
-    throw badRequest("invalid_request", 'The JSON body needs "images": a non-empty array of base64 PNG, JPEG or WebP files');
+    throw badRequest(
+      "invalid_request",
+      'The JSON body needs "images": a non-empty array of base64 PNG, JPEG or WebP files',
+    );
   }
   const max = ctx.limits.maxImagesPerRequest;
   if (images.length > max) {
@@ -62,17 +65,31 @@ function checkKeys(o: Record<string, unknown>, allowed: readonly string[], kind:
 }
 
 /** An optional integer setting from a query string or JSON field. */
-export function intField(fields: Record<string, unknown>, name: string, min: number, max: number, dflt: number): number {
+export function intField(
+  fields: Record<string, unknown>,
+  name: string,
+  min: number,
+  max: number,
+  dflt: number,
+): number {
   const raw = fields[name];
   if (raw === undefined) return dflt;
   const n = typeof raw === "number" ? raw : typeof raw === "string" && /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : NaN;
   if (!Number.isInteger(n) || n < min || n > max) {
-    throw badRequest("invalid_request", `Expected integer between ${min} and ${max} for ${name} but received ${JSON.stringify(raw)}`);
+    throw badRequest(
+      "invalid_request",
+      `Expected integer between ${min} and ${max} for ${name} but received ${JSON.stringify(raw)}`,
+    );
   }
   return n;
 }
 
-export function oneOfField<T extends string>(fields: Record<string, unknown>, name: string, options: readonly T[], dflt: T): T {
+export function oneOfField<T extends string>(
+  fields: Record<string, unknown>,
+  name: string,
+  options: readonly T[],
+  dflt: T,
+): T {
   const raw = fields[name];
   if (raw === undefined) return dflt;
   if (typeof raw !== "string" || !(options as readonly string[]).includes(raw)) {

@@ -53,7 +53,11 @@ export function registerPurify(app: FastifyInstance, ctx: ServeContext): void {
     if (format === "tensor") {
       return {
         defense: served.id,
-        tensors: purified.map((img) => ({ shape: img.shape, dtype: "float32", data: tensorBytes(img).toString("base64") })),
+        tensors: purified.map((img) => ({
+          shape: img.shape,
+          dtype: "float32",
+          data: tensorBytes(img).toString("base64"),
+        })),
       };
     }
     return {

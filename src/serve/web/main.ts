@@ -67,7 +67,13 @@ function predictionList(top: Prediction[], truth?: number): HTMLElement {
   return ol;
 }
 
-function figure(src: string, caption: string, top: Prediction[], truth: number | undefined, testId: string): HTMLElement {
+function figure(
+  src: string,
+  caption: string,
+  top: Prediction[],
+  truth: number | undefined,
+  testId: string,
+): HTMLElement {
   const f = document.createElement("figure");
   f.dataset.testid = testId;
   const img = document.createElement("img");
@@ -140,7 +146,13 @@ function renderAttack(r: AttackReply): void {
     figs.className = "figures";
     figs.append(
       figure(pngUrl(r.original.image), "original", r.original.undefended, truth, "original"),
-      figure(pngUrl(run.adversarial.image), "adversarial (classifier alone)", run.adversarial.top, truth, "adversarial"),
+      figure(
+        pngUrl(run.adversarial.image),
+        "adversarial (classifier alone)",
+        run.adversarial.top,
+        truth,
+        "adversarial",
+      ),
       figure(pngUrl(run.purified.image), `purified by ${r.defenseName}`, run.purified.top, truth, "purified"),
     );
     div.append(h, figs);
@@ -183,7 +195,10 @@ function setUpPlot(results: Results): void {
     groups.set(key, [...(groups.get(key) ?? []), r]);
   }
   const select = $<HTMLSelectElement>("plot-attack");
-  fillSelect(select, [...groups.keys()].map((k) => ({ value: k, label: k })));
+  fillSelect(
+    select,
+    [...groups.keys()].map((k) => ({ value: k, label: k })),
+  );
   const draw = () => $("plot").replaceChildren(plotAccuracy(groups.get(select.value) ?? [], select.value));
   select.addEventListener("change", draw);
   $("plot-note").textContent = `${results.metadata.dataset}; ${results.metadata.command}`;
@@ -220,7 +235,10 @@ async function start(): Promise<void> {
     $<HTMLSelectElement>("attack-name"),
     m.attack.attacks.map((a) => ({ value: a.name, label: a.description.split(":")[0] })),
   );
-  fillSelect($<HTMLSelectElement>("defense"), defenses.map((d) => ({ value: d.id, label: d.name })));
+  fillSelect(
+    $<HTMLSelectElement>("defense"),
+    defenses.map((d) => ({ value: d.id, label: d.name })),
+  );
   if (!m.attack.enabled) {
     $<HTMLButtonElement>("run-attack").disabled = true;
     $("attack-results").textContent = "The attack endpoint is switched off on this server.";

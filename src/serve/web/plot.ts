@@ -26,7 +26,8 @@ export function plotAccuracy(rows: ResultRow[], title: string): SVGSVGElement {
   for (const a of [0, 0.25, 0.5, 0.75, 1]) {
     svg.append(el("text", { x: m.left - 8, y: y(a) + 4, "text-anchor": "end" }, a.toFixed(2)));
   }
-  for (const r of sorted) svg.append(el("text", { x: x(r.epsilon), y: H - m.bottom + 16, "text-anchor": "middle" }, String(r.epsilon)));
+  for (const r of sorted)
+    svg.append(el("text", { x: x(r.epsilon), y: H - m.bottom + 16, "text-anchor": "middle" }, String(r.epsilon)));
   svg.append(el("text", { x: (m.left + W - m.right) / 2, y: H - 6, "text-anchor": "middle" }, "epsilon"));
   svg.append(el("text", { x: m.left, y: 14 }, title));
   const defenses = [...new Set(sorted.flatMap((r) => Object.keys(r.accuracy)))];
