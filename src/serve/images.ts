@@ -2,9 +2,9 @@
  * Image bytes in and out of the service, with hostile input in mind: the
  * format is sniffed from the first bytes (only PNG, JPEG and WebP ever reach
  * the decoder: no SVG, no TIFF, nothing that libvips would parse with a
- * larger attack surface), the pixel count is checked from the header before
- * decoding (decompression bombs) and again by sharp's `limitInputPixels`,
- * and a truncated or damaged file is a 400 with one line, never a crash.
+ * larger attack surface), sharp's `limitInputPixels` refuses an image with
+ * too many pixels from its header, before any decoding (decompression
+ * bombs), and a truncated or damaged file is a 400 with one line, never a crash.
  */
 import sharp from "sharp";
 import { HttpError, badRequest } from "./errors.js";
@@ -47,12 +47,8 @@ export interface DecodeOptions {
   what?: string;
 }
 
-/** Check the bytes and read the image header; throws HttpError 400/413/415. */
-export async function checkImageBytes(
-  bytes: Uint8Array,
-  o: Pick<DecodeOptions, "maxPixels" | "what">,
-): Promise<{ format: AcceptedFormat; width: number; height: number }> {
-  const what = o.what ?? "the request body";
+/** Check the magic bytes: empty (400), not an image (400), another format (415). */
+function checkFormat(bytes: Uint8Array, what: string): AcceptedFormat {
   if (bytes.length === 0) throw badRequest("empty_image", `${cap(what)} is empty; send PNG, JPEG or WebP bytes`);
   const format = sniffFormat(bytes);
   if (format === undefined) {
@@ -61,29 +57,33 @@ export async function checkImageBytes(
   if (!(ACCEPTED_FORMATS as readonly string[]).includes(format)) {
     throw new HttpError(415, "unsupported_image_format", `${cap(what)} is a ${format} image; send PNG, JPEG or WebP`);
   }
-  let meta: sharp.Metadata;
-  try {
-    // Header only: no pixels are decoded here, so no limit is needed to read the size.
-    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
-  } catch (e) {
-    throw badRequest("invalid_image", `${cap(what)} is a damaged ${format} image (${firstLine(e)})`);
-  }
-  const width = meta.width ?? 0;
-  const height = meta.height ?? 0;
-  if (width * height > o.maxPixels) {
-    throw new HttpError(
-      413,
-      "too_many_pixels",
-      `${cap(what)} has ${width}x${height} = ${width * height} pixels; the limit is ${o.maxPixels}`,
-    );
-  }
-  return { format: format as AcceptedFormat, width, height };
+  return format as AcceptedFormat;
 }
 
-/** Decode PNG/JPEG/WebP bytes to a CHW float image for a model. */
+/** 413 naming the image's size, read from its header (no pixels are decoded to read it). */
+async function tooManyPixels(bytes: Uint8Array, format: string, what: string, maxPixels: number): Promise<HttpError> {
+  let meta: sharp.Metadata;
+  try {
+    meta = await sharp(bytes, { limitInputPixels: false }).metadata();
+  } catch (e) {
+    return badRequest("invalid_image", `${cap(what)} is a damaged ${format} image (${firstLine(e)})`);
+  }
+  const [w, h] = [meta.width ?? 0, meta.height ?? 0];
+  return new HttpError(
+    413,
+    "too_many_pixels",
+    `${cap(what)} has ${w}x${h} = ${w * h} pixels; the limit is ${maxPixels}`,
+  );
+}
+
+/**
+ * Decode PNG/JPEG/WebP bytes to a CHW float image for a model. sharp refuses
+ * an image over the pixel limit from its header, before decoding anything;
+ * only then is the header read again, for the message.
+ */
 export async function decodeImage(bytes: Uint8Array, o: DecodeOptions): Promise<PixelImage> {
   const what = o.what ?? "the request body";
-  const { format } = await checkImageBytes(bytes, o);
+  const format = checkFormat(bytes, what);
   let img = sharp(bytes, { limitInputPixels: o.maxPixels, failOn: "truncated" })
     .rotate()
     // Transparent parts become black: MNIST-style digits are light on a dark ground.
@@ -96,6 +96,7 @@ export async function decodeImage(bytes: Uint8Array, o: DecodeOptions): Promise<
   try {
     out = await img.raw().toBuffer({ resolveWithObject: true });
   } catch (e) {
+    if (/pixel limit/i.test(firstLine(e))) throw await tooManyPixels(bytes, format, what, o.maxPixels);
     throw badRequest("invalid_image", `${cap(what)} is a truncated or damaged ${format} image (${firstLine(e)})`);
   }
   const { width, height, channels } = out.info;
