@@ -78,6 +78,24 @@ export function serveModels(
     seen.add(id);
     return { id, defense: createDefense(id, ctx) };
   });
+  // A defense the classifier's images do not fit would fail on every /v1/classify: refuse it at start-up.
+  const [c, h, w] = classifier.inputShape;
+  for (const { id, defense } of defenses) {
+    const fixed = fixedShape(defense);
+    const channels = defenseChannels(defense);
+    if ((fixed && (fixed[0] !== c || fixed[1] !== h || fixed[2] !== w)) || (channels !== undefined && channels !== c)) {
+      const need = fixed ? `images of shape [${fixed.join(", ")}]` : `${channels}-channel images`;
+      throw new ArgumentError(
+        `Defense "${id}" works on ${need} but the classifier takes [${classifier.inputShape.join(", ")}]`,
+      );
+    }
+    const patch = largestPatch(defense);
+    if (patch > h || patch > w) {
+      throw new ArgumentError(
+        `Defense "${id}" cuts ${patch}x${patch} patches, larger than the classifier's ${h}x${w} images`,
+      );
+    }
+  }
   const classNames =
     extra.classNames ??
     (classifier.numClasses === MNIST_CLASSES.length
@@ -147,4 +165,11 @@ export function defenseChannels(defense: Defense): number | undefined {
   const d = defense as Defense & { vae?: ConvVae; members?: readonly Defense[] };
   if (d.members) return d.members.map(defenseChannels).find((c) => c !== undefined);
   return d.vae instanceof ConvVae ? d.vae.inputShape[0] : undefined;
+}
+
+/** The largest patch side of a patch-VAE defense (or ensemble member); 0 for other defenses. */
+function largestPatch(defense: Defense): number {
+  const d = defense as Defense & { patchSize?: number; members?: readonly Defense[] };
+  if (d.members) return Math.max(0, ...d.members.map(largestPatch));
+  return d.patchSize ?? 0;
 }
