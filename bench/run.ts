@@ -16,21 +16,59 @@ import { MnistCnn, Cifar10Cnn } from "../src/models/classifiers.js";
 import { ConvVae, VAE_PRESETS } from "../src/models/vae.js";
 import { benchClassifier, benchVae } from "./classifiers.js";
 import { benchLarge } from "./large-images.js";
+import { benchServe, renderServeBench } from "./serve.js";
 
 const program = new Command()
   .name("bench")
   .option("--threads <n>", "intra-op threads for both engines", "2")
   .option("--seconds <s>", "seconds per measurement", "3")
   .option("--rounds <n>", "alternating rounds per engine (best of)", "2")
-  .option("--only <list>", "comma-separated: mnist,cifar10,vae,large (large: patch VAEs and Inception V3 on 299x299 images)", "mnist,cifar10,vae")
+  .option(
+    "--only <list>",
+    "comma-separated: mnist,cifar10,vae,large,serve (large: patch VAEs and Inception V3 on 299x299 images; serve: HTTP load on vaeguard serve)",
+    "mnist,cifar10,vae",
+  )
   .option("--python <path>", "python with torch for the comparison", "/usr/bin/python3")
+  .option("--serve-seconds <s>", "serve: seconds per connection level", "30")
+  .option("--connections <list>", "serve: connection counts", "1,8,32,128")
+  .option(
+    "--classifier <file>",
+    "serve: classifier checkpoint (default runs/checkpoints/mnist-classifier[-quick].safetensors)",
+  )
+  .option("--vae <file>", "serve: VAE checkpoint (default runs/checkpoints/mnist-vae-b0.01-bce[-quick].safetensors)")
   .option("--json", "print JSON only")
   .parse();
-const o = program.opts<{ threads: string; seconds: string; rounds: string; only: string; python: string; json?: boolean }>();
+const o = program.opts<{
+  threads: string;
+  seconds: string;
+  rounds: string;
+  only: string;
+  python: string;
+  json?: boolean;
+  serveSeconds: string;
+  connections: string;
+  classifier?: string;
+  vae?: string;
+}>();
 const threads = Number(o.threads);
 const seconds = Number(o.seconds);
 const rounds = Math.max(1, Number(o.rounds));
 const only = o.only.split(",");
+
+// The service benchmark stands alone: a server process under load, not alternating engine rounds.
+if (only.includes("serve")) {
+  const seconds = Number(o.serveSeconds);
+  const r = await benchServe({
+    threads,
+    seconds,
+    connections: o.connections.split(",").map(Number),
+    classifier: o.classifier,
+    vae: o.vae,
+    maxBatch: 64,
+  });
+  console.log(o.json ? JSON.stringify(r, null, 2) : renderServeBench(r, seconds));
+  if (only.length === 1) process.exit(0);
+}
 
 setNumThreads(threads);
 manualSeed(0);

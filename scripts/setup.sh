@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(libtorch-dev libopenblas0-pthread dataset-fashion-mnist fonts-dejavu-core python3 make g++)
+# chromium: the browser tests of `vaeguard serve`'s page (playwright-core drives Debian's build).
+packages+=(chromium)
 if [[ "${1:-}" == "--with-bench" ]]; then packages+=(python3-torch); fi
 
 missing=()
@@ -41,5 +43,7 @@ fi
 
 echo "setup: compiling TypeScript"
 npx tsc -p tsconfig.json
+echo "setup: bundling the web page of vaeguard serve"
+npx tsc -p src/serve/web/tsconfig.json && node scripts/build-web.mjs
 node bin/vaeguard.js info >/dev/null
 echo "setup: done"
