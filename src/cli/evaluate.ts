@@ -183,7 +183,7 @@ export async function runEvaluate(cfg: EvaluateConfig, o: EvaluateRunOptions): P
       names.add(d.name);
     }
 
-    const full = recipe.load("test", cfg.dataDir);
+    const full = await recipe.load("test", cfg.dataDir);
     owned.push(full);
     const n = cfg.samples === undefined ? datasetSize(full) : Math.min(cfg.samples, datasetSize(full));
     const test: ImageDataset = n < datasetSize(full) ? takeFirst(full, n) : full;
