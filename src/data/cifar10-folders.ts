@@ -11,7 +11,7 @@
  *
  * Order: the copies lose the official interleaving of classes, so images are
  * dealt round-robin (image 0 of each class in class order, then image 1, ...),
- * with each class's files in name order. The first N images are then a
+ * with each class's files in numeric name order. The first N images are then a
  * class-balanced subset, which `limit`, `--samples` and quick runs rely on.
  *
  * Decoding 60,000 JPEGs takes about half a minute; with `cacheDir` the decoded
@@ -79,6 +79,9 @@ export function isCifar10ClassFolders(dataDir: string): boolean {
   return isDir(join(dataDir, "train")) || isDir(join(dataDir, "test"));
 }
 
+/** "2.jpg" before "10.jpg": copies number their files, not always with leading zeros. */
+const byNumberedName = new Intl.Collator("en", { numeric: true });
+
 const quoteList = (names: string[]) => names.map((n) => JSON.stringify(n)).join(", ");
 
 /** List and check one split without decoding. */
@@ -113,7 +116,7 @@ export function indexCifar10Split(dataDir: string, split: Split): SplitIndex {
     const classDir = join(dir, c);
     const names = readdirSync(classDir)
       .filter((n) => !n.startsWith("."))
-      .sort();
+      .sort(byNumberedName.compare);
     for (const n of names) {
       const p = join(classDir, n);
       const st = statSync(p);

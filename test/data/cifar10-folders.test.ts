@@ -107,6 +107,26 @@ test(
 );
 
 test(
+  "files without leading zeros keep their numeric order",
+  withCopy(async (dir) => {
+    const before = await loadCifar10ClassFolders({ split: "train", dataDir: dir });
+    for (const c of CIFAR10_CLASSES) {
+      renameSync(join(dir, "train", c, "0000.jpg"), join(dir, "train", c, "2.jpg"));
+      renameSync(join(dir, "train", c, "0001.jpg"), join(dir, "train", c, "10.jpg"));
+    }
+    const after = await loadCifar10ClassFolders({ split: "train", dataDir: dir });
+    try {
+      assert.deepEqual(
+        Array.from(after.images.dataSync() as Float32Array),
+        Array.from(before.images.dataSync() as Float32Array),
+      );
+    } finally {
+      dispose([before, after]);
+    }
+  }),
+);
+
+test(
   "unknown class folders are named in one line",
   withCopy(async (dir) => {
     mkdirSync(join(dir, "test", "kitten"));
