@@ -183,7 +183,7 @@ export async function runEvaluate(cfg: EvaluateConfig, o: EvaluateRunOptions): P
       names.add(d.name);
     }
 
-    const full = recipe.load("test", cfg.dataDir);
+    const full = await recipe.load("test", cfg.dataDir);
     owned.push(full);
     const n = cfg.samples === undefined ? datasetSize(full) : Math.min(cfg.samples, datasetSize(full));
     const test: ImageDataset = n < datasetSize(full) ? takeFirst(full, n) : full;
@@ -316,7 +316,7 @@ export async function runEvaluate(cfg: EvaluateConfig, o: EvaluateRunOptions): P
       vae
         ? `VAE: ${basename(cfg.vae!)} (sha256 ${fingerprint.vaeSha256!.slice(0, 12)}), latent ${vae.latentDim}.`
         : "VAE: none used.",
-      `Test data: ${test.source}. Labels: ${recipe.labelSource}.`,
+      `Test data: ${test.source}. Labels: ${recipe.labelSourceOf?.(test) ?? recipe.labelSource}.`,
       `Modes: ${modes.map((m) => `${m} (results in ${basename(resultsFileFor(cfg.out, m))})`).join(", ")}. ` +
         "In gray-box mode the attack sees only the classifier (the paper's setting); in adaptive mode each defense is attacked through itself.",
       modes.includes("adaptive")
@@ -352,7 +352,7 @@ export async function runEvaluate(cfg: EvaluateConfig, o: EvaluateRunOptions): P
       title: `vaeguard evaluate: ${recipe.title}, ${modeTitle}`,
       metadata: {
         dataset: `${recipe.title} test set${n < datasetSize(full) ? `, first ${n} of ${datasetSize(full)} images` : ""}`,
-        labelSource: recipe.labelSource,
+        labelSource: recipe.labelSourceOf?.(test) ?? recipe.labelSource,
         samples: n,
         seed: cfg.seed,
         command: o.command,

@@ -7,7 +7,7 @@ import { splitValidation, takeFirst, datasetSize } from "../data/index.js";
 import { ConvVae, VAE_PRESETS } from "../models/vae.js";
 import { accuracy, trainClassifier, trainVae } from "../train/trainer.js";
 import { RECIPES, type SmallDataset } from "../eval/reproduce.js";
-import { UsageError, parseIntArg, parseNumberArg, runAction } from "./common.js";
+import { UsageError, parseIntArg, parseListArg, parseNumberArg, runAction } from "./common.js";
 
 interface Opts {
   dataset: string;
@@ -24,6 +24,9 @@ interface Opts {
   reconstruction: string;
   preset?: string;
   augment?: boolean;
+  lrMilestones?: number[];
+  lrGamma: number;
+  stopReconstructionChange?: number;
   threads?: number;
   quiet?: boolean;
 }
@@ -50,6 +53,17 @@ export function register(program: Command): void {
       `VAE architecture (default: the data set's; one of ${Object.keys(VAE_PRESETS).join(", ")})`,
     )
     .option("--augment", "classifier: random crop and flip (CIFAR-10 style)")
+    .option(
+      "--lr-milestones <list>",
+      "comma-separated epochs after which the learning rate is multiplied by --lr-gamma (as PyTorch's MultiStepLR)",
+      parseListArg(parseIntArg("lr-milestones", 1)),
+    )
+    .option("--lr-gamma <x>", "factor applied at each --lr-milestones epoch", parseNumberArg("lr-gamma", 0), 0.1)
+    .option(
+      "--stop-reconstruction-change <x>",
+      "VAE: stop once the training reconstruction term changes by less than this fraction per epoch (0.01 = 1%); --epochs is the cap",
+      parseNumberArg("stop-reconstruction-change", 0, 1),
+    )
     .option("--threads <n>", "libtorch threads", parseIntArg("threads", 1))
     .option("--quiet", "no progress output")
     .action((kind: string, o: Opts) =>
@@ -73,7 +87,7 @@ export function register(program: Command): void {
         }
         if (o.threads) setNumThreads(o.threads);
         const recipe = RECIPES[o.dataset as SmallDataset];
-        const full = recipe.load("train", o.dataDir);
+        const full = await recipe.load("train", o.dataDir);
         const split = splitValidation(full, Math.min(o.validation, Math.floor(datasetSize(full) / 2)), o.seed);
         const train =
           o.trainSamples && o.trainSamples < datasetSize(split.train)
@@ -90,6 +104,8 @@ export function register(program: Command): void {
           checkpoint: out,
           resume: o.resume,
           restart: !o.resume && existsSync(out),
+          lrMilestones: o.lrMilestones,
+          lrGamma: o.lrGamma,
           quiet: o.quiet,
         };
         if (kind === "classifier") {
@@ -99,7 +115,7 @@ export function register(program: Command): void {
             augment: o.augment ? "cifar" : null,
             label: "classifier",
           });
-          const test = recipe.load("test", o.dataDir);
+          const test = await recipe.load("test", o.dataDir);
           console.log(`test accuracy ${accuracy(r.model, test).toFixed(4)}; checkpoint ${out}`);
         } else {
           const preset = VAE_PRESETS[o.preset ?? recipe.vaePreset];
@@ -107,6 +123,7 @@ export function register(program: Command): void {
             ...common,
             makeModel: () => new ConvVae(preset),
             loss: { beta: o.beta, reconstruction: o.reconstruction as "bce" | "mse" },
+            stopReconstructionChange: o.stopReconstructionChange,
             label: "vae",
           });
           console.log(`checkpoint ${out}`);

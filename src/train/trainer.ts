@@ -6,7 +6,7 @@
  */
 import { existsSync } from "node:fs";
 import { manualSeed, noGrad, tidy } from "../core/engine.js";
-import type { Tensor } from "../core/tensor.js";
+import { Tensor } from "../core/tensor.js";
 import { checkInt, checkNumber } from "../core/validate.js";
 import { crossEntropy } from "../nn/functional.js";
 import type { Module } from "../nn/module.js";
@@ -21,6 +21,10 @@ import { progress } from "../cli/common.js";
 export interface EpochStats {
   epoch: number;
   trainLoss: number;
+  /** The learning rate of this epoch. */
+  lr?: number;
+  /** VAE: the mean reconstruction term of this epoch's training batches. */
+  trainReconstruction?: number;
   seconds: number;
   imagesPerSecond: number;
   validation?: Record<string, number>;
@@ -42,14 +46,31 @@ export interface FitOptions<M extends Module> {
   /** Train from scratch even when a checkpoint exists. */
   restart?: boolean;
   augment?: "cifar" | null;
+  /**
+   * Epochs (1-based, as logged) after which the learning rate is multiplied by
+   * lrGamma, as PyTorch's MultiStepLR: with [20, 25], epochs 21-25 run at
+   * lr * gamma and 26 on at lr * gamma^2. The rate of an epoch depends only on
+   * its number, so a resumed run follows the same schedule.
+   */
+  lrMilestones?: number[];
+  /** Default 0.1. */
+  lrGamma?: number;
   label?: string;
   quiet?: boolean;
   log?: (line: string) => void;
 }
 
 interface Hooks<M> {
-  step(model: M, x: Tensor, y: Tensor): Tensor;
+  /** The loss to minimise, and optionally the reconstruction term to track (VAEs). */
+  step(model: M, x: Tensor, y: Tensor): Tensor | { loss: Tensor; reconstruction: Tensor };
   validate(model: M, ds: ImageDataset, batchSize: number): Record<string, number>;
+  /** Stop after this epoch (its checkpoint marked complete) even if epochs remain. */
+  converged?(history: EpochStats[]): boolean;
+}
+
+/** The learning rate of a 0-based epoch under a multi-step schedule. */
+export function scheduledLr(baseLr: number, epoch: number, milestones: readonly number[] = [], gamma = 0.1): number {
+  return baseLr * gamma ** milestones.filter((m) => epoch >= m).length;
 }
 
 export interface FitResult<M> {
@@ -65,6 +86,8 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
   checkNumber(opts.lr, "lr", 0);
   const log = opts.log ?? ((l: string) => process.stderr.write(l + "\n"));
   const label = opts.label ?? "train";
+  const milestones = (opts.lrMilestones ?? []).map((m, i) => checkInt(m, `lrMilestones[${i}]`, 1));
+  const gamma = checkNumber(opts.lrGamma ?? 0.1, "lrGamma", 0);
   const makeOptimizer = (m: M): Optimizer => new Adam(m.parameters(), { lr: opts.lr });
 
   let model: M;
@@ -99,9 +122,12 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
     for (let epoch = startEpoch; epoch < epochs; epoch++) {
       manualSeed(deriveSeed(opts.seed, epoch));
       model.train();
+      optimizer.lr = scheduledLr(opts.lr, epoch, milestones, gamma);
       const bar = progress(`${label} epoch ${epoch + 1}/${epochs}`, n, "images", opts.quiet);
       const t0 = performance.now();
       let lossSum = 0;
+      let reconSum = 0;
+      let tracksRecon = false;
       let seen = 0;
       let b = 0;
       for (const batch of batches(opts.train, {
@@ -111,13 +137,18 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
         epoch,
         augment: opts.augment,
       })) {
-        const loss = tidy(() => {
+        const [loss, recon] = tidy(() => {
           optimizer.zeroGrad();
-          const l = hooks.step(model, batch.x, batch.y);
+          const out = hooks.step(model, batch.x, batch.y);
+          const l = "loss" in out && !(out instanceof Tensor) ? out.loss : (out as Tensor);
           l.backward();
           optimizer.step();
-          return l.item();
+          return [l.item(), out instanceof Tensor ? NaN : out.reconstruction.item()];
         });
+        if (!Number.isNaN(recon)) {
+          tracksRecon = true;
+          reconSum += recon * batch.indices.length;
+        }
         batch.x.dispose();
         batch.y.dispose();
         if (!Number.isFinite(loss))
@@ -137,6 +168,8 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
         trainLoss: lossSum / seen,
         seconds,
         imagesPerSecond: seen / seconds,
+        lr: optimizer.lr,
+        ...(tracksRecon ? { trainReconstruction: reconSum / seen } : {}),
       };
       if (opts.validation) {
         model.eval();
@@ -149,13 +182,25 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
             .map(([k, v]) => `${k} ${v.toFixed(4)}`)
             .join(" ")
         : "";
+      const converged = hooks.converged?.(history) ?? false;
+      const recLog =
+        stats.trainReconstruction === undefined ? "" : ` reconstruction ${stats.trainReconstruction.toFixed(3)}`;
       log(
-        `${label} epoch ${epoch + 1}/${epochs}: loss ${stats.trainLoss.toFixed(4)}${val} (${seconds.toFixed(0)} s, ${stats.imagesPerSecond.toFixed(0)} images/s)`,
+        `${label} epoch ${epoch + 1}/${epochs}: loss ${stats.trainLoss.toFixed(4)}${recLog}${val} lr ${stats.lr!.toExponential(1)} (${seconds.toFixed(0)} s, ${stats.imagesPerSecond.toFixed(0)} images/s)` +
+          (converged ? "; converged, stopping" : ""),
       );
       saveCheckpoint(opts.checkpoint, model, {
         optimizer,
-        training: { epoch: epoch + 1, epochs, complete: epoch + 1 === epochs, seed: opts.seed, history },
+        training: {
+          epoch: epoch + 1,
+          epochs,
+          complete: converged || epoch + 1 === epochs,
+          ...(converged ? { converged: true } : {}),
+          seed: opts.seed,
+          history,
+        },
       });
+      if (converged) break;
     }
   } finally {
     optimizer.dispose();
@@ -190,9 +235,27 @@ export function trainClassifier<M extends Module & ImageClassifier>(opts: FitOpt
 }
 
 /** Train a VAE with Adam on reconstruction + beta * KL; validation reports the deterministic reconstruction error. */
-export function trainVae<M extends ConvVae>(opts: FitOptions<M> & { loss: VaeLossOptions }): Promise<FitResult<M>> {
+export function trainVae<M extends ConvVae>(
+  opts: FitOptions<M> & {
+    loss: VaeLossOptions;
+    /**
+     * Stop once the mean training reconstruction term changes by less than this
+     * fraction from one epoch to the next (0.01: less than 1%); `epochs` stays the cap.
+     */
+    stopReconstructionChange?: number;
+  },
+): Promise<FitResult<M>> {
+  const tol = opts.stopReconstructionChange;
+  if (tol !== undefined) checkNumber(tol, "stopReconstructionChange", 0, 1);
   return fit(opts, {
-    step: (m, x) => m.loss(x, opts.loss).loss,
+    step: (m, x) => {
+      const { loss, reconstruction } = m.loss(x, opts.loss);
+      return { loss, reconstruction };
+    },
+    converged:
+      tol === undefined
+        ? undefined
+        : (history) => reconstructionChange(history) !== null && reconstructionChange(history)! < tol,
     validate: (m, ds, bs) => {
       let sum = 0;
       for (const b of batches(ds, { batchSize: bs })) {
@@ -203,4 +266,11 @@ export function trainVae<M extends ConvVae>(opts: FitOptions<M> & { loss: VaeLos
       return { mse: sum / datasetSize(ds) };
     },
   });
+}
+
+/** Relative change of the training reconstruction term over the last two epochs, or null with fewer than two. */
+export function reconstructionChange(history: readonly EpochStats[]): number | null {
+  const [a, b] = history.slice(-2).map((h) => h.trainReconstruction);
+  if (history.length < 2 || a === undefined || b === undefined || a === 0) return null;
+  return Math.abs(b - a) / Math.abs(a);
 }

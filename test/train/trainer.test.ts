@@ -1,0 +1,151 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { dispose } from "../../src/core/engine.js";
+import { ArgumentError } from "../../src/core/errors.js";
+import { loadMnist } from "../../src/data/index.js";
+import { loadSafetensors } from "../../src/io/safetensors.js";
+import { MnistCnn } from "../../src/models/classifiers.js";
+import { ConvVae, VAE_PRESETS } from "../../src/models/vae.js";
+import {
+  reconstructionChange,
+  scheduledLr,
+  trainClassifier,
+  trainVae,
+  type EpochStats,
+} from "../../src/train/trainer.js";
+
+test("scheduledLr multiplies by gamma after each milestone epoch, as MultiStepLR", () => {
+  const lrs = [0, 1, 2, 3, 4].map((e) => scheduledLr(1e-3, e, [2, 4], 0.1));
+  assert.deepEqual(
+    lrs.map((x) => x.toExponential(3)),
+    ["1.000e-3", "1.000e-3", "1.000e-4", "1.000e-4", "1.000e-5"],
+  );
+  assert.equal(scheduledLr(0.5, 7), 0.5);
+});
+
+test("reconstructionChange is the relative change over the last two epochs", () => {
+  const h = (r: number[]): EpochStats[] =>
+    r.map((v, i) => ({ epoch: i + 1, trainLoss: v, seconds: 1, imagesPerSecond: 1, trainReconstruction: v }));
+  assert.equal(reconstructionChange(h([100])), null);
+  assert.ok(Math.abs(reconstructionChange(h([100, 90, 89.1]))! - 0.01) < 1e-12);
+  assert.equal(
+    reconstructionChange([
+      { epoch: 1, trainLoss: 1, seconds: 1, imagesPerSecond: 1 },
+      { epoch: 2, trainLoss: 1, seconds: 1, imagesPerSecond: 1 },
+    ]),
+    null,
+  );
+});
+
+function inTmp(fn: (dir: string, log: string[]) => Promise<void>): () => Promise<void> {
+  return async () => {
+    const dir = mkdtempSync(join(tmpdir(), "vaeguard-trainer-"));
+    try {
+      await fn(dir, []);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+}
+
+test(
+  "a classifier follows its learning-rate milestones, and the checkpoint records them",
+  inTmp(async (dir, lines) => {
+    const train = loadMnist({ split: "train", limit: 200 });
+    try {
+      const checkpoint = join(dir, "clf.safetensors");
+      const r = await trainClassifier({
+        makeModel: () => new MnistCnn(),
+        train,
+        epochs: 3,
+        batchSize: 100,
+        lr: 1e-3,
+        seed: 0,
+        checkpoint,
+        lrMilestones: [1, 2],
+        lrGamma: 0.5,
+        quiet: true,
+        log: (l) => lines.push(l),
+      });
+      r.model.dispose();
+      assert.deepEqual(
+        r.history.map((h) => h.lr),
+        [1e-3, 5e-4, 2.5e-4],
+      );
+      assert.match(lines.join("\n"), /epoch 3\/3: .* lr 2\.5e-4/);
+      const saved = loadSafetensors(checkpoint);
+      dispose([...saved.tensors.values()]);
+      assert.deepEqual(
+        (JSON.parse(saved.metadata.training) as { history: EpochStats[] }).history.map((h) => h.lr),
+        [1e-3, 5e-4, 2.5e-4],
+      );
+      await assert.rejects(
+        trainClassifier({
+          makeModel: () => new MnistCnn(),
+          train,
+          epochs: 1,
+          batchSize: 100,
+          lr: 1e-3,
+          seed: 0,
+          checkpoint: join(dir, "bad.safetensors"),
+          lrMilestones: [0],
+          quiet: true,
+          log: () => {},
+        }),
+        (e: unknown) => e instanceof ArgumentError && /lrMilestones\[0\]/.test(e.message),
+      );
+    } finally {
+      dispose(train);
+    }
+  }),
+);
+
+test(
+  "a VAE stops once its reconstruction term changes by less than the tolerance, and is then reused",
+  inTmp(async (dir, lines) => {
+    const train = loadMnist({ split: "train", limit: 200 });
+    try {
+      const common = {
+        makeModel: () => new ConvVae(VAE_PRESETS.mnist),
+        train,
+        batchSize: 100,
+        lr: 1e-3,
+        seed: 0,
+        loss: { beta: 0.01, reconstruction: "bce" as const },
+        quiet: true,
+        log: (l: string) => lines.push(l),
+      };
+      // A tolerance of 100% is met as soon as two epochs can be compared.
+      const checkpoint = join(dir, "vae.safetensors");
+      const r = await trainVae({ ...common, epochs: 6, checkpoint, stopReconstructionChange: 1 });
+      r.model.dispose();
+      assert.equal(r.history.length, 2);
+      assert.ok(r.history.every((h) => typeof h.trainReconstruction === "number" && h.trainReconstruction > 0));
+      assert.match(lines.join("\n"), /epoch 2\/6: .*reconstruction .*converged, stopping/);
+      const saved = loadSafetensors(checkpoint);
+      dispose([...saved.tensors.values()]);
+      const training = JSON.parse(saved.metadata.training) as { complete: boolean; converged: boolean; epoch: number };
+      assert.deepEqual([training.epoch, training.complete, training.converged], [2, true, true]);
+      const again = await trainVae({ ...common, epochs: 6, checkpoint, stopReconstructionChange: 1 });
+      again.model.dispose();
+      assert.equal(again.reused, true);
+
+      // A tolerance of 0 is never met: the cap decides.
+      lines.length = 0;
+      const capped = await trainVae({
+        ...common,
+        epochs: 2,
+        checkpoint: join(dir, "cap.safetensors"),
+        stopReconstructionChange: 0,
+      });
+      capped.model.dispose();
+      assert.equal(capped.history.length, 2);
+      assert.ok(!lines.some((l) => l.includes("converged")), lines.join("\n"));
+    } finally {
+      dispose(train);
+    }
+  }),
+);
