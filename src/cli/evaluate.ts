@@ -11,7 +11,14 @@ import { basename, join } from "node:path";
 import type { Command } from "commander";
 import { dispose, manualSeed, setNumThreads } from "../core/engine.js";
 import { CheckpointError, VaeguardError } from "../core/errors.js";
-import { createAttack, describeAttacks, type AttackName, type AttackableModel } from "../attacks/index.js";
+import {
+  attackParamDefault,
+  createAttack,
+  describeAttack,
+  describeAttackParams,
+  describeAttacks,
+  type AttackName,
+} from "../attacks/index.js";
 import { createDefense, listDefenses, type Defense } from "../defenses/index.js";
 import { datasetSize, deriveSeed, takeFirst, type ImageDataset } from "../data/index.js";
 import { loadCheckpoint } from "../models/checkpoint.js";
@@ -24,7 +31,6 @@ import type { GridCell } from "../report/grid.js";
 import { renderTextTable } from "../report/table.js";
 import { groupLabel, groupRows, type AttackMode, type AttackParams, type ResultRow } from "../report/types.js";
 import {
-  ATTACK_PARAMS,
   CONFIG_KEYS,
   DEFAULTS,
   modesOf,
@@ -101,29 +107,16 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 
 /** Describe an attack for the report: the attack's own parameters, with the grid instead of one epsilon. */
 function attackParams(choice: AttackChoice, eps: number[], eotSamples: number, eotNote?: string): AttackParams {
-  const described = createAttack(choice.kind, STAND_IN, { ...choice.params, eps: 0.1 }).describe();
+  const described = describeAttack(choice.kind, { ...choice.params, eps: 0.1 });
   const { attack: _attack, eps: _eps, eotSamples: _eot, stepSize, ...rest } = described;
   const params: AttackParams = { spec: choice.spec, ...rest, eotSamples, epsilons: eps };
   if (choice.kind === "square") params.steps = described.queries as number;
   if (stepSize !== undefined) {
-    params.stepSize =
-      choice.params.stepSize !== undefined
-        ? (choice.params.stepSize as number)
-        : choice.kind === "ifgsm"
-          ? "eps / steps"
-          : "2.5 * eps / steps";
+    params.stepSize = (choice.params.stepSize as number | undefined) ?? attackParamDefault(choice.kind, "stepSize");
   }
   if (eotNote) params.eotAppliesTo = eotNote;
   return params;
 }
-
-const STAND_IN: AttackableModel = {
-  forward: () => {
-    throw new VaeguardError("stand-in model");
-  },
-  training: false,
-  train: () => undefined,
-};
 
 function gridCells(g: GridSample, classNames: string[], defenses: Defense[]): GridCell[][] {
   const [c, h, w] = g.shape;
@@ -387,20 +380,12 @@ function defenseHelp(): string {
   return usable.map((d) => `  ${d.syntax.padEnd(width)}  ${d.description}`).join("\n");
 }
 
-function attackHelp(): string {
-  const lines = Object.entries(ATTACK_PARAMS).map(([kind, ps]) => {
-    const keys = Object.entries(ps).map(([k, t]) => `${k}=${t === "bool" ? "true|false" : t === "int" ? "N" : "X"}`);
-    return `  ${kind.padEnd(7)} ${keys.length > 0 ? keys.join("  ") : "(no parameters)"}`;
-  });
-  return lines.join("\n");
-}
-
 const HELP_AFTER = () => `
 Attacks (--attacks): NAME[:KEY=VALUE[:KEY=VALUE...]], several separated by commas,
 e.g. "fgsm,ifgsm:steps=10,pgd:steps=40:restarts=2,square:queries=1000".
 ${describeAttacks()}
 Parameters by attack (defaults are the attack's own):
-${attackHelp()}
+${describeAttackParams()}
   eps comes from --eps (for pgd-l2 it is the L2 radius per image); EOT samples
   from --eot (used in adaptive mode on randomized defenses, e.g. the VAE).
 
