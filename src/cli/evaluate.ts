@@ -19,7 +19,7 @@ import {
   describeAttacks,
   type AttackName,
 } from "../attacks/index.js";
-import { createDefense, listDefenses, type Defense } from "../defenses/index.js";
+import { createDefense, describeDefenseParams, listDefenses, type Defense } from "../defenses/index.js";
 import { datasetSize, deriveSeed, takeFirst, type ImageDataset } from "../data/index.js";
 import { loadCheckpoint } from "../models/checkpoint.js";
 import type { ImageClassifier } from "../models/classifiers.js";
@@ -49,7 +49,7 @@ import {
   type SanityFinding,
 } from "../eval/sanity.js";
 import { sweep, type AttackSpec, type GridSample } from "../eval/sweep.js";
-import { parseIntArg, runAction, softwareVersions } from "./common.js";
+import { parseIntArg, progressBars, runAction, softwareVersions } from "./common.js";
 
 export interface EvaluateRunOptions {
   /** Delete the results files of the modes being run and start over. */
@@ -265,6 +265,7 @@ export async function runEvaluate(cfg: EvaluateConfig, o: EvaluateRunOptions): P
         gridImages: mode === "gray-box" ? 6 : undefined,
         gridEpsilon: positive.at(-1),
         quiet: o.quiet,
+        progress: progressBars(o.quiet),
         log: (line) => {
           if (!o.quiet || /resuming/.test(line)) print(`evaluate: ${line.replace(/^evaluate: /, "")}`);
           reseedForNextRow();
@@ -377,7 +378,8 @@ export async function runEvaluate(cfg: EvaluateConfig, o: EvaluateRunOptions): P
 function defenseHelp(): string {
   const usable = listDefenses().filter((d) => d.name !== "patchvae");
   const width = Math.max(...usable.map((d) => d.syntax.length));
-  return usable.map((d) => `  ${d.syntax.padEnd(width)}  ${d.description}`).join("\n");
+  const lines = usable.map((d) => `  ${d.syntax.padEnd(width)}  ${d.description}`).join("\n");
+  return `${lines}\nParameters by defense (KEY=VALUE or a bare value where shown; flags as a bare word):\n${describeDefenseParams(["patchvae"])}`;
 }
 
 const HELP_AFTER = () => `
@@ -389,8 +391,9 @@ ${describeAttackParams()}
   eps comes from --eps (for pgd-l2 it is the L2 radius per image); EOT samples
   from --eot (used in adaptive mode on randomized defenses, e.g. the VAE).
 
-Defenses (--defenses), separated by commas (a piece that is not a defense name
-continues the spec before it: "vae:samples=8,clip=2,jpeg:23" is two defenses):
+Defenses (--defenses), separated by commas, arguments by ":" as for attacks:
+"vae:samples=8:clip=2,jpeg:23" is two defenses (the old "vae:samples=8,clip=2"
+still works, with a deprecation warning):
 ${defenseHelp()}
 
 Modes: gray-box (the paper's: the attack sees only the classifier), adaptive

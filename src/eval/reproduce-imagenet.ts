@@ -55,7 +55,8 @@ import { writeReportBundle, reportSoftwareVersions, type BundlePaths } from "../
 import { PAPER_TABLE_6, PAPER_TABLE_7, type PaperTable } from "../report/paper.js";
 import type { GridCell } from "../report/grid.js";
 import type { AttackMode, ResultRow } from "../report/types.js";
-import { softwareVersions } from "../cli/common.js";
+import { softwareVersions } from "../core/versions.js";
+import type { ProgressFactory } from "../core/progress.js";
 import { sweep, type AttackSpec, type GridSample } from "./sweep.js";
 
 /** Where `vaeguard models import-nsfwjs` puts the nsfwjs models by default. */
@@ -148,6 +149,8 @@ export interface ImagenetReproduceOptions {
   restart: boolean;
   command: string;
   quiet?: boolean;
+  /** Progress of training and of each sweep row (default: nothing). */
+  progress?: ProgressFactory;
   log?: (line: string) => void;
 }
 
@@ -604,6 +607,7 @@ export async function reproduceImagenet(o: ImagenetReproduceOptions): Promise<Im
           loss: { beta: o.beta, reconstruction: "bce", clip: 5 },
           label: `vae ${p}x${p}`,
           quiet: o.quiet,
+          progress: o.progress,
           log,
         });
       } finally {
@@ -693,6 +697,7 @@ export async function reproduceImagenet(o: ImagenetReproduceOptions): Promise<Im
           gridImages: eps === gridEps ? (o.gridImages ?? 4) : undefined,
           gridEpsilon: eps === gridEps ? eps : undefined,
           quiet: o.quiet,
+          progress: o.progress,
           log,
         });
         rows.push(...res.rows);

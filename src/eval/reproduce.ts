@@ -30,7 +30,8 @@ import { writeReportBundle, reportSoftwareVersions, type BundlePaths } from "../
 import { PAPER_TABLE_4, PAPER_TABLE_5, type PaperTable } from "../report/paper.js";
 import type { GridCell } from "../report/grid.js";
 import type { AttackMode, ResultRow } from "../report/types.js";
-import { softwareVersions } from "../cli/common.js";
+import { softwareVersions } from "../core/versions.js";
+import type { ProgressFactory } from "../core/progress.js";
 import { sweep, type AttackSpec, type GridSample } from "./sweep.js";
 
 export type SmallDataset = "mnist" | "fashion-mnist" | "cifar10";
@@ -133,6 +134,8 @@ export interface ReproduceOptions {
   restart: boolean;
   command: string;
   quiet?: boolean;
+  /** Progress of training and of each sweep row (default: nothing). */
+  progress?: ProgressFactory;
   log?: (line: string) => void;
 }
 
@@ -186,6 +189,7 @@ export async function reproduceSmall(
     seed: o.seed,
     restart: o.restart,
     quiet: o.quiet,
+    progress: o.progress,
     log,
   };
   const clfPath = join(o.checkpointDir, `${o.dataset}-classifier${tag}.safetensors`);
@@ -252,6 +256,7 @@ export async function reproduceSmall(
     gridImages: 6,
     gridEpsilon: gridEps,
     quiet: o.quiet,
+    progress: o.progress,
     log,
   });
   const evalSeconds = (performance.now() - t1) / 1000;

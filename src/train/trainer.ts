@@ -16,7 +16,7 @@ import { describeModel } from "../models/registry.js";
 import type { ConvVae, VaeLossOptions } from "../models/vae.js";
 import type { ImageClassifier } from "../models/classifiers.js";
 import { batches, type ImageDataset, deriveSeed, datasetSize } from "../data/index.js";
-import { progress } from "../cli/common.js";
+import { silentProgress, type ProgressFactory } from "../core/progress.js";
 
 export interface EpochStats {
   epoch: number;
@@ -44,6 +44,8 @@ export interface FitOptions<M extends Module> {
   augment?: "cifar" | null;
   label?: string;
   quiet?: boolean;
+  /** Reports each epoch's progress (default: nothing). */
+  progress?: ProgressFactory;
   log?: (line: string) => void;
 }
 
@@ -99,7 +101,11 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
     for (let epoch = startEpoch; epoch < epochs; epoch++) {
       manualSeed(deriveSeed(opts.seed, epoch));
       model.train();
-      const bar = progress(`${label} epoch ${epoch + 1}/${epochs}`, n, "images", opts.quiet);
+      const bar = (opts.quiet ? silentProgress : (opts.progress ?? silentProgress))(
+        `${label} epoch ${epoch + 1}/${epochs}`,
+        n,
+        "images",
+      );
       const t0 = performance.now();
       let lossSum = 0;
       let seen = 0;
