@@ -19,7 +19,7 @@ import { noGrad, tidy } from "../core/engine.js";
 import { ArgumentError, ShapeError } from "../core/errors.js";
 import { readOptions, type OptionsOf, type Schema } from "../core/params.js";
 import { Tensor, cat, tensor, where } from "../core/tensor.js";
-import { checkInt, checkOneOf, fail } from "../core/validate.js";
+import { checkInt, fail } from "../core/validate.js";
 import * as F from "../nn/functional.js";
 import type { ConvVae } from "../models/vae.js";
 import { checkImages, padImages } from "./common.js";
