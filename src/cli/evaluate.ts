@@ -27,7 +27,7 @@ import { ConvVae } from "../models/vae.js";
 import type { Module } from "../nn/module.js";
 import { accuracy } from "../train/trainer.js";
 import { reportSoftwareVersions, writeReportBundle, type BundlePaths } from "../report/bundle.js";
-import type { GridCell } from "../report/grid.js";
+import { sweepGridCells } from "../report/grid.js";
 import { renderTextTable } from "../report/table.js";
 import { groupLabel, groupRows, type AttackMode, type AttackParams, type ResultRow } from "../report/types.js";
 import {
@@ -116,22 +116,6 @@ function attackParams(choice: AttackChoice, eps: number[], eotSamples: number, e
   }
   if (eotNote) params.eotAppliesTo = eotNote;
   return params;
-}
-
-function gridCells(g: GridSample, classNames: string[], defenses: Defense[]): GridCell[][] {
-  const [c, h, w] = g.shape;
-  const img = (data: Float32Array) => ({ width: w, height: h, channels: c as 1 | 3, data });
-  return g.original.map((o, i) => [
-    { image: img(o.data), caption: `original\ntrue ${classNames[o.label]}, pred ${classNames[o.prediction]}` },
-    {
-      image: img(g.adversarial[i].data),
-      caption: `${g.attack} eps ${g.epsilon}\npred ${classNames[g.adversarial[i].prediction]}`,
-    },
-    ...defenses.map((d) => ({
-      image: img(g.defended[d.name][i].data),
-      caption: `${d.name}\npred ${classNames[g.defended[d.name][i].prediction]}`,
-    })),
-  ]);
 }
 
 /** Plots of an earlier run in the same folder (another mode or attack list) would pass for this run's. */
@@ -358,7 +342,11 @@ export async function runEvaluate(cfg: EvaluateConfig, o: EvaluateRunOptions): P
       defenses: defenses.map((d) => d.name),
       grid: grid
         ? {
-            cells: gridCells(grid, test.classNames, defenses),
+            cells: sweepGridCells(
+              grid,
+              test.classNames,
+              defenses.map((d) => d.name),
+            ),
             caption: `First test images at ${grid.attack} eps ${grid.epsilon} (gray-box: one adversarial image for every defense)`,
           }
         : undefined,

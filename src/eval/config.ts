@@ -21,7 +21,7 @@ import { parseNumber } from "../core/spec.js";
 import { fail } from "../core/validate.js";
 import { ATTACK_NAMES, attackChoice, checkAttackKind, parseAttackSpec, type AttackChoice } from "../attacks/index.js";
 import { DEFENSE_NAMES, createDefense } from "../defenses/index.js";
-import type { AttackMode } from "../report/types.js";
+import type { AttackMode } from "./results.js";
 import { RECIPES, type SmallDataset } from "./reproduce.js";
 
 export type EvaluateMode = AttackMode | "both";

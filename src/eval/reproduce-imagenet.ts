@@ -52,9 +52,9 @@ import {
   type Defense,
 } from "../defenses/index.js";
 import { writeReportBundle, reportSoftwareVersions, type BundlePaths } from "../report/bundle.js";
-import { PAPER_TABLE_6, PAPER_TABLE_7, type PaperTable } from "../report/paper.js";
-import type { GridCell } from "../report/grid.js";
-import type { AttackMode, ResultRow } from "../report/types.js";
+import { PAPER_TABLE_6, PAPER_TABLE_7, type PaperTable } from "./paper.js";
+import { sweepGridCells } from "../report/grid.js";
+import type { AttackMode, ResultRow } from "./results.js";
 import { softwareVersions } from "../core/versions.js";
 import type { ProgressFactory } from "../core/progress.js";
 import { sweep, type AttackSpec, type GridSample } from "./sweep.js";
@@ -390,22 +390,6 @@ class ReusableDefense implements Defense {
 }
 
 // ---------------------------------------------------------------- helpers
-
-function gridCells(g: GridSample, classNames: string[], defenses: Defense[]): GridCell[][] {
-  const [c, h, w] = g.shape;
-  const img = (data: Float32Array) => ({ width: w, height: h, channels: c as 1 | 3, data });
-  return g.original.map((o, i) => [
-    { image: img(o.data), caption: `original\nclean pred ${classNames[o.prediction]}` },
-    {
-      image: img(g.adversarial[i].data),
-      caption: `${g.attack} eps ${g.epsilon}\npred ${classNames[g.adversarial[i].prediction]}`,
-    },
-    ...defenses.map((d) => ({
-      image: img(g.defended[d.name][i].data),
-      caption: `${d.name}\npred ${classNames[g.defended[d.name][i].prediction]}`,
-    })),
-  ]);
-}
 
 function patchCount(o: ImagenetReproduceOptions, p: PatchSize): number {
   const dflt = o.quick ? QUICK_PATCHES[p] : DEFAULT_PATCHES[p];
@@ -790,7 +774,12 @@ export async function reproduceImagenet(o: ImagenetReproduceOptions): Promise<Im
       defenses: names,
       grid: grid
         ? {
-            cells: gridCells(grid, model.classNames, defenses),
+            cells: sweepGridCells(
+              grid,
+              model.classNames,
+              defenses.map((d) => d.name),
+              { trueLabels: false },
+            ),
             caption: `First evaluation images at ${grid.attack} eps ${grid.epsilon}`,
           }
         : undefined,

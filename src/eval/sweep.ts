@@ -20,7 +20,7 @@ import type { Defense } from "../defenses/types.js";
 import { DefendedModel } from "../defenses/defended-model.js";
 import { correctPerPass } from "../defenses/scoring.js";
 import type { ImageClassifier } from "../models/classifiers.js";
-import type { AttackMode, ResultRow } from "../report/types.js";
+import type { AttackMode, GridSample, ResultRow } from "./results.js";
 import { batches, deriveSeed, datasetSize, type ImageDataset } from "../data/index.js";
 import { writeJsonAtomic } from "../io/atomic.js";
 import { silentProgress, type ProgressFactory } from "../core/progress.js";
@@ -34,15 +34,7 @@ export interface AttackSpec {
   epsilons?: number[];
 }
 
-export interface GridSample {
-  epsilon: number;
-  attack: string;
-  /** [k, C, H, W] images as flat CHW arrays per image, with predicted labels. */
-  original: { data: Float32Array; label: number; prediction: number }[];
-  adversarial: { data: Float32Array; prediction: number }[];
-  defended: Record<string, { data: Float32Array; prediction: number }[]>;
-  shape: [number, number, number];
-}
+export type { GridSample } from "./results.js";
 
 export interface SweepOptions {
   classifier: ImageClassifier;
