@@ -1,14 +1,14 @@
 /**
- * What every attack shares: option and batch validation, the model's train/eval
- * mode around an attack, grad mode across awaits, and the two projections
- * (L-inf box, per-sample L2 ball) that keep an attack inside its budget.
+ * What every attack shares: the parameters common to attacks (budget, EOT
+ * samples), batch and logits validation, and the two projections (L-inf box,
+ * per-sample L2 ball) that keep an attack inside its budget.
  */
-import { binding } from "../binding.js";
-import { isGradEnabled, noGrad, tidy } from "../core/engine.js";
+import { noGrad, tidy } from "../core/engine.js";
 import { ArgumentError, ShapeError } from "../core/errors.js";
+import type { IntParam, NumberParam } from "../core/params.js";
 import { Tensor, where } from "../core/tensor.js";
-import { checkBool, checkInt, checkNumber, fail } from "../core/validate.js";
-import type { AttackableModel } from "./types.js";
+import { FLOAT_DTYPES, checkBool, checkInt, fail } from "../core/validate.js";
+import type { Classifier } from "../models/types.js";
 
 /**
  * EOT samples used on a randomized model (model.randomized) when the caller
@@ -18,49 +18,29 @@ import type { AttackableModel } from "./types.js";
 export const DEFAULT_RANDOMIZED_EOT_SAMPLES = 10;
 
 /** The explicit value when given, else 1, or DEFAULT_RANDOMIZED_EOT_SAMPLES on a randomized model. */
-export function resolveEotSamples(model: AttackableModel, eotSamples: number | undefined): number {
+export function resolveEotSamples(model: Classifier, eotSamples: number | undefined): number {
   if (eotSamples !== undefined) return checkInt(eotSamples, "eotSamples", 1);
   return model.randomized === true ? DEFAULT_RANDOMIZED_EOT_SAMPLES : 1;
 }
 
-/** Reject option names the attack does not know (a typo would otherwise silently use a default). */
-export function checkOptions(attack: string, options: unknown, allowed: readonly string[]): Record<string, unknown> {
-  if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    fail(`an options object for ${attack}`, "options", options);
-  }
-  for (const key of Object.keys(options)) {
-    if (!allowed.includes(key)) {
-      throw new ArgumentError(`Unknown option "${key}" for ${attack}; expected one of ${allowed.join(", ")}`);
-    }
-  }
-  return options as Record<string, unknown>;
-}
+/** L-inf budget: a pixel-space distance, so it lives in [0, 1]; the caller gives it (the epsilon grid). */
+export const LINF_EPS = {
+  type: "number",
+  min: 0,
+  max: 1,
+  required: true,
+  inSpec: false,
+  doc: "L-inf budget in [0, 1] pixel units",
+} as const satisfies NumberParam;
 
-export function checkModel(model: unknown, attack: string): AttackableModel {
-  const m = model as AttackableModel | null;
-  if (
-    typeof m !== "object" ||
-    m === null ||
-    typeof m.forward !== "function" ||
-    typeof m.train !== "function" ||
-    typeof m.training !== "boolean"
-  ) {
-    fail(`a model with forward(), train() and training for ${attack}`, "model", model);
-  }
-  return m;
-}
-
-/** L-inf budget: a pixel-space distance, so it lives in [0, 1]. */
-export function checkLinfEps(eps: unknown): number {
-  return checkNumber(eps, "eps", 0, 1);
-}
-
-/** L2 budget: a norm over all pixels of one image, so it may exceed 1. */
-export function checkL2Eps(eps: unknown): number {
-  const e = checkNumber(eps, "eps", 0);
-  if (!Number.isFinite(e)) fail("finite number of at least 0", "eps", eps);
-  return e;
-}
+/** EOT samples: the caller sets them (--eot); the default depends on the model (resolveEotSamples). */
+export const EOT_SAMPLES = {
+  type: "int",
+  min: 1,
+  inSpec: false,
+  doc: "gradient passes averaged per step (EOT)",
+  defaultText: `1, or ${DEFAULT_RANDOMIZED_EOT_SAMPLES} on a randomized model`,
+} as const satisfies IntParam;
 
 export function checkTargeted(
   options: { targeted?: boolean } | undefined,
@@ -75,14 +55,13 @@ export function checkTargeted(
   return targeted;
 }
 
-const FLOAT_DTYPES = new Set(["float32", "float64", "float16", "bfloat16"]);
-
 /**
  * Check a batch of images and its labels: x is a floating tensor [N, ...] with
  * values in [0, 1], labels are N integer class indices. Returns the labels as
- * int64 (a new tensor when they had another integer type, else the same one).
+ * int64 (the same tensor when they are int64 already, else a new one that
+ * belongs to the open scope).
  */
-export function checkBatch(x: unknown, labels: unknown, attack: string): { x: Tensor; labels: Tensor; owned: boolean } {
+export function checkBatch(x: unknown, labels: unknown, attack: string): Tensor {
   if (!(x instanceof Tensor)) fail("a tensor of images", `x of ${attack}`, x);
   if (!(labels instanceof Tensor)) fail("a tensor of class indices", `labels of ${attack}`, labels);
   if (x.rank < 2 || x.dims[0] === 0) {
@@ -98,21 +77,14 @@ export function checkBatch(x: unknown, labels: unknown, attack: string): { x: Te
   }
   if (FLOAT_DTYPES.has(labels.dtype) || labels.dtype === "bool")
     fail("integer class indices", `labels of ${attack}`, labels.dtype);
-  const [lo, hi] = noGrad(() =>
-    tidy(() => {
-      const mn = x.min();
-      const mx = x.max();
-      return [mn.item(), mx.item()];
-    }),
-  );
+  const [lo, hi] = noGrad(() => tidy(() => [x.min().item(), x.max().item()]));
   // Images are [0, 1] pixels; a tiny slack absorbs float rounding from earlier transforms.
   if (!(lo >= -1e-6 && hi <= 1 + 1e-6)) {
     throw new ArgumentError(
       `${attack}: expected images with values in [0, 1] but received values in [${lo}, ${hi}]; attacks work in [0, 1] pixel space (normalise inside the model)`,
     );
   }
-  if (labels.dtype === "int64") return { x, labels, owned: false };
-  return { x, labels: labels.to("int64"), owned: true };
+  return labels.dtype === "int64" ? labels : labels.to("int64");
 }
 
 /** The labels must index the model's logits; checked once the number of classes is known. */
@@ -123,40 +95,6 @@ export function checkLabelRange(labels: Tensor, numClasses: number, attack: stri
       `${attack}: expected labels between 0 and ${numClasses - 1} (the model has ${numClasses} classes) but received labels in [${lo}, ${hi}]`,
     );
   }
-}
-
-/**
- * Run `fn` with the model in eval mode (dropout off, batch-norm running
- * statistics) and restore the model's previous mode afterwards, also on error.
- */
-export async function inEvalMode<R>(model: AttackableModel, fn: () => Promise<R>): Promise<R> {
-  const wasTraining = model.training;
-  model.train(false);
-  try {
-    return await fn();
-  } finally {
-    model.train(wasTraining);
-  }
-}
-
-/**
- * Grad mode that lasts across awaits. The engine's enableGrad/noGrad restore
- * the mode as soon as their callback returns, which for an async forward is
- * before the forward has run; this keeps the mode until the promise settles.
- */
-export async function withGradMode<R>(on: boolean, fn: () => R | Promise<R>): Promise<R> {
-  const previous = isGradEnabled();
-  binding.setGradEnabled(on);
-  try {
-    return await fn();
-  } finally {
-    binding.setGradEnabled(previous);
-  }
-}
-
-/** model.forward under the given grad mode, awaited whether or not it is async. */
-export function forwardWith(model: AttackableModel, x: Tensor, gradOn: boolean): Promise<Tensor> {
-  return withGradMode(gradOn, () => model.forward(x));
 }
 
 /** Logits must be [N, K]; returns K. */

@@ -10,26 +10,31 @@
  * Input: images [N, C, H, W] in [0, 1] and labels [N]; output: a new tensor of
  * the same shape and dtype, in [0, 1], with ||x_adv - x||_inf <= eps.
  */
-import { noGrad, tidy } from "../core/engine.js";
+import { noGrad, tidyAsync } from "../core/engine.js";
+import { readOptions, type OptionsOf, type ValuesOf } from "../core/params.js";
 import type { Tensor } from "../core/tensor.js";
-import {
-  checkBatch,
-  checkLinfEps,
-  checkModel,
-  checkOptions,
-  checkTargeted,
-  inEvalMode,
-  resolveEotSamples,
-} from "./base.js";
+import { checkClassifier, inEvalMode, type Classifier } from "../models/types.js";
+import { EOT_SAMPLES, LINF_EPS, checkBatch, checkTargeted, resolveEotSamples } from "./base.js";
 import { lossGradient } from "./gradient.js";
-import type { Attack, AttackableModel } from "./types.js";
+import type { Attack, AttackDefinition } from "./types.js";
 
-export interface FgsmOptions {
-  /** L-inf budget in [0, 1] pixel units. */
-  eps: number;
-  /** Gradient passes averaged per step (EOT). */
-  eotSamples?: number;
-}
+const PARAMS = {
+  eps: LINF_EPS,
+  eotSamples: EOT_SAMPLES,
+} as const;
+
+export type FgsmOptions = OptionsOf<typeof PARAMS>;
+
+export const FGSM_DEFINITION: AttackDefinition<typeof PARAMS> = {
+  kind: "fgsm",
+  title: "FGSM",
+  summary: "FGSM (Goodfellow et al. 2014): one L-inf step of eps * sign(gradient)",
+  params: PARAMS,
+  exampleEps: 0.1,
+  label: () => "FGSM",
+  describe: (v) => ({ attack: "FGSM", norm: "Linf", eps: v.eps, steps: 1, eotSamples: v.eotSamples ?? 1 }),
+  create: (model, options) => new FGSM(model, options as FgsmOptions),
+};
 
 export class FGSM implements Attack {
   readonly name = "FGSM";
@@ -37,37 +42,27 @@ export class FGSM implements Attack {
   readonly supportsTargeted = true;
   readonly eps: number;
   readonly eotSamples: number;
-  private readonly model: AttackableModel;
+  private readonly model: Classifier;
 
-  constructor(model: AttackableModel, options: FgsmOptions) {
-    this.model = checkModel(model, "FGSM");
-    const o = checkOptions("FGSM", options, ["eps", "eotSamples"]);
-    this.eps = checkLinfEps(o.eps);
-    this.eotSamples = resolveEotSamples(model, o.eotSamples as number | undefined);
+  constructor(model: Classifier, options: FgsmOptions) {
+    this.model = checkClassifier(model, "FGSM");
+    const o: ValuesOf<typeof PARAMS> = readOptions("FGSM", PARAMS, options);
+    this.eps = o.eps;
+    this.eotSamples = resolveEotSamples(model, o.eotSamples);
   }
 
   async generate(x: Tensor, labels: Tensor, options?: { targeted?: boolean }): Promise<Tensor> {
     const targeted = checkTargeted(options, this.supportsTargeted, this.name);
-    const batch = checkBatch(x, labels, this.name);
-    try {
-      return await inEvalMode(this.model, async () => {
-        const g = await lossGradient(this.model, x, batch.labels, {
-          targeted,
-          eotSamples: this.eotSamples,
-          attack: this.name,
-        });
-        try {
-          return noGrad(() => tidy(() => x.detach().add(g.sign().mul(this.eps)).clamp(0, 1)));
-        } finally {
-          g.dispose();
-        }
-      });
-    } finally {
-      if (batch.owned) batch.labels.dispose();
-    }
+    return tidyAsync(async () => {
+      const y = checkBatch(x, labels, this.name);
+      const g = await inEvalMode(this.model, () =>
+        lossGradient(this.model, x, y, { targeted, eotSamples: this.eotSamples, attack: this.name }),
+      );
+      return noGrad(() => x.detach().add(g.sign().mul(this.eps)).clamp(0, 1));
+    });
   }
 
   describe(): Record<string, number | string | boolean> {
-    return { attack: this.name, norm: this.norm, eps: this.eps, steps: 1, eotSamples: this.eotSamples };
+    return FGSM_DEFINITION.describe({ eps: this.eps, eotSamples: this.eotSamples });
   }
 }

@@ -12,11 +12,11 @@
  * image's gradient does not depend on the batch size. Input gradients come
  * from the functional grad(); parameter .grad is never touched.
  */
-import { enableGrad, noGrad, tidy } from "../core/engine.js";
+import { enableGrad, enableGradAsync, iterateAsync, noGrad, noGradAsync, tidy, tidyAsync } from "../core/engine.js";
 import { Tensor, grad } from "../core/tensor.js";
 import * as F from "../nn/functional.js";
-import { checkLabelRange, checkLogits, forwardWith, resolveEotSamples } from "./base.js";
-import type { AttackableModel } from "./types.js";
+import type { Classifier } from "../models/types.js";
+import { checkLabelRange, checkLogits, resolveEotSamples } from "./base.js";
 
 export interface LossGradientOptions {
   /** Descend the cross-entropy toward `labels` (target labels) instead of ascending it away from them. */
@@ -43,11 +43,27 @@ export function attackObjective(logits: Tensor, labels: Tensor, targeted: boolea
 }
 
 /**
+ * The sum of `count` random draws of a record of tensors, added one draw at a
+ * time so that only the running sum and one draw are alive (an EOT draw holds
+ * a forward pass's worth of memory until its gradient is taken).
+ */
+async function sumOfDraws<T extends Record<string, Tensor>>(
+  count: number,
+  draw: (i: number) => Promise<T>,
+): Promise<T> {
+  const first = await tidyAsync(() => draw(0));
+  return iterateAsync(first, count - 1, async (sum, i) => {
+    const next = await draw(i + 1);
+    return noGrad(() => Object.fromEntries(Object.entries(sum).map(([k, t]) => [k, t.add(next[k])])) as T);
+  });
+}
+
+/**
  * The objective and its input gradient, averaged over EOT samples. The caller
  * owns (and disposes) both tensors; x is not modified and needs no grad.
  */
 export async function lossAndGradient(
-  model: AttackableModel,
+  model: Classifier,
   x: Tensor,
   labels: Tensor,
   options: LossGradientOptions = {},
@@ -55,60 +71,31 @@ export async function lossAndGradient(
   const targeted = options.targeted ?? false;
   const samples = resolveEotSamples(model, options.eotSamples);
   const attack = options.attack ?? "lossGradient";
-  let gradSum: Tensor | undefined;
-  let lossSum: Tensor | undefined;
-  try {
-    for (let i = 0; i < samples; i++) {
+  return tidyAsync(async () => {
+    const sum = await sumOfDraws(samples, async (i) => {
       const xi = noGrad(() => x.detach()).requiresGrad_(true);
-      let logits: Tensor | undefined;
-      try {
-        logits = await forwardWith(model, xi, true);
-        const numClasses = checkLogits(logits, x.dims[0], attack);
-        if (i === 0) checkLabelRange(labels, numClasses, attack);
-        const out = logits;
-        const [g, l] = enableGrad(() =>
-          tidy(() => {
-            const objective = attackObjective(out, labels, targeted);
-            const [gx] = grad(objective.sum(), [xi]);
-            return [gx, objective.detach()];
-          }),
-        );
-        if (gradSum === undefined || lossSum === undefined) {
-          gradSum = g;
-          lossSum = l;
-        } else {
-          gradSum.add_(g);
-          lossSum.add_(l);
-          g.dispose();
-          l.dispose();
-        }
-      } finally {
-        logits?.dispose();
-        xi.dispose();
-      }
-    }
-    if (samples > 1) {
-      gradSum!.div_(samples);
-      lossSum!.div_(samples);
-    }
-    return { gradient: gradSum!, loss: lossSum! };
-  } catch (e) {
-    gradSum?.dispose();
-    lossSum?.dispose();
-    throw e;
-  }
+      const logits = await enableGradAsync(() => model.forward(xi));
+      const numClasses = checkLogits(logits, x.dims[0], attack);
+      if (i === 0) checkLabelRange(labels, numClasses, attack);
+      return enableGrad(() => {
+        const objective = attackObjective(logits, labels, targeted);
+        const [gradient] = grad(objective.sum(), [xi]);
+        return { gradient, loss: objective.detach() };
+      });
+    });
+    if (samples === 1) return sum;
+    return noGrad(() => ({ gradient: sum.gradient.div(samples), loss: sum.loss.div(samples) }));
+  });
 }
 
 /** Only the gradient of lossAndGradient (see there); the caller disposes it. */
 export async function lossGradient(
-  model: AttackableModel,
+  model: Classifier,
   x: Tensor,
   labels: Tensor,
   options: LossGradientOptions = {},
 ): Promise<Tensor> {
-  const { gradient, loss } = await lossAndGradient(model, x, labels, options);
-  loss.dispose();
-  return gradient;
+  return tidyAsync(async () => (await lossAndGradient(model, x, labels, options)).gradient);
 }
 
 /**
@@ -117,41 +104,22 @@ export async function lossGradient(
  * restarts.
  */
 export async function evaluateObjective(
-  model: AttackableModel,
+  model: Classifier,
   x: Tensor,
   labels: Tensor,
   targeted: boolean,
   eotSamples: number,
   attack: string,
 ): Promise<{ loss: Tensor; predicted: Tensor }> {
-  let lossSum: Tensor | undefined;
-  let logitSum: Tensor | undefined;
-  try {
-    for (let i = 0; i < eotSamples; i++) {
-      const logits = await forwardWith(model, x, false);
-      try {
-        checkLogits(logits, x.dims[0], attack);
-        const l = noGrad(() => attackObjective(logits, labels, targeted));
-        if (lossSum === undefined || logitSum === undefined) {
-          lossSum = l;
-          logitSum = noGrad(() => tidy(() => logits.detach().clone()));
-        } else {
-          lossSum.add_(l);
-          l.dispose();
-          noGrad(() => logitSum!.add_(logits));
-        }
-      } finally {
-        // A model may hand back its input unchanged; never free the caller's x.
-        if (logits !== x) logits.dispose();
-      }
-    }
-    const predicted = noGrad(() => logitSum!.argmax(1));
-    if (eotSamples > 1) lossSum!.div_(eotSamples);
-    logitSum!.dispose();
-    return { loss: lossSum!, predicted };
-  } catch (e) {
-    lossSum?.dispose();
-    logitSum?.dispose();
-    throw e;
-  }
+  return tidyAsync(async () => {
+    const sum = await sumOfDraws(eotSamples, async () => {
+      const logits = await noGradAsync(() => model.forward(x));
+      checkLogits(logits, x.dims[0], attack);
+      return noGrad(() => ({ loss: attackObjective(logits, labels, targeted), logits: logits.detach() }));
+    });
+    return noGrad(() => ({
+      loss: eotSamples > 1 ? sum.loss.div(eotSamples) : sum.loss,
+      predicted: sum.logits.argmax(1),
+    }));
+  });
 }

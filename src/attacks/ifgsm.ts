@@ -12,32 +12,45 @@
  * Input: images [N, C, H, W] in [0, 1] and labels [N]; output: a new tensor of
  * the same shape, in [0, 1], with ||x_adv - x||_inf <= eps.
  */
-import { noGrad, tidy } from "../core/engine.js";
+import { iterateAsync, noGrad, tidyAsync } from "../core/engine.js";
+import { describeValues, readOptions, type OptionsOf, type Schema, type ValuesOf } from "../core/params.js";
 import type { Tensor } from "../core/tensor.js";
-import { checkInt, checkNumber } from "../core/validate.js";
-import {
-  checkBatch,
-  checkLinfEps,
-  checkModel,
-  checkOptions,
-  checkTargeted,
-  inEvalMode,
-  projectLinf,
-  resolveEotSamples,
-} from "./base.js";
+import { checkClassifier, inEvalMode, type Classifier } from "../models/types.js";
+import { EOT_SAMPLES, LINF_EPS, checkBatch, checkTargeted, projectLinf, resolveEotSamples } from "./base.js";
 import { lossGradient } from "./gradient.js";
-import type { Attack, AttackableModel } from "./types.js";
+import type { Attack, AttackDefinition } from "./types.js";
 
-export interface IfgsmOptions {
-  /** L-inf budget in [0, 1] pixel units. */
-  eps: number;
-  /** Number of iterations M (default 10). */
-  steps?: number;
-  /** Step size (default eps / steps). */
-  stepSize?: number;
-  /** Gradient passes averaged per step (EOT). */
-  eotSamples?: number;
-}
+const PARAMS = {
+  eps: LINF_EPS,
+  steps: { type: "int", min: 1, default: 10, doc: "number of iterations M" },
+  stepSize: {
+    type: "number",
+    min: 0,
+    max: 1,
+    default: (v) => (v.eps as number) / (v.steps as number),
+    defaultText: "eps / steps",
+    doc: "step size",
+  },
+  eotSamples: EOT_SAMPLES,
+} as const satisfies Schema;
+
+export type IfgsmOptions = OptionsOf<typeof PARAMS>;
+type Values = ValuesOf<typeof PARAMS>;
+
+export const IFGSM_DEFINITION: AttackDefinition<typeof PARAMS> = {
+  kind: "ifgsm",
+  title: "I-FGSM",
+  summary: "I-FGSM (Kurakin et al. 2016): 10 L-inf steps of eps/10, as in Luo & Pfister 2018",
+  params: PARAMS,
+  exampleEps: 0.1,
+  label: (v) => `I-FGSM(${v.steps})`,
+  describe: (v) => ({
+    attack: "I-FGSM",
+    norm: "Linf",
+    ...describeValues(PARAMS, { ...v, eotSamples: v.eotSamples ?? 1 }),
+  }),
+  create: (model, options) => new IFGSM(model, options as IfgsmOptions),
+};
 
 export class IFGSM implements Attack {
   readonly norm = "Linf" as const;
@@ -46,59 +59,41 @@ export class IFGSM implements Attack {
   readonly steps: number;
   readonly stepSize: number;
   readonly eotSamples: number;
-  private readonly model: AttackableModel;
+  private readonly model: Classifier;
 
-  constructor(model: AttackableModel, options: IfgsmOptions) {
-    this.model = checkModel(model, "I-FGSM");
-    const o = checkOptions("I-FGSM", options, ["eps", "steps", "stepSize", "eotSamples"]);
-    this.eps = checkLinfEps(o.eps);
-    this.steps = checkInt(o.steps ?? 10, "steps", 1);
-    this.stepSize = checkNumber(o.stepSize ?? this.eps / this.steps, "stepSize", 0, 1);
-    this.eotSamples = resolveEotSamples(model, o.eotSamples as number | undefined);
+  constructor(model: Classifier, options: IfgsmOptions) {
+    this.model = checkClassifier(model, "I-FGSM");
+    const o: Values = readOptions("I-FGSM", PARAMS, options);
+    this.eps = o.eps;
+    this.steps = o.steps;
+    this.stepSize = o.stepSize;
+    this.eotSamples = resolveEotSamples(model, o.eotSamples);
   }
 
   get name(): string {
-    return `I-FGSM(${this.steps})`;
+    return IFGSM_DEFINITION.label(this.values());
   }
 
+  /** x_{m+1} = Proj(x_m + stepSize * sign(grad)), M times from x_0 = x. */
   async generate(x: Tensor, labels: Tensor, options?: { targeted?: boolean }): Promise<Tensor> {
     const targeted = checkTargeted(options, this.supportsTargeted, "I-FGSM");
-    const batch = checkBatch(x, labels, "I-FGSM");
-    let current = noGrad(() => tidy(() => x.detach().clone()));
-    try {
-      return await inEvalMode(this.model, async () => {
-        for (let m = 0; m < this.steps; m++) {
-          const g = await lossGradient(this.model, current, batch.labels, {
-            targeted,
-            eotSamples: this.eotSamples,
-            attack: "I-FGSM",
-          });
-          const prev = current;
-          try {
-            current = noGrad(() => tidy(() => projectLinf(prev.add(g.sign().mul(this.stepSize)), x, this.eps)));
-          } finally {
-            g.dispose();
-          }
-          prev.dispose();
-        }
-        return current;
-      });
-    } catch (e) {
-      current.dispose();
-      throw e;
-    } finally {
-      if (batch.owned) batch.labels.dispose();
-    }
+    const gradientOptions = { targeted, eotSamples: this.eotSamples, attack: "I-FGSM" };
+    return tidyAsync(async () => {
+      const y = checkBatch(x, labels, "I-FGSM");
+      return inEvalMode(this.model, () =>
+        iterateAsync(x, this.steps, async (xm) => {
+          const g = await lossGradient(this.model, xm, y, gradientOptions);
+          return noGrad(() => projectLinf(xm.add(g.sign().mul(this.stepSize)), x, this.eps));
+        }),
+      );
+    });
+  }
+
+  private values(): Values {
+    return { eps: this.eps, steps: this.steps, stepSize: this.stepSize, eotSamples: this.eotSamples };
   }
 
   describe(): Record<string, number | string | boolean> {
-    return {
-      attack: "I-FGSM",
-      norm: this.norm,
-      eps: this.eps,
-      steps: this.steps,
-      stepSize: this.stepSize,
-      eotSamples: this.eotSamples,
-    };
+    return IFGSM_DEFINITION.describe(this.values());
   }
 }

@@ -22,18 +22,16 @@
  * the same shape, in [0, 1], with ||x_adv - x||_inf <= eps (L-inf) or
  * ||x_adv_i - x_i||_2 <= eps for every image i (L2).
  */
-import { noGrad, tidy } from "../core/engine.js";
+import { iterateAsync, noGrad, tidy, tidyAsync } from "../core/engine.js";
 import { ArgumentError } from "../core/errors.js";
+import { describeValues, readOptions, type OptionsOf, type Schema, type ValuesOf } from "../core/params.js";
 import { Tensor, rand, randn, where } from "../core/tensor.js";
-import { checkBool, checkInt, checkNumber, checkOneOf } from "../core/validate.js";
+import { checkNumber, fail } from "../core/validate.js";
+import { checkClassifier, inEvalMode, type Classifier } from "../models/types.js";
 import {
+  EOT_SAMPLES,
   checkBatch,
-  checkL2Eps,
-  checkLinfEps,
-  checkModel,
-  checkOptions,
   checkTargeted,
-  inEvalMode,
   normalizeL2,
   perSampleShape,
   projectL2,
@@ -41,25 +39,100 @@ import {
   resolveEotSamples,
 } from "./base.js";
 import { evaluateObjective, lossGradient } from "./gradient.js";
-import type { Attack, AttackableModel } from "./types.js";
+import type { Attack, AttackDefinition } from "./types.js";
 
 export type PgdNorm = "Linf" | "L2";
 
-export interface PgdOptions {
-  /** Budget: L-inf in [0, 1] pixel units, or the L2 norm of one image's perturbation. */
-  eps: number;
-  /** "Linf" (default) or "L2". */
-  norm?: PgdNorm;
-  /** Steps per restart (default 40). */
-  steps?: number;
-  /** Step size (default 2.5 * eps / steps). */
-  stepSize?: number;
-  /** Independent random starts (default 1); each image keeps its best. */
-  restarts?: number;
-  /** Start at a random point of the ball (default true); needed for restarts > 1. */
-  randomStart?: boolean;
-  /** Gradient passes averaged per step (EOT). */
-  eotSamples?: number;
+const PARAMS = {
+  norm: { type: "choice", choices: ["Linf", "L2"], default: "Linf", inSpec: false, doc: "the norm of the budget" },
+  eps: {
+    type: "number",
+    required: true,
+    inSpec: false,
+    doc: "budget: L-inf in [0, 1] pixel units, or the L2 norm of one image's perturbation",
+    check: (eps: number, v) => {
+      checkNumber(eps, "eps", 0, v.norm === "Linf" ? 1 : undefined);
+      if (!Number.isFinite(eps)) fail("finite number of at least 0", "eps", eps);
+    },
+  },
+  steps: { type: "int", min: 1, default: 40, doc: "steps per restart" },
+  stepSize: {
+    type: "number",
+    min: 0,
+    default: (v) => (2.5 * (v.eps as number)) / (v.steps as number),
+    defaultText: "2.5 * eps / steps",
+    doc: "step size",
+    check: (size: number) => {
+      if (!Number.isFinite(size)) fail("finite number of at least 0", "stepSize", size);
+    },
+  },
+  restarts: { type: "int", min: 1, default: 1, doc: "independent random starts; each image keeps its best" },
+  randomStart: {
+    type: "bool",
+    default: true,
+    doc: "start at a random point of the ball (needed for restarts > 1)",
+    check: (on: boolean, v) => {
+      if (!on && (v.restarts as number) > 1) {
+        throw new ArgumentError(
+          `PGD: restarts = ${v.restarts} needs randomStart = true (every restart would be the same)`,
+        );
+      }
+    },
+  },
+  eotSamples: EOT_SAMPLES,
+} as const satisfies Schema;
+
+export type PgdOptions = OptionsOf<typeof PARAMS>;
+type Values = ValuesOf<typeof PARAMS>;
+
+function label(v: Values): string {
+  const base = v.norm === "Linf" ? `PGD(${v.steps})` : `PGD-L2(${v.steps})`;
+  return v.restarts > 1 ? `${base}x${v.restarts}` : base;
+}
+
+function describe(v: Values): Record<string, number | string | boolean> {
+  return {
+    attack: v.norm === "Linf" ? "PGD" : "PGD-L2",
+    ...describeValues(PARAMS, { ...v, eotSamples: v.eotSamples ?? 1 }),
+  };
+}
+
+export const PGD_DEFINITION: AttackDefinition<typeof PARAMS> = {
+  kind: "pgd",
+  title: "PGD",
+  summary: "PGD (Madry et al. 2017), L-inf: random start, 40 steps of 2.5*eps/40, optional restarts",
+  params: PARAMS,
+  exampleEps: 0.1,
+  label,
+  describe,
+  create: (model, options) => new PGD(model, options as PgdOptions),
+};
+
+const L2_PARAMS = { ...PARAMS, norm: { ...PARAMS.norm, default: "L2" } } as const satisfies Schema;
+
+/** "pgd-l2": PGD with norm "L2" (a norm given in the options must be "L2"). */
+export const PGD_L2_DEFINITION: AttackDefinition<typeof L2_PARAMS> = {
+  kind: "pgd-l2",
+  title: "PGD",
+  summary: "PGD (Madry et al. 2017), L2: random start, 40 normalised-gradient steps, per-image L2 ball",
+  params: L2_PARAMS,
+  exampleEps: 1,
+  label,
+  describe,
+  create: (model, options) => {
+    const norm = (options as { norm?: unknown } | null)?.norm;
+    if (typeof options === "object" && options !== null && "norm" in options && norm !== "L2") {
+      throw new ArgumentError(`Attack "pgd-l2" is PGD with norm "L2"; use "pgd" for norm ${JSON.stringify(norm)}`);
+    }
+    return new PGD(model, { ...(options as PgdOptions), norm: "L2" });
+  },
+};
+
+/** One restart's result: its images, their objective and whether each fooled the model. */
+interface Restart {
+  x: Tensor;
+  loss: Tensor;
+  fooled: Tensor;
 }
 
 export class PGD implements Attack {
@@ -71,122 +144,69 @@ export class PGD implements Attack {
   readonly restarts: number;
   readonly randomStart: boolean;
   readonly eotSamples: number;
-  private readonly model: AttackableModel;
+  private readonly model: Classifier;
 
-  constructor(model: AttackableModel, options: PgdOptions) {
-    this.model = checkModel(model, "PGD");
-    const o = checkOptions("PGD", options, [
-      "eps",
-      "norm",
-      "steps",
-      "stepSize",
-      "restarts",
-      "randomStart",
-      "eotSamples",
-    ]);
-    this.norm = checkOneOf(o.norm ?? "Linf", "norm", ["Linf", "L2"] as const);
-    this.eps = this.norm === "Linf" ? checkLinfEps(o.eps) : checkL2Eps(o.eps);
-    this.steps = checkInt(o.steps ?? 40, "steps", 1);
-    this.stepSize = checkNumber(o.stepSize ?? (2.5 * this.eps) / this.steps, "stepSize", 0);
-    if (!Number.isFinite(this.stepSize))
-      throw new ArgumentError(`Expected finite number of at least 0 for stepSize but received ${this.stepSize}`);
-    this.restarts = checkInt(o.restarts ?? 1, "restarts", 1);
-    this.randomStart = checkBool(o.randomStart ?? true, "randomStart");
-    if (this.restarts > 1 && !this.randomStart) {
-      throw new ArgumentError(
-        `PGD: restarts = ${this.restarts} needs randomStart = true (every restart would be the same)`,
-      );
-    }
-    this.eotSamples = resolveEotSamples(model, o.eotSamples as number | undefined);
+  constructor(model: Classifier, options: PgdOptions) {
+    this.model = checkClassifier(model, "PGD");
+    const o: Values = readOptions("PGD", PARAMS, options);
+    this.norm = o.norm;
+    this.eps = o.eps;
+    this.steps = o.steps;
+    this.stepSize = o.stepSize;
+    this.restarts = o.restarts;
+    this.randomStart = o.randomStart;
+    this.eotSamples = resolveEotSamples(model, o.eotSamples);
   }
 
   get name(): string {
-    const base = this.norm === "Linf" ? `PGD(${this.steps})` : `PGD-L2(${this.steps})`;
-    return this.restarts > 1 ? `${base}x${this.restarts}` : base;
+    return label(this.values());
   }
 
   async generate(x: Tensor, labels: Tensor, options?: { targeted?: boolean }): Promise<Tensor> {
     const targeted = checkTargeted(options, this.supportsTargeted, "PGD");
-    const batch = checkBatch(x, labels, "PGD");
-    let best: Tensor | undefined;
-    let bestLoss: Tensor | undefined;
-    let bestFooled: Tensor | undefined;
-    try {
-      return await inEvalMode(this.model, async () => {
-        for (let r = 0; r < this.restarts; r++) {
-          const candidate = await this.run(x, batch.labels, targeted);
-          if (this.restarts === 1) return candidate;
-          let evaluated: { loss: Tensor; predicted: Tensor };
-          try {
-            evaluated = await evaluateObjective(this.model, candidate, batch.labels, targeted, this.eotSamples, "PGD");
-          } catch (e) {
-            candidate.dispose();
-            throw e;
-          }
-          const { loss, predicted } = evaluated;
-          const fooled = noGrad(() => (targeted ? predicted.eq(batch.labels) : predicted.ne(batch.labels)));
-          predicted.dispose();
-          if (best === undefined || bestLoss === undefined || bestFooled === undefined) {
-            best = candidate;
-            bestLoss = loss;
-            bestFooled = fooled;
-          } else {
-            const [b, bl, bf] = noGrad(() =>
-              tidy(() => {
-                // Better: fooled where the best so far is not, or equally fooled with a higher loss.
-                const better = fooled
-                  .logicalAnd(bestFooled!.logicalNot())
-                  .logicalOr(fooled.eq(bestFooled!).logicalAnd(loss.gt(bestLoss!)));
-                const perImage = better.reshape(perSampleShape(x));
-                return [
-                  where(perImage, candidate, best!),
-                  where(better, loss, bestLoss!),
-                  bestFooled!.logicalOr(fooled),
-                ];
-              }),
-            );
-            for (const t of [best, bestLoss, bestFooled, candidate, loss, fooled]) t.dispose();
-            best = b;
-            bestLoss = bl;
-            bestFooled = bf;
-          }
-          if (noGrad(() => tidy(() => bestFooled!.all().item())) === 1) break;
-        }
-        const out = best!;
-        best = undefined;
-        return out;
+    return tidyAsync(async () => {
+      const y = checkBatch(x, labels, "PGD");
+      return inEvalMode(this.model, async () => {
+        if (this.restarts === 1) return this.run(x, y, targeted);
+        // Restarts stop drawing once every image is fooled.
+        const first = await this.restart(x, y, targeted);
+        const best = await iterateAsync(first, this.restarts - 1, async (b) =>
+          noGrad(() => b.fooled.all().item()) === 1 ? b : this.better(b, await this.restart(x, y, targeted), x),
+        );
+        return best.x;
       });
-    } finally {
-      best?.dispose();
-      bestLoss?.dispose();
-      bestFooled?.dispose();
-      if (batch.owned) batch.labels.dispose();
-    }
+    });
   }
 
-  /** One restart: random start, then `steps` projected steps. */
-  private async run(x: Tensor, labels: Tensor, targeted: boolean): Promise<Tensor> {
-    let current = noGrad(() => tidy(() => (this.randomStart ? this.randomStartPoint(x) : x.detach().clone())));
-    try {
-      for (let s = 0; s < this.steps; s++) {
-        const g = await lossGradient(this.model, current, labels, {
-          targeted,
-          eotSamples: this.eotSamples,
-          attack: "PGD",
-        });
-        const prev = current;
-        try {
-          current = noGrad(() => tidy(() => this.step(prev, g, x)));
-        } finally {
-          g.dispose();
-        }
-        prev.dispose();
-      }
-      return current;
-    } catch (e) {
-      current.dispose();
-      throw e;
-    }
+  /** One restart, scored: its loss, and whether each image fooled the model. */
+  private async restart(x: Tensor, y: Tensor, targeted: boolean): Promise<Restart> {
+    const candidate = await this.run(x, y, targeted);
+    const { loss, predicted } = await evaluateObjective(this.model, candidate, y, targeted, this.eotSamples, "PGD");
+    return { x: candidate, loss, fooled: noGrad(() => (targeted ? predicted.eq(y) : predicted.ne(y))) };
+  }
+
+  /** Per image, the better of two restarts: fooled where the other is not, or equally fooled with a higher loss. */
+  private better(best: Restart, next: Restart, x: Tensor): Restart {
+    return noGrad(() => {
+      const better = next.fooled
+        .logicalAnd(best.fooled.logicalNot())
+        .logicalOr(next.fooled.eq(best.fooled).logicalAnd(next.loss.gt(best.loss)));
+      return {
+        x: where(better.reshape(perSampleShape(x)), next.x, best.x),
+        loss: where(better, next.loss, best.loss),
+        fooled: best.fooled.logicalOr(next.fooled),
+      };
+    });
+  }
+
+  /** Random start, then `steps` times x <- Proj(x + stepSize * direction(grad)). */
+  private async run(x: Tensor, y: Tensor, targeted: boolean): Promise<Tensor> {
+    const gradientOptions = { targeted, eotSamples: this.eotSamples, attack: "PGD" };
+    const start = noGrad(() => tidy(() => (this.randomStart ? this.randomStartPoint(x) : x.detach().clone())));
+    return iterateAsync(start, this.steps, async (current) => {
+      const g = await lossGradient(this.model, current, y, gradientOptions);
+      return noGrad(() => this.step(current, g, x));
+    });
   }
 
   private step(current: Tensor, g: Tensor, x: Tensor): Tensor {
@@ -207,16 +227,12 @@ export class PGD implements Attack {
     return projectL2(x.add(direction.mul(radius)), x, this.eps);
   }
 
+  private values(): Values {
+    const { norm, eps, steps, stepSize, restarts, randomStart, eotSamples } = this;
+    return { norm, eps, steps, stepSize, restarts, randomStart, eotSamples };
+  }
+
   describe(): Record<string, number | string | boolean> {
-    return {
-      attack: this.norm === "Linf" ? "PGD" : "PGD-L2",
-      norm: this.norm,
-      eps: this.eps,
-      steps: this.steps,
-      stepSize: this.stepSize,
-      restarts: this.restarts,
-      randomStart: this.randomStart,
-      eotSamples: this.eotSamples,
-    };
+    return describe(this.values());
   }
 }

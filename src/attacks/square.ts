@@ -26,35 +26,55 @@
  * Input: images [N, C, H, W] in [0, 1] and labels [N]; output: a new tensor of
  * the same shape, in [0, 1], with ||x_adv - x||_inf <= eps.
  */
-import { noGrad, tidy } from "../core/engine.js";
+import { noGrad, noGradAsync, tidy, tidyAsync } from "../core/engine.js";
 import { ArgumentError, ShapeError } from "../core/errors.js";
+import { describeValues, readOptions, type OptionsOf, type Schema, type ValuesOf } from "../core/params.js";
 import { Tensor, randint, tensor } from "../core/tensor.js";
-import { checkInt, checkNumber, fail } from "../core/validate.js";
-import {
-  checkBatch,
-  checkLinfEps,
-  checkLogits,
-  checkModel,
-  checkOptions,
-  checkTargeted,
-  forwardWith,
-  inEvalMode,
-  resolveEotSamples,
-} from "./base.js";
-import type { Attack, AttackableModel } from "./types.js";
+import { fail } from "../core/validate.js";
+import { mulberry32 } from "../data/random.js";
+import { checkClassifier, inEvalMode, type Classifier } from "../models/types.js";
+import { EOT_SAMPLES, LINF_EPS, checkBatch, checkLogits, checkTargeted, resolveEotSamples } from "./base.js";
+import type { Attack, AttackDefinition } from "./types.js";
 
-export interface SquareOptions {
-  /** L-inf budget in [0, 1] pixel units. */
-  eps: number;
-  /** Model evaluations per image (default 1000). */
-  queries?: number;
-  /** Initial fraction of pixels in the square (default 0.05). */
-  pInit?: number;
-  /** Forward passes averaged per query (randomized models). */
-  eotSamples?: number;
-  /** Seed of the random search; default drawn from libtorch's generator. */
-  seed?: number;
-}
+const PARAMS = {
+  eps: LINF_EPS,
+  queries: { type: "int", min: 1, default: 1000, doc: "model evaluations per image" },
+  pInit: {
+    type: "number",
+    min: 0,
+    max: 1,
+    default: 0.05,
+    doc: "initial fraction of pixels in the square",
+    check: (p: number) => {
+      if (p === 0) fail("number greater than 0 and at most 1", "pInit", p);
+    },
+  },
+  eotSamples: { ...EOT_SAMPLES, doc: "forward passes averaged per query (EOT)" },
+  seed: {
+    type: "int",
+    min: 0,
+    defaultText: "drawn from libtorch's generator",
+    doc: "seed of the random search",
+  },
+} as const satisfies Schema;
+
+export type SquareOptions = OptionsOf<typeof PARAMS>;
+type Values = ValuesOf<typeof PARAMS>;
+
+export const SQUARE_DEFINITION: AttackDefinition<typeof PARAMS> = {
+  kind: "square",
+  title: "Square",
+  summary: "Square Attack (Andriushchenko et al. 2020), L-inf, gradient-free random search (1000 queries)",
+  params: PARAMS,
+  exampleEps: 0.1,
+  label: (v) => `Square(${v.queries})`,
+  describe: (v) => ({
+    attack: "Square",
+    norm: "Linf",
+    ...describeValues(PARAMS, { ...v, eotSamples: v.eotSamples ?? 1 }),
+  }),
+  create: (model, options) => new SquareAttack(model, options as SquareOptions),
+};
 
 /** The paper's piecewise-constant schedule of p, for iteration `it` of `total`. */
 export function squareFraction(pInit: number, it: number, total: number): number {
@@ -71,18 +91,6 @@ export function squareFraction(pInit: number, it: number, total: number): number
   return pInit;
 }
 
-/** mulberry32: a small seeded generator of floats in [0, 1). */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 function clip01(v: number): number {
   return v < 0 ? 0 : v > 1 ? 1 : v;
 }
@@ -95,34 +103,37 @@ export class SquareAttack implements Attack {
   readonly pInit: number;
   readonly eotSamples: number;
   readonly seed: number | undefined;
-  private readonly model: AttackableModel;
+  private readonly model: Classifier;
 
-  constructor(model: AttackableModel, options: SquareOptions) {
-    this.model = checkModel(model, "Square");
-    const o = checkOptions("Square", options, ["eps", "queries", "pInit", "eotSamples", "seed"]);
-    this.eps = checkLinfEps(o.eps);
-    this.queries = checkInt(o.queries ?? 1000, "queries", 1);
-    this.pInit = checkNumber(o.pInit ?? 0.05, "pInit", 0, 1);
-    if (this.pInit === 0) fail("number greater than 0 and at most 1", "pInit", this.pInit);
-    this.eotSamples = resolveEotSamples(model, o.eotSamples as number | undefined);
-    this.seed = o.seed === undefined ? undefined : checkInt(o.seed, "seed", 0);
+  constructor(model: Classifier, options: SquareOptions) {
+    this.model = checkClassifier(model, "Square");
+    const o: Values = readOptions("Square", PARAMS, options);
+    this.eps = o.eps;
+    this.queries = o.queries;
+    this.pInit = o.pInit;
+    this.eotSamples = resolveEotSamples(model, o.eotSamples);
+    this.seed = o.seed;
   }
 
   get name(): string {
-    return `Square(${this.queries})`;
+    return SQUARE_DEFINITION.label(this.values());
+  }
+
+  private values(): Values {
+    const { eps, queries, pInit, eotSamples, seed } = this;
+    return { eps, queries, pInit, eotSamples, seed };
   }
 
   async generate(x: Tensor, labels: Tensor, options?: { targeted?: boolean }): Promise<Tensor> {
     const targeted = checkTargeted(options, this.supportsTargeted, "Square");
-    const batch = checkBatch(x, labels, "Square");
-    if (batch.owned) batch.labels.dispose();
+    tidy(() => checkBatch(x, labels, "Square"));
     if (x.rank !== 4) {
       throw new ShapeError(`Square: expected images [N, C, H, W] but received shape [${x.shape.join(", ")}]`);
     }
     const [n, c, h, w] = x.dims;
     const size = c * h * w;
     const seed = this.seed ?? noGrad(() => tidy(() => randint(0, 2147483647, [1]).item()));
-    const random = seededRandom(seed);
+    const random = mulberry32(seed);
     const clean = noGrad(() => tidy(() => x.detach().to("float32").to("cpu").dataSync() as Float32Array));
     const y = labels.toArray();
     const best = Float32Array.from(clean);
@@ -221,18 +232,12 @@ export class SquareAttack implements Attack {
     }
     const count = ys.length;
     const out = new Float64Array(count);
-    const input = this.toTensor(batch, [count, ...chw], like);
-    try {
+    await tidyAsync(async () => {
+      const input = this.toTensor(batch, [count, ...chw], like);
       for (let e = 0; e < this.eotSamples; e++) {
-        const logits = await forwardWith(this.model, input, false);
-        let z: Float32Array;
-        let k: number;
-        try {
-          k = checkLogits(logits, count, "Square");
-          z = noGrad(() => tidy(() => logits.detach().to("float32").to("cpu").dataSync() as Float32Array));
-        } finally {
-          if (logits !== input) logits.dispose();
-        }
+        const logits = await noGradAsync(() => this.model.forward(input));
+        const k = checkLogits(logits, count, "Square");
+        const z = noGrad(() => tidy(() => logits.detach().to("float32").to("cpu").dataSync() as Float32Array));
         for (let i = 0; i < count; i++) {
           const yi = ys[i];
           if (!(yi >= 0 && yi < k)) {
@@ -246,9 +251,7 @@ export class SquareAttack implements Attack {
           out[i] += (targeted ? other - own : own - other) / this.eotSamples;
         }
       }
-    } finally {
-      input.dispose();
-    }
+    });
     return out;
   }
 
@@ -260,15 +263,6 @@ export class SquareAttack implements Attack {
   }
 
   describe(): Record<string, number | string | boolean> {
-    const d: Record<string, number | string | boolean> = {
-      attack: "Square",
-      norm: this.norm,
-      eps: this.eps,
-      queries: this.queries,
-      pInit: this.pInit,
-      eotSamples: this.eotSamples,
-    };
-    if (this.seed !== undefined) d.seed = this.seed;
-    return d;
+    return SQUARE_DEFINITION.describe(this.values());
   }
 }

@@ -1,19 +1,15 @@
 /**
  * The attack interface. Attacks work in [0, 1] pixel space on NCHW batches;
- * normalisation lives inside the model. A model here is anything with a
- * (possibly async) differentiable forward to logits: a classifier, or a
- * defended model (defense then classifier) whose gradient is exact, BPDA or EOT.
+ * normalisation lives inside the model. A model here is a Classifier
+ * (models/types.ts): a classifier, or a defended model (defense then
+ * classifier) whose gradient is exact, BPDA or EOT.
  */
+import type { Schema, ValuesOf } from "../core/params.js";
 import type { Tensor } from "../core/tensor.js";
+import type { Classifier } from "../models/types.js";
 
-export interface AttackableModel {
-  /** Logits [N, K] for images [N, C, H, W] in [0, 1]; must be differentiable w.r.t. x (exactly or by an estimate). */
-  forward(x: Tensor): Tensor | Promise<Tensor>;
-  readonly training: boolean;
-  train(on?: boolean): unknown;
-  /** True when forward is random (VAE noise): attacks then average gradients over EOT samples. */
-  readonly randomized?: boolean;
-}
+/** The model an attack takes: the Classifier of models/types.ts, under the name attacks have always used. */
+export type AttackableModel = Classifier;
 
 export type Norm = "Linf" | "L2" | "none";
 
@@ -35,4 +31,25 @@ export interface Attack {
   generate(x: Tensor, labels: Tensor, options?: { targeted?: boolean }): Promise<Tensor>;
   /** Parameters for reports (steps, step size, restarts, EOT samples, ...). */
   describe(): Record<string, number | string | boolean>;
+}
+
+/**
+ * An attack as the registry knows it: its parameters, declared once, and what
+ * is derived from them without a model (the table name, describe()).
+ */
+export interface AttackDefinition<S extends Schema = Schema> {
+  /** The name in specs and on the command line ("pgd-l2"). */
+  readonly kind: string;
+  /** The name in messages ("PGD"). */
+  readonly title: string;
+  /** One line for --help. */
+  readonly summary: string;
+  readonly params: S;
+  /** A budget inside every range, for checking a spec before the epsilon grid is known. */
+  readonly exampleEps: number;
+  /** The name in tables for checked values ("PGD(40)x2"). */
+  label(values: ValuesOf<S>): string;
+  /** describe() of an attack with these checked values. */
+  describe(values: ValuesOf<S>): Record<string, number | string | boolean>;
+  create(model: Classifier, options: unknown): Attack;
 }

@@ -1,11 +1,9 @@
 /** Shared CLI plumbing: error handling, output, progress bars. */
-import { realpathSync } from "node:fs";
 import { Command, InvalidArgumentError } from "commander";
 import cliProgress from "cli-progress";
 import { VaeguardError } from "../core/errors.js";
 import { checkInt, checkNumber } from "../core/validate.js";
-import { binding } from "../binding.js";
-import { getNumThreads } from "../core/engine.js";
+import type { Progress, ProgressFactory } from "../core/progress.js";
 
 /** A usage or input error: one clear line, exit code 2. */
 export class UsageError extends VaeguardError {}
@@ -51,10 +49,7 @@ export async function runAction(fn: () => Promise<void> | void): Promise<void> {
   }
 }
 
-export interface Progress {
-  update(done: number, fields?: Record<string, string | number>): void;
-  stop(): void;
-}
+export type { Progress } from "../core/progress.js";
 
 /**
  * A progress bar (bar, rate, ETA and custom fields) on a terminal; plain
@@ -108,26 +103,12 @@ export function progress(label: string, total: number, unit = "it", quiet = fals
   };
 }
 
-export function blasLibrary(): string {
-  for (const p of ["/usr/lib/x86_64-linux-gnu/libblas.so.3", "/usr/lib/aarch64-linux-gnu/libblas.so.3"]) {
-    try {
-      return realpathSync(p);
-    } catch {
-      // not on this architecture
-    }
-  }
-  return "unknown";
+/** Progress bars (or plain lines off a terminal) for training and evaluation, none when quiet. */
+export function progressBars(quiet = false): ProgressFactory {
+  return (label, total, unit) => progress(label, total, unit, quiet);
 }
 
-export function softwareVersions(): Record<string, string> {
-  const v = binding.versions();
-  return {
-    vaeguard: "0.1.0",
-    node: process.version,
-    libtorch: v.torch,
-    blas: blasLibrary(),
-    threads: String(getNumThreads()),
-  };
-}
+// Kept here too for the commands that import them from the CLI plumbing.
+export { blasLibrary, softwareVersions } from "../core/versions.js";
 
 export type { Command };

@@ -11,8 +11,15 @@ import { basename, join } from "node:path";
 import type { Command } from "commander";
 import { dispose, manualSeed, setNumThreads } from "../core/engine.js";
 import { CheckpointError, VaeguardError } from "../core/errors.js";
-import { createAttack, describeAttacks, type AttackName, type AttackableModel } from "../attacks/index.js";
-import { createDefense, listDefenses, type Defense } from "../defenses/index.js";
+import {
+  attackParamDefault,
+  createAttack,
+  describeAttack,
+  describeAttackParams,
+  describeAttacks,
+  type AttackName,
+} from "../attacks/index.js";
+import { createDefense, describeDefenseParams, listDefenses, type Defense } from "../defenses/index.js";
 import { datasetSize, deriveSeed, takeFirst, type ImageDataset } from "../data/index.js";
 import { loadCheckpoint } from "../models/checkpoint.js";
 import type { ImageClassifier } from "../models/classifiers.js";
@@ -20,11 +27,10 @@ import { ConvVae } from "../models/vae.js";
 import type { Module } from "../nn/module.js";
 import { accuracy } from "../train/trainer.js";
 import { reportSoftwareVersions, writeReportBundle, type BundlePaths } from "../report/bundle.js";
-import type { GridCell } from "../report/grid.js";
+import { sweepGridCells } from "../report/grid.js";
 import { renderTextTable } from "../report/table.js";
 import { groupLabel, groupRows, type AttackMode, type AttackParams, type ResultRow } from "../report/types.js";
 import {
-  ATTACK_PARAMS,
   CONFIG_KEYS,
   DEFAULTS,
   modesOf,
@@ -43,7 +49,7 @@ import {
   type SanityFinding,
 } from "../eval/sanity.js";
 import { sweep, type AttackSpec, type GridSample } from "../eval/sweep.js";
-import { parseIntArg, runAction, softwareVersions } from "./common.js";
+import { parseIntArg, progressBars, runAction, softwareVersions } from "./common.js";
 
 export interface EvaluateRunOptions {
   /** Delete the results files of the modes being run and start over. */
@@ -101,44 +107,15 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 
 /** Describe an attack for the report: the attack's own parameters, with the grid instead of one epsilon. */
 function attackParams(choice: AttackChoice, eps: number[], eotSamples: number, eotNote?: string): AttackParams {
-  const described = createAttack(choice.kind, STAND_IN, { ...choice.params, eps: 0.1 }).describe();
+  const described = describeAttack(choice.kind, { ...choice.params, eps: 0.1 });
   const { attack: _attack, eps: _eps, eotSamples: _eot, stepSize, ...rest } = described;
   const params: AttackParams = { spec: choice.spec, ...rest, eotSamples, epsilons: eps };
   if (choice.kind === "square") params.steps = described.queries as number;
   if (stepSize !== undefined) {
-    params.stepSize =
-      choice.params.stepSize !== undefined
-        ? (choice.params.stepSize as number)
-        : choice.kind === "ifgsm"
-          ? "eps / steps"
-          : "2.5 * eps / steps";
+    params.stepSize = (choice.params.stepSize as number | undefined) ?? attackParamDefault(choice.kind, "stepSize");
   }
   if (eotNote) params.eotAppliesTo = eotNote;
   return params;
-}
-
-const STAND_IN: AttackableModel = {
-  forward: () => {
-    throw new VaeguardError("stand-in model");
-  },
-  training: false,
-  train: () => undefined,
-};
-
-function gridCells(g: GridSample, classNames: string[], defenses: Defense[]): GridCell[][] {
-  const [c, h, w] = g.shape;
-  const img = (data: Float32Array) => ({ width: w, height: h, channels: c as 1 | 3, data });
-  return g.original.map((o, i) => [
-    { image: img(o.data), caption: `original\ntrue ${classNames[o.label]}, pred ${classNames[o.prediction]}` },
-    {
-      image: img(g.adversarial[i].data),
-      caption: `${g.attack} eps ${g.epsilon}\npred ${classNames[g.adversarial[i].prediction]}`,
-    },
-    ...defenses.map((d) => ({
-      image: img(g.defended[d.name][i].data),
-      caption: `${d.name}\npred ${classNames[g.defended[d.name][i].prediction]}`,
-    })),
-  ]);
 }
 
 /** Plots of an earlier run in the same folder (another mode or attack list) would pass for this run's. */
@@ -272,6 +249,7 @@ export async function runEvaluate(cfg: EvaluateConfig, o: EvaluateRunOptions): P
         gridImages: mode === "gray-box" ? 6 : undefined,
         gridEpsilon: positive.at(-1),
         quiet: o.quiet,
+        progress: progressBars(o.quiet),
         log: (line) => {
           if (!o.quiet || /resuming/.test(line)) print(`evaluate: ${line.replace(/^evaluate: /, "")}`);
           reseedForNextRow();
@@ -364,7 +342,11 @@ export async function runEvaluate(cfg: EvaluateConfig, o: EvaluateRunOptions): P
       defenses: defenses.map((d) => d.name),
       grid: grid
         ? {
-            cells: gridCells(grid, test.classNames, defenses),
+            cells: sweepGridCells(
+              grid,
+              test.classNames,
+              defenses.map((d) => d.name),
+            ),
             caption: `First test images at ${grid.attack} eps ${grid.epsilon} (gray-box: one adversarial image for every defense)`,
           }
         : undefined,
@@ -384,15 +366,8 @@ export async function runEvaluate(cfg: EvaluateConfig, o: EvaluateRunOptions): P
 function defenseHelp(): string {
   const usable = listDefenses().filter((d) => d.name !== "patchvae");
   const width = Math.max(...usable.map((d) => d.syntax.length));
-  return usable.map((d) => `  ${d.syntax.padEnd(width)}  ${d.description}`).join("\n");
-}
-
-function attackHelp(): string {
-  const lines = Object.entries(ATTACK_PARAMS).map(([kind, ps]) => {
-    const keys = Object.entries(ps).map(([k, t]) => `${k}=${t === "bool" ? "true|false" : t === "int" ? "N" : "X"}`);
-    return `  ${kind.padEnd(7)} ${keys.length > 0 ? keys.join("  ") : "(no parameters)"}`;
-  });
-  return lines.join("\n");
+  const lines = usable.map((d) => `  ${d.syntax.padEnd(width)}  ${d.description}`).join("\n");
+  return `${lines}\nParameters by defense (KEY=VALUE or a bare value where shown; flags as a bare word):\n${describeDefenseParams(["patchvae"])}`;
 }
 
 const HELP_AFTER = () => `
@@ -400,12 +375,13 @@ Attacks (--attacks): NAME[:KEY=VALUE[:KEY=VALUE...]], several separated by comma
 e.g. "fgsm,ifgsm:steps=10,pgd:steps=40:restarts=2,square:queries=1000".
 ${describeAttacks()}
 Parameters by attack (defaults are the attack's own):
-${attackHelp()}
+${describeAttackParams()}
   eps comes from --eps (for pgd-l2 it is the L2 radius per image); EOT samples
   from --eot (used in adaptive mode on randomized defenses, e.g. the VAE).
 
-Defenses (--defenses), separated by commas (a piece that is not a defense name
-continues the spec before it: "vae:samples=8,clip=2,jpeg:23" is two defenses):
+Defenses (--defenses), separated by commas, arguments by ":" as for attacks:
+"vae:samples=8:clip=2,jpeg:23" is two defenses (the old "vae:samples=8,clip=2"
+still works, with a deprecation warning):
 ${defenseHelp()}
 
 Modes: gray-box (the paper's: the attack sees only the classifier), adaptive

@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { join, resolve } from "node:path";
 import { setNumThreads } from "../core/engine.js";
-import { UsageError, parseIntArg, parseListArg, parseNumberArg, runAction } from "./common.js";
+import { UsageError, parseIntArg, parseListArg, parseNumberArg, progressBars, runAction } from "./common.js";
 import {
   DEFAULT_FGSM_EPS,
   DEFAULT_IFGSM_EPS,
@@ -242,6 +242,7 @@ export function register(program: Command): void {
           restart: Boolean(opts.restart),
           command: ["vaeguard", ...process.argv.slice(2)].join(" "),
           quiet: opts.quiet,
+          progress: progressBars(opts.quiet),
         });
         const seconds = (performance.now() - t0) / 1000;
         if (opts.json) {

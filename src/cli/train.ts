@@ -7,7 +7,7 @@ import { splitValidation, takeFirst, datasetSize } from "../data/index.js";
 import { ConvVae, VAE_PRESETS } from "../models/vae.js";
 import { accuracy, trainClassifier, trainVae } from "../train/trainer.js";
 import { RECIPES, type SmallDataset } from "../eval/reproduce.js";
-import { UsageError, parseIntArg, parseListArg, parseNumberArg, runAction } from "./common.js";
+import { UsageError, parseIntArg, parseListArg, parseNumberArg, progressBars, runAction } from "./common.js";
 
 interface Opts {
   dataset: string;
@@ -107,6 +107,7 @@ export function register(program: Command): void {
           lrMilestones: o.lrMilestones,
           lrGamma: o.lrGamma,
           quiet: o.quiet,
+          progress: progressBars(o.quiet),
         };
         if (kind === "classifier") {
           const r = await trainClassifier({

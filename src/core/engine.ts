@@ -1,12 +1,20 @@
 /**
  * Tensor lifetime and grad mode.
  *
- * Every tensor created while a `tidy` scope is open belongs to that scope and
- * is disposed when the scope closes, unless it is returned from the scope
- * (then it moves to the enclosing scope) or marked with `keep`. Outside any
- * scope a tensor lives until `dispose()` or, as a last resort, until the
- * garbage collector finalises its native handle.
+ * Every tensor created while a `tidy` or `tidyAsync` scope is open belongs to
+ * the innermost one and is disposed when that scope closes, unless it is
+ * returned from the scope (then it moves to the enclosing scope) or marked
+ * with `keep`. Outside any scope a tensor lives until `dispose()` or, as a
+ * last resort, until the garbage collector finalises its native handle.
+ *
+ * `tidyAsync` scopes survive `await`: the open scopes are held per
+ * asynchronous context (AsyncLocalStorage), so two scopes running
+ * concurrently (Promise.all, two requests of a service) never collect each
+ * other's tensors. Grad mode is libtorch's single per-thread flag:
+ * `noGradAsync` / `enableGradAsync` hold it until their promise settles, so
+ * work that awaits under different grad modes must not interleave.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import { binding } from "../binding.js";
 import { VaeguardError } from "./errors.js";
 
@@ -16,11 +24,21 @@ export interface Tracked {
   _kept: boolean;
 }
 
-const scopes: Tracked[][] = [];
+/** The open scopes of one asynchronous context, innermost last. */
+type ScopeStack = Tracked[][];
+
+/** Scopes outside any tidyAsync; a tidyAsync gives its callback a stack of its own. */
+const rootStack: ScopeStack = [];
+const asyncStacks = new AsyncLocalStorage<ScopeStack>();
+
+function currentStack(): ScopeStack {
+  return asyncStacks.getStore() ?? rootStack;
+}
 
 /** @internal called by the Tensor constructor. */
 export function track(t: Tracked): void {
-  if (scopes.length > 0) scopes[scopes.length - 1].push(t);
+  const stack = currentStack();
+  if (stack.length > 0) stack[stack.length - 1].push(t);
 }
 
 function isTracked(x: unknown): x is Tracked {
@@ -43,34 +61,101 @@ function collect(value: unknown, out: Set<Tracked>, depth = 0): void {
 }
 
 /**
+ * Close a scope: dispose its tensors except kept ones and those in `result`,
+ * which move to `parent` (the enclosing scope, if any).
+ */
+function closeScope(scope: Tracked[], result: unknown, ok: boolean, parent: Tracked[] | undefined): void {
+  const keepSet = new Set<Tracked>();
+  if (ok) collect(result, keepSet);
+  for (const t of scope) {
+    if (t._kept) continue;
+    if (keepSet.has(t)) {
+      parent?.push(t);
+    } else {
+      t.dispose();
+    }
+  }
+}
+
+/**
  * Run `fn` and free every tensor it created, except the tensors in its result
  * (a tensor, or arrays / plain objects / Maps of tensors) and kept tensors.
  */
 export function tidy<R>(fn: () => R): R {
-  scopes.push([]);
+  const stack = currentStack();
+  const scope: Tracked[] = [];
+  stack.push(scope);
   let result: R | undefined;
   let ok = false;
   try {
     result = fn();
     if (result instanceof Promise) {
-      throw new VaeguardError("tidy() cannot wrap an async function: tensors would be freed before it finishes");
+      throw new VaeguardError(
+        "tidy() cannot wrap an async function: tensors would be freed before it finishes; use tidyAsync()",
+      );
     }
     ok = true;
     return result;
   } finally {
-    const scope = scopes.pop()!;
-    const keepSet = new Set<Tracked>();
-    if (ok) collect(result, keepSet);
-    const parent = scopes.length > 0 ? scopes[scopes.length - 1] : undefined;
-    for (const t of scope) {
-      if (t._kept) continue;
-      if (keepSet.has(t)) {
-        parent?.push(t);
-      } else {
-        t.dispose();
-      }
-    }
+    stack.pop();
+    closeScope(scope, result, ok, stack.at(-1));
   }
+}
+
+/**
+ * `tidy` for an async function: the scope stays open across every `await` in
+ * `fn` and closes when its promise settles (also on rejection), freeing every
+ * tensor `fn` created except those in its result and kept ones.
+ */
+export async function tidyAsync<R>(fn: () => Promise<R>): Promise<R> {
+  const outer = currentStack();
+  const scope: Tracked[] = [];
+  // A stack of its own, so concurrent scopes do not see each other's scope on top.
+  const stack: ScopeStack = [...outer, scope];
+  let result: R | undefined;
+  let ok = false;
+  try {
+    result = await asyncStacks.run(stack, fn);
+    ok = true;
+    return result;
+  } finally {
+    closeScope(scope, result, ok, outer.at(-1));
+  }
+}
+
+/**
+ * Replace `initial` by `step(current, i)` `count` times, each step in its own
+ * tidyAsync scope, and return the last value. Each value is disposed once the
+ * next one exists (tensors the next value still holds survive), so an
+ * iterative attack holds one iterate at a time. The tensors of `initial`
+ * belong to the caller and are never disposed here.
+ */
+export async function iterateAsync<T>(
+  initial: T,
+  count: number,
+  step: (current: T, index: number) => Promise<T>,
+): Promise<T> {
+  const callers = new Set<Tracked>();
+  collect(initial, callers);
+  const release = (value: T, next?: T) => {
+    const survivors = new Set<Tracked>(callers);
+    collect(next, survivors);
+    const old = new Set<Tracked>();
+    collect(value, old);
+    for (const t of old) if (!survivors.has(t)) t.dispose();
+  };
+  let current = initial;
+  for (let i = 0; i < count; i++) {
+    const previous = current;
+    try {
+      current = await tidyAsync(() => step(previous, i));
+    } catch (e) {
+      release(previous);
+      throw e;
+    }
+    release(previous, current);
+  }
+  return current;
 }
 
 /** Exempt a tensor from every enclosing tidy scope; the caller disposes it. */
@@ -86,26 +171,50 @@ export function dispose(value: unknown): void {
   for (const t of s) t.dispose();
 }
 
-/** Run `fn` with gradient recording off; the previous mode is restored afterwards. */
-export function noGrad<R>(fn: () => R): R {
+function withGradMode<R>(on: boolean, fn: () => R, helper: string): R {
   const prev = binding.isGradEnabled();
-  binding.setGradEnabled(false);
+  binding.setGradEnabled(on);
   try {
-    return fn();
+    const result = fn();
+    if (result instanceof Promise) {
+      // The mode would be restored before the async work runs: refuse rather than record the wrong graph.
+      void result.catch(() => undefined);
+      throw new VaeguardError(`${helper}() cannot wrap an async function: use ${helper}Async()`);
+    }
+    return result;
   } finally {
     binding.setGradEnabled(prev);
   }
 }
 
-/** Run `fn` with gradient recording on; the previous mode is restored afterwards. */
-export function enableGrad<R>(fn: () => R): R {
+async function withGradModeAsync<R>(on: boolean, fn: () => R | Promise<R>): Promise<R> {
   const prev = binding.isGradEnabled();
-  binding.setGradEnabled(true);
+  binding.setGradEnabled(on);
   try {
-    return fn();
+    return await fn();
   } finally {
     binding.setGradEnabled(prev);
   }
+}
+
+/** Run `fn` with gradient recording off; the previous mode is restored afterwards. */
+export function noGrad<R>(fn: () => R): R {
+  return withGradMode(false, fn, "noGrad");
+}
+
+/** Run `fn` with gradient recording on; the previous mode is restored afterwards. */
+export function enableGrad<R>(fn: () => R): R {
+  return withGradMode(true, fn, "enableGrad");
+}
+
+/** noGrad for an async function: recording stays off until its promise settles. */
+export function noGradAsync<R>(fn: () => R | Promise<R>): Promise<R> {
+  return withGradModeAsync(false, fn);
+}
+
+/** enableGrad for an async function: recording stays on until its promise settles. */
+export function enableGradAsync<R>(fn: () => R | Promise<R>): Promise<R> {
+  return withGradModeAsync(true, fn);
 }
 
 export function isGradEnabled(): boolean {

@@ -79,3 +79,6 @@ export function pair(value: number | readonly number[], name: string, min = 0): 
   const a = checkIntArray(value, name, 2, min);
   return [a[0], a[1]];
 }
+
+/** The floating-point dtypes: images and gradients must have one of them. */
+export const FLOAT_DTYPES: ReadonlySet<string> = new Set(["float32", "float64", "float16", "bfloat16"]);

@@ -8,25 +8,31 @@
  * [0, 1] (clamped); output the same shape with values in {k / (2^b - 1)}.
  */
 import { noGrad, tidy } from "../core/engine.js";
+import { readOptions, type OptionsOf, type Schema } from "../core/params.js";
 import type { Tensor } from "../core/tensor.js";
-import { checkInt } from "../core/validate.js";
-import { bpdaIdentity, checkImages, checkOptions } from "./common.js";
-import type { Defense, GradientKind } from "./types.js";
+import { BpdaDefense, checkImages } from "./common.js";
+import type { DefenseDefinition } from "./types.js";
 
-export interface BitDepthOptions {
-  /** Bits per value, 1..8 (default 4). */
-  bits?: number;
-}
+const PARAMS = {
+  bits: { type: "int", min: 1, max: 8, default: 4, positional: true, placeholder: "B", doc: "bits per value" },
+} as const satisfies Schema;
 
-export class BitDepthDefense implements Defense {
+export type BitDepthOptions = OptionsOf<typeof PARAMS>;
+
+export const BIT_DEPTH_DEFINITION: DefenseDefinition = {
+  kind: "bits",
+  description: "bit-depth reduction to B bits, 1..8 (default 4; feature squeezing); BPDA identity gradient",
+  params: PARAMS,
+  build: (o) => new BitDepthDefense(o as BitDepthOptions),
+};
+
+export class BitDepthDefense extends BpdaDefense {
   readonly name: string;
-  readonly randomized = false;
-  readonly gradient: GradientKind = "bpda-identity";
   readonly bits: number;
 
   constructor(options: BitDepthOptions = {}) {
-    const o = checkOptions("bit-depth reduction", options, ["bits"]);
-    this.bits = checkInt(o.bits ?? 4, "bits", 1, 8);
+    super();
+    this.bits = readOptions("bit-depth reduction", PARAMS, options).bits;
     this.name = `Bit depth ${this.bits}`;
   }
 
@@ -34,15 +40,6 @@ export class BitDepthDefense implements Defense {
     checkImages(x, this.name);
     const levels = 2 ** this.bits - 1;
     return noGrad(() => tidy(() => x.clamp(0, 1).mul(levels).round().div(levels)));
-  }
-
-  async attackView(x: Tensor): Promise<Tensor> {
-    const y = await this.apply(x);
-    try {
-      return bpdaIdentity(x, y);
-    } finally {
-      y.dispose();
-    }
   }
 
   describe(): Record<string, number | string | boolean> {

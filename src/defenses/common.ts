@@ -1,14 +1,14 @@
 /**
- * What the defenses share: batch and option checks, the BPDA identity view,
- * and padding by index (symmetric, reflect, replicate) that keeps gradients.
+ * What the defenses share: the batch check, the BPDA identity view (once, for
+ * every defense that is not differentiable), and padding by index
+ * (symmetric, reflect, replicate) that keeps gradients.
  */
-import { binding } from "../binding.js";
-import { isGradEnabled, noGrad, tidy } from "../core/engine.js";
-import { ArgumentError, ShapeError } from "../core/errors.js";
+import { noGrad, tidy, tidyAsync } from "../core/engine.js";
+import { ShapeError } from "../core/errors.js";
 import { Tensor, tensor } from "../core/tensor.js";
-import { fail } from "../core/validate.js";
-
-const FLOAT_DTYPES = new Set(["float32", "float64", "float16", "bfloat16"]);
+import type { ChoiceParam } from "../core/params.js";
+import { FLOAT_DTYPES, fail } from "../core/validate.js";
+import type { Defense, GradientKind } from "./types.js";
 
 /** x must be a floating batch of images [N, C, H, W]. */
 export function checkImages(x: unknown, defense: string): Tensor {
@@ -20,20 +20,6 @@ export function checkImages(x: unknown, defense: string): Tensor {
   }
   if (!FLOAT_DTYPES.has(x.dtype)) fail("floating-point images", `the input of ${defense}`, x.dtype);
   return x;
-}
-
-/** Reject option names a defense does not know (a typo would otherwise silently use a default). */
-export function checkOptions(defense: string, options: unknown, allowed: readonly string[]): Record<string, unknown> {
-  if (options === undefined) return {};
-  if (typeof options !== "object" || options === null || Array.isArray(options)) {
-    fail(`an options object for ${defense}`, "options", options);
-  }
-  for (const key of Object.keys(options)) {
-    if (!allowed.includes(key)) {
-      throw new ArgumentError(`Unknown option "${key}" for ${defense}; expected one of ${allowed.join(", ")}`);
-    }
-  }
-  return options as Record<string, unknown>;
 }
 
 /**
@@ -49,6 +35,24 @@ export function bpdaIdentity(x: Tensor, purified: Tensor): Tensor {
 }
 
 /**
+ * A defense that is not differentiable (a codec, a staircase, a rank filter):
+ * attacks see it through BPDA with the identity, its output with the gradient
+ * of its input. Subclasses only purify.
+ */
+export abstract class BpdaDefense implements Defense {
+  abstract readonly name: string;
+  readonly randomized: boolean = false;
+  readonly gradient: GradientKind = "bpda-identity";
+
+  abstract apply(x: Tensor): Promise<Tensor>;
+  abstract describe(): Record<string, number | string | boolean>;
+
+  attackView(x: Tensor): Promise<Tensor> {
+    return tidyAsync(async () => bpdaIdentity(x, await this.apply(x)));
+  }
+}
+
+/**
  * How a border is extended.
  * - "symmetric": the edge pixel is repeated (d c b a | a b c d); scipy.ndimage calls this "reflect".
  * - "reflect": mirrored about the edge pixel (d c b | a b c d), as torch.nn.functional.pad "reflect".
@@ -56,6 +60,14 @@ export function bpdaIdentity(x: Tensor, purified: Tensor): Tensor {
  */
 export type PadMode = "symmetric" | "reflect" | "replicate";
 export const PAD_MODES: readonly PadMode[] = ["symmetric", "reflect", "replicate"];
+
+/** Border extension of the median and Gaussian filters (default "symmetric", scipy's "reflect"). */
+export const PADDING_PARAM = {
+  type: "choice",
+  choices: PAD_MODES,
+  default: "symmetric",
+  doc: "border extension (symmetric is scipy's reflect)",
+} as const satisfies ChoiceParam;
 
 function sourceIndex(j: number, n: number, mode: PadMode): number {
   if (mode === "replicate" || n === 1) return Math.min(Math.max(j, 0), n - 1);
@@ -85,27 +97,4 @@ export function padImages(x: Tensor, pads: [number, number, number, number], mod
     const cols = tensor(BigInt64Array.from(padIndices(w, left, right, mode), BigInt), undefined, { device: x.device });
     return x.indexSelect(2, rows).indexSelect(3, cols);
   });
-}
-
-/** Mean and standard deviation (unbiased, n - 1; 0 for a single value). */
-export function meanStd(values: readonly number[]): { mean: number; std: number } {
-  const n = values.length;
-  const mean = values.reduce((a, b) => a + b, 0) / n;
-  if (n < 2) return { mean, std: 0 };
-  const v = values.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1);
-  return { mean, std: Math.sqrt(v) };
-}
-
-/**
- * Gradient recording off until `fn`'s promise settles (noGrad restores the
- * mode as soon as its callback returns, before an async callback has run).
- */
-export async function noGradAsync<R>(fn: () => R | Promise<R>): Promise<R> {
-  const previous = isGradEnabled();
-  binding.setGradEnabled(false);
-  try {
-    return await fn();
-  } finally {
-    binding.setGradEnabled(previous);
-  }
 }

@@ -13,27 +13,40 @@
  * Either way predict() and accuracy() classify the purified images,
  * defense.apply(x), as a deployed system would.
  */
-import { noGrad, tidy } from "../core/engine.js";
+import { noGrad, noGradAsync, tidyAsync } from "../core/engine.js";
 import { ShapeError } from "../core/errors.js";
+import { readOptions, type Schema } from "../core/params.js";
 import { Tensor } from "../core/tensor.js";
-import { checkInt, checkOneOf, fail } from "../core/validate.js";
-import type { AttackableModel } from "../attacks/types.js";
-import { checkImages, checkOptions, meanStd, noGradAsync } from "./common.js";
+import { fail } from "../core/validate.js";
+import { inEvalMode, type Classifier } from "../models/types.js";
+import { checkImages } from "./common.js";
+import { correctPerPass, passAccuracy, type AccuracyResult } from "./scoring.js";
 import type { Defense } from "./types.js";
+
+export type { AccuracyResult } from "./scoring.js";
+/** The classifier behind a defense: the Classifier of models/types.ts. */
+export type { Classifier } from "../models/types.js";
 
 export type DefenseView = "adaptive" | "gray-box";
 
-/** What the wrapper needs of a classifier: logits [N, K] for images in [0, 1] and a train/eval mode. */
-export interface Classifier {
-  forward(x: Tensor): Tensor | Promise<Tensor>;
-  readonly training: boolean;
-  train(on?: boolean): unknown;
-}
+const OPTIONS = {
+  view: { type: "choice", choices: ["adaptive", "gray-box"], default: "adaptive", doc: "how attacks see the defense" },
+} as const satisfies Schema;
 
 export interface DefendedModelOptions {
   /** How attacks see the defense (default "adaptive"). */
   view?: DefenseView;
 }
+
+const ACCURACY_OPTIONS = {
+  passes: {
+    type: "int",
+    min: 1,
+    default: 5,
+    doc: "forward passes for a randomized defense (a deterministic defense always uses 1)",
+  },
+  batchSize: { type: "int", min: 1, defaultText: "the whole batch", doc: "images per defense + classifier call" },
+} as const satisfies Schema;
 
 export interface AccuracyOptions {
   /** Forward passes for a randomized defense (default 5); a deterministic defense always uses 1. */
@@ -42,20 +55,10 @@ export interface AccuracyOptions {
   batchSize?: number;
 }
 
-export interface AccuracyResult {
-  /** Mean accuracy over the passes. */
-  mean: number;
-  /** Standard deviation over the passes (unbiased; 0 for one pass). */
-  std: number;
-  /** Number of passes run. */
-  passes: number;
-  /** The accuracy of each pass. */
-  perPass: number[];
-}
+/** Passes that score a randomized defense unless told otherwise. */
+export const DEFAULT_ACCURACY_PASSES = ACCURACY_OPTIONS.passes.default;
 
-export const DEFAULT_ACCURACY_PASSES = 5;
-
-export class DefendedModel implements AttackableModel {
+export class DefendedModel implements Classifier {
   readonly view: DefenseView;
 
   constructor(
@@ -63,14 +66,14 @@ export class DefendedModel implements AttackableModel {
     readonly classifier: Classifier,
     options: DefendedModelOptions = {},
   ) {
-    const o = checkOptions("DefendedModel", options, ["view"]);
+    const o = readOptions("DefendedModel", OPTIONS, options);
     if (typeof defense !== "object" || defense === null || typeof defense.apply !== "function") {
       fail("a defense", "defense", defense);
     }
     if (typeof classifier !== "object" || classifier === null || typeof classifier.forward !== "function") {
       fail("a classifier with forward(), train() and training", "classifier", classifier);
     }
-    this.view = checkOneOf(o.view ?? "adaptive", "view", ["adaptive", "gray-box"] as const);
+    this.view = o.view;
   }
 
   get name(): string {
@@ -97,37 +100,18 @@ export class DefendedModel implements AttackableModel {
   /** Logits for the attack: through the defense's attack view (adaptive) or the bare classifier (gray-box). */
   async forward(x: Tensor): Promise<Tensor> {
     if (this.view === "gray-box") return this.classifier.forward(x);
-    const v = await this.defense.attackView(x);
-    try {
-      return await this.classifier.forward(v);
-    } finally {
-      // The autograd graph holds its own reference to v; the handle can go.
-      v.dispose();
-    }
-  }
-
-  /** Logits of the classifier on the purified images, without gradients, in eval mode. */
-  private async defendedLogits(x: Tensor): Promise<Tensor> {
-    const purified = await this.defense.apply(x);
-    const wasTraining = this.classifier.training;
-    this.classifier.train(false);
-    try {
-      return await noGradAsync(() => this.classifier.forward(purified));
-    } finally {
-      this.classifier.train(wasTraining);
-      purified.dispose();
-    }
+    // The autograd graph holds its own reference to the view; the scope frees the handle.
+    return tidyAsync(async () => this.classifier.forward(await this.defense.attackView(x)));
   }
 
   /** Predicted classes [N] (int64) of defense.apply(x), one pass, in eval mode. */
   async predict(x: Tensor): Promise<Tensor> {
     checkImages(x, this.name);
-    const logits = await this.defendedLogits(x);
-    try {
+    return tidyAsync(async () => {
+      const purified = await this.defense.apply(x);
+      const logits = await inEvalMode(this.classifier, () => noGradAsync(() => this.classifier.forward(purified)));
       return noGrad(() => logits.argmax(1));
-    } finally {
-      logits.dispose();
-    }
+    });
   }
 
   /**
@@ -137,36 +121,22 @@ export class DefendedModel implements AttackableModel {
    */
   async accuracy(x: Tensor, labels: Tensor, options: AccuracyOptions = {}): Promise<AccuracyResult> {
     checkImages(x, this.name);
-    const o = checkOptions("accuracy", options, ["passes", "batchSize"]);
+    const o = readOptions("accuracy", ACCURACY_OPTIONS, options);
     const n = x.dims[0];
     if (!(labels instanceof Tensor) || labels.rank !== 1 || labels.dims[0] !== n) {
       const got = labels instanceof Tensor ? `shape [${labels.shape.join(", ")}]` : String(labels);
       throw new ShapeError(`accuracy: expected ${n} labels of shape [${n}] but received ${got}`);
     }
-    const asked = checkInt(o.passes ?? DEFAULT_ACCURACY_PASSES, "passes", 1);
-    const passes = this.defense.randomized ? asked : 1;
-    const batchSize = checkInt(o.batchSize ?? Math.max(n, 1), "batchSize", 1);
-    const perPass: number[] = [];
-    for (let p = 0; p < passes; p++) {
-      let correct = 0;
-      for (let start = 0; start < n; start += batchSize) {
-        const m = Math.min(batchSize, n - start);
-        const [xb, yb] = m === n ? [x, labels] : tidy(() => [x.narrow(0, start, m), labels.narrow(0, start, m)]);
-        try {
-          const pred = await this.predict(xb);
-          try {
-            correct += noGrad(() => tidy(() => pred.eq(yb.to(pred.dtype)).sum().item()));
-          } finally {
-            pred.dispose();
-          }
-        } finally {
-          if (xb !== x) xb.dispose();
-          if (yb !== labels) yb.dispose();
-        }
-      }
-      perPass.push(n === 0 ? 0 : correct / n);
+    const batchSize = o.batchSize ?? Math.max(n, 1);
+    const correct: number[] = new Array(this.defense.randomized ? o.passes : 1).fill(0);
+    for (let start = 0; start < n; start += batchSize) {
+      const m = Math.min(batchSize, n - start);
+      const counts = await tidyAsync(async () => {
+        const [xb, yb] = m === n ? [x, labels] : [x.narrow(0, start, m), labels.narrow(0, start, m)];
+        return correctPerPass(this.defense, this.classifier, xb, yb, o.passes);
+      });
+      counts.forEach((c, p) => (correct[p] += c));
     }
-    const { mean, std } = meanStd(perPass);
-    return { mean, std, passes, perPass };
+    return passAccuracy(correct, n);
   }
 }

@@ -7,16 +7,23 @@
  * differentiable members and BPDA through the others. Random when any member
  * is. Input and output as the members'.
  */
-import { tidy } from "../core/engine.js";
+import { iterateAsync, tidyAsync } from "../core/engine.js";
+import { readOptions, type OptionsOf, type Schema } from "../core/params.js";
 import type { Tensor } from "../core/tensor.js";
 import { fail } from "../core/validate.js";
-import { checkImages, checkOptions } from "./common.js";
+import { checkImages } from "./common.js";
 import type { Defense, GradientKind } from "./types.js";
 
-export interface EnsembleOptions {
-  /** Name for tables; default "Ensemble(<member names joined by ' + '>)". */
-  name?: string;
-}
+const PARAMS = {
+  name: {
+    type: "string",
+    inSpec: false,
+    defaultText: "Ensemble(<member names joined by ' + '>)",
+    doc: "name for tables",
+  },
+} as const satisfies Schema;
+
+export type EnsembleOptions = OptionsOf<typeof PARAMS>;
 
 export class EnsembleDefense implements Defense {
   readonly name: string;
@@ -25,16 +32,15 @@ export class EnsembleDefense implements Defense {
   readonly members: readonly Defense[];
 
   constructor(members: Defense[], options: EnsembleOptions = {}) {
-    const o = checkOptions("the ensemble defense", options, ["name"]);
+    const o = readOptions("the ensemble defense", PARAMS, options);
     if (!Array.isArray(members) || members.length === 0) fail("non-empty array of defenses", "members", members);
     for (const [i, m] of members.entries()) {
       if (typeof m !== "object" || m === null || typeof m.apply !== "function" || typeof m.attackView !== "function") {
         fail("a defense", `members[${i}]`, m);
       }
     }
-    if (o.name !== undefined && (typeof o.name !== "string" || o.name === "")) fail("non-empty string", "name", o.name);
     this.members = [...members];
-    this.name = (o.name as string | undefined) ?? `Ensemble(${members.map((m) => m.name).join(" + ")})`;
+    this.name = o.name ?? `Ensemble(${members.map((m) => m.name).join(" + ")})`;
     this.randomized = members.some((m) => m.randomized);
     const kinds = new Set(members.map((m) => m.gradient));
     if (kinds.size === 1) this.gradient = members[0].gradient;
@@ -42,31 +48,16 @@ export class EnsembleDefense implements Defense {
     else this.gradient = "bpda-identity";
   }
 
-  /** Sum the members' outputs one at a time (only one member's output alive at once), then divide. */
-  private async average(x: Tensor, view: (d: Defense) => Promise<Tensor>): Promise<Tensor> {
+  /** The mean of the members' outputs, summed one member at a time (only one output alive at once). */
+  private average(x: Tensor, view: (d: Defense) => Promise<Tensor>): Promise<Tensor> {
     checkImages(x, this.name);
-    let sum: Tensor | null = null;
-    try {
-      for (const m of this.members) {
-        const y = await view(m);
-        if (sum === null) {
-          sum = y;
-        } else {
-          const prev: Tensor = sum;
-          sum = tidy(() => prev.add(y));
-          prev.dispose();
-          y.dispose();
-        }
-      }
-      const total = sum!;
-      sum = null;
-      const out = tidy(() => total.div(this.members.length));
-      total.dispose();
-      return out;
-    } catch (e) {
-      sum?.dispose();
-      throw e;
-    }
+    return tidyAsync(async () => {
+      const [first, ...rest] = this.members;
+      const sum = await iterateAsync(await view(first), rest.length, async (total, i) =>
+        total.add(await view(rest[i])),
+      );
+      return sum.div(this.members.length);
+    });
   }
 
   async apply(x: Tensor): Promise<Tensor> {

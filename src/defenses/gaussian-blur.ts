@@ -12,21 +12,50 @@
  * input is.
  */
 import { noGrad, tidy } from "../core/engine.js";
-import { ArgumentError } from "../core/errors.js";
+import { readOptions, type OptionsOf, type Schema } from "../core/params.js";
 import { Tensor, tensor } from "../core/tensor.js";
-import { checkInt, checkNumber, checkOneOf } from "../core/validate.js";
+import { fail } from "../core/validate.js";
 import * as F from "../nn/functional.js";
-import { checkImages, checkOptions, padImages, PAD_MODES, type PadMode } from "./common.js";
-import type { Defense, GradientKind } from "./types.js";
+import { checkImages, padImages, PADDING_PARAM, type PadMode } from "./common.js";
+import type { Defense, DefenseDefinition, GradientKind } from "./types.js";
 
-export interface GaussianBlurOptions {
-  /** Standard deviation in pixels (default 1). */
-  sigma?: number;
-  /** Odd kernel size (default 2 * round(4 * sigma) + 1, scipy's truncate 4.0). */
-  kernelSize?: number;
-  /** Border extension (default "symmetric", scipy's "reflect"). */
-  padding?: PadMode;
-}
+const PARAMS = {
+  sigma: {
+    type: "number",
+    min: 0,
+    max: 100,
+    default: 1,
+    positional: true,
+    doc: "standard deviation in pixels",
+    check: (sigma: number) => {
+      if (sigma === 0) fail("number greater than 0 and at most 100", "sigma", sigma);
+    },
+  },
+  kernelSize: {
+    type: "int",
+    key: "size",
+    min: 1,
+    max: 801,
+    positional: true,
+    placeholder: "KERNEL",
+    default: (v) => 2 * Math.round(4 * (v.sigma as number)) + 1,
+    defaultText: "2 * round(4 * sigma) + 1, scipy's truncate 4.0",
+    doc: "odd kernel size",
+    check: (size: number) => {
+      if (size % 2 !== 1) fail("odd integer", "kernelSize", size);
+    },
+  },
+  padding: PADDING_PARAM,
+} as const satisfies Schema;
+
+export type GaussianBlurOptions = OptionsOf<typeof PARAMS>;
+
+export const GAUSSIAN_BLUR_DEFINITION: DefenseDefinition = {
+  kind: "gauss",
+  description: "Gaussian blur of std SIGMA pixels (default 1), kernel 2*round(4*SIGMA)+1; exact gradient",
+  params: PARAMS,
+  build: (o) => new GaussianBlurDefense(o as GaussianBlurOptions),
+};
 
 /** The normalised 1-D Gaussian weights of odd length `size`. */
 export function gaussianWeights(sigma: number, size: number): number[] {
@@ -59,13 +88,10 @@ export class GaussianBlurDefense implements Defense {
   readonly padding: PadMode;
 
   constructor(options: GaussianBlurOptions = {}) {
-    const o = checkOptions("Gaussian blur", options, ["sigma", "kernelSize", "padding"]);
-    this.sigma = checkNumber(o.sigma ?? 1, "sigma", Number.MIN_VALUE, 100);
-    this.kernelSize = checkInt(o.kernelSize ?? 2 * Math.round(4 * this.sigma) + 1, "kernelSize", 1, 801);
-    if (this.kernelSize % 2 !== 1) {
-      throw new ArgumentError(`Expected odd integer for kernelSize but received ${this.kernelSize}`);
-    }
-    this.padding = checkOneOf(o.padding ?? "symmetric", "padding", PAD_MODES);
+    const o = readOptions("Gaussian blur", PARAMS, options);
+    this.sigma = o.sigma;
+    this.kernelSize = o.kernelSize;
+    this.padding = o.padding;
     this.name = `Gaussian blur ${this.sigma}`;
   }
 

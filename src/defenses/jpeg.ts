@@ -19,15 +19,32 @@
 import sharp from "sharp";
 import { noGrad, tidy } from "../core/engine.js";
 import { ShapeError, VaeguardError } from "../core/errors.js";
+import { readOptions, type OptionsOf, type Schema } from "../core/params.js";
 import { Tensor, tensor } from "../core/tensor.js";
 import { checkInt } from "../core/validate.js";
-import { bpdaIdentity, checkImages, checkOptions } from "./common.js";
-import type { Defense, GradientKind } from "./types.js";
+import { BpdaDefense, checkImages } from "./common.js";
+import type { DefenseDefinition } from "./types.js";
 
-export interface JpegOptions {
-  /** libjpeg quality, 1..100 (default 23, the paper's main setting). */
-  quality?: number;
-}
+const PARAMS = {
+  quality: {
+    type: "int",
+    min: 1,
+    max: 100,
+    default: 23,
+    positional: true,
+    doc: "libjpeg quality (the paper: 10 and 23)",
+  },
+} as const satisfies Schema;
+
+export type JpegOptions = OptionsOf<typeof PARAMS>;
+
+export const JPEG_DEFINITION: DefenseDefinition = {
+  kind: "jpeg",
+  description:
+    "JPEG encode/decode at quality 1..100 (default 23), PIL-equivalent libjpeg settings; BPDA identity gradient",
+  params: PARAMS,
+  build: (o) => new JpegDefense(o as JpegOptions),
+};
 
 /** The encoder settings, fixed: see the header comment for why each. */
 const JPEG_SETTINGS = {
@@ -64,15 +81,13 @@ export async function jpegRoundTrip(
   return data;
 }
 
-export class JpegDefense implements Defense {
+export class JpegDefense extends BpdaDefense {
   readonly name: string;
-  readonly randomized = false;
-  readonly gradient: GradientKind = "bpda-identity";
   readonly quality: number;
 
   constructor(options: JpegOptions = {}) {
-    const o = checkOptions("JPEG", options, ["quality"]);
-    this.quality = checkInt(o.quality ?? 23, "quality", 1, 100);
+    super();
+    this.quality = readOptions("JPEG", PARAMS, options).quality;
     this.name = `JPEG ${this.quality}`;
   }
 
@@ -107,15 +122,6 @@ export class JpegDefense implements Defense {
         return y;
       }),
     );
-  }
-
-  async attackView(x: Tensor): Promise<Tensor> {
-    const y = await this.apply(x);
-    try {
-      return bpdaIdentity(x, y);
-    } finally {
-      y.dispose();
-    }
   }
 
   describe(): Record<string, number | string | boolean> {

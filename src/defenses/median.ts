@@ -11,18 +11,26 @@
  * identity. Input [N, C, H, W]; output the same shape.
  */
 import { noGrad, tidy } from "../core/engine.js";
+import { readOptions, type OptionsOf, type Schema } from "../core/params.js";
 import { Tensor, cat } from "../core/tensor.js";
 import { checkInt, checkOneOf } from "../core/validate.js";
 import * as F from "../nn/functional.js";
-import { bpdaIdentity, checkImages, checkOptions, padImages, PAD_MODES, type PadMode } from "./common.js";
-import type { Defense, GradientKind } from "./types.js";
+import { BpdaDefense, checkImages, padImages, PADDING_PARAM, PAD_MODES, type PadMode } from "./common.js";
+import type { DefenseDefinition } from "./types.js";
 
-export interface MedianOptions {
-  /** Window size k (default 3). */
-  size?: number;
-  /** Border extension (default "symmetric", scipy's "reflect"). */
-  padding?: PadMode;
-}
+const PARAMS = {
+  size: { type: "int", min: 1, max: 99, default: 3, positional: true, placeholder: "K", doc: "window size k" },
+  padding: PADDING_PARAM,
+} as const satisfies Schema;
+
+export type MedianOptions = OptionsOf<typeof PARAMS>;
+
+export const MEDIAN_DEFINITION: DefenseDefinition = {
+  kind: "median",
+  description: "K x K median filter per channel (default 3; feature squeezing); BPDA identity gradient",
+  params: PARAMS,
+  build: (o) => new MedianDefense(o as MedianOptions),
+};
 
 /** Most window values (N * C * k*k * H * W) held at once; larger batches are filtered in slices. */
 const MAX_WINDOW_VALUES = 2 ** 25;
@@ -56,32 +64,22 @@ export function medianFilter(x: Tensor, size: number, padding: PadMode = "symmet
   });
 }
 
-export class MedianDefense implements Defense {
+export class MedianDefense extends BpdaDefense {
   readonly name: string;
-  readonly randomized = false;
-  readonly gradient: GradientKind = "bpda-identity";
   readonly size: number;
   readonly padding: PadMode;
 
   constructor(options: MedianOptions = {}) {
-    const o = checkOptions("median smoothing", options, ["size", "padding"]);
-    this.size = checkInt(o.size ?? 3, "size", 1, 99);
-    this.padding = checkOneOf(o.padding ?? "symmetric", "padding", PAD_MODES);
+    super();
+    const o = readOptions("median smoothing", PARAMS, options);
+    this.size = o.size;
+    this.padding = o.padding;
     this.name = `Median ${this.size}x${this.size}`;
   }
 
   async apply(x: Tensor): Promise<Tensor> {
     checkImages(x, this.name);
     return noGrad(() => medianFilter(x, this.size, this.padding));
-  }
-
-  async attackView(x: Tensor): Promise<Tensor> {
-    const y = await this.apply(x);
-    try {
-      return bpdaIdentity(x, y);
-    } finally {
-      y.dispose();
-    }
   }
 
   describe(): Record<string, number | string | boolean> {

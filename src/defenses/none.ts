@@ -4,9 +4,19 @@
  * a defense hands back.
  */
 import { noGrad } from "../core/engine.js";
+import { readOptions, type Schema } from "../core/params.js";
 import type { Tensor } from "../core/tensor.js";
-import { checkImages, checkOptions } from "./common.js";
-import type { Defense, GradientKind } from "./types.js";
+import { checkImages } from "./common.js";
+import type { Defense, DefenseDefinition, GradientKind } from "./types.js";
+
+const PARAMS = {} as const satisfies Schema;
+
+export const NONE_DEFINITION: DefenseDefinition = {
+  kind: "none",
+  description: "no defense: the classifier sees the image as it is",
+  params: PARAMS,
+  build: () => new NoDefense(),
+};
 
 export class NoDefense implements Defense {
   readonly name = "No defense";
@@ -14,7 +24,7 @@ export class NoDefense implements Defense {
   readonly gradient: GradientKind = "exact";
 
   constructor(options: Record<string, never> = {}) {
-    checkOptions("no defense", options, []);
+    readOptions("no defense", PARAMS, options);
   }
 
   async apply(x: Tensor): Promise<Tensor> {

@@ -16,14 +16,15 @@
  * the VAE's channels and H, W >= p; output the same shape in [0, 1].
  */
 import { noGrad, tidy } from "../core/engine.js";
-import { ShapeError } from "../core/errors.js";
+import { ArgumentError, ShapeError } from "../core/errors.js";
+import { readOptions, type OptionsOf, type Schema } from "../core/params.js";
 import { Tensor, cat, tensor, where } from "../core/tensor.js";
-import { checkBool, checkInt, checkOneOf } from "../core/validate.js";
+import { checkInt, fail } from "../core/validate.js";
 import * as F from "../nn/functional.js";
 import type { ConvVae } from "../models/vae.js";
-import { checkImages, checkOptions, padImages } from "./common.js";
-import { checkVaeOptions, type VaeDefenseOptions } from "./vae.js";
-import type { Defense, GradientKind } from "./types.js";
+import { checkImages, padImages } from "./common.js";
+import { VAE_PARAMS, vaeNameSuffix } from "./vae.js";
+import type { Defense, DefenseContext, DefenseDefinition, GradientKind } from "./types.js";
 
 /**
  * Top-left corners of the patches along one axis of length `size`: the
@@ -86,11 +87,19 @@ export interface SmoothOptions {
   border?: "copy" | "replicate";
 }
 
+const SMOOTH_PARAMS = {
+  border: {
+    type: "choice",
+    choices: ["copy", "replicate"],
+    default: "copy",
+    doc: "what happens within 2 pixels of the border",
+  },
+} as const satisfies Schema;
+
 /** The paper's 5x5 smoothing filter, per channel, on images [N, C, H, W]; differentiable. */
 export function smooth(x: Tensor, options: SmoothOptions = {}): Tensor {
   checkImages(x, "smooth");
-  const o = checkOptions("smooth", options, ["border"]);
-  const border = checkOneOf(o.border ?? "copy", "border", ["copy", "replicate"] as const);
+  const { border } = readOptions("smooth", SMOOTH_PARAMS, options);
   const [, c, h, w] = x.dims;
   return tidy(() => {
     const k = smoothingKernel().to(x.dtype).to(x.device);
@@ -185,16 +194,78 @@ export function patchReconstruct(
   });
 }
 
-export interface PatchVaeOptions extends VaeDefenseOptions {
-  /** Patch size p; default (and it must be) the VAE's input size. */
-  patchSize?: number;
-  /** Stride s between patches, 1..p (default p: no overlap). */
-  stride?: number;
-  /** Apply the 5x5 smoothing filter to the reassembled image (default true, as the paper). */
-  smooth?: boolean;
-  /** Most patches per VAE call (memory only). */
-  chunkSize?: number;
+const PARAMS = {
+  patchSize: {
+    type: "int",
+    min: 1,
+    positional: true,
+    placeholder: "P/S",
+    defaultText: "the VAE's input size (it must be)",
+    doc: "patch size p, and in a spec the stride s as P/S",
+  },
+  stride: {
+    type: "int",
+    default: (v) => v.patchSize as number,
+    defaultText: "p (no overlap)",
+    doc: "stride s between patches, 1..p",
+    check: (s: number, v) => {
+      checkInt(s, "stride", 1, v.patchSize as number);
+    },
+  },
+  smooth: {
+    type: "bool",
+    default: true,
+    flag: true,
+    doc: "the 5x5 smoothing filter on the reassembled image (the paper's)",
+  },
+  ...VAE_PARAMS,
+  chunkSize: {
+    type: "int",
+    key: "chunk",
+    min: 1,
+    placeholder: "M",
+    defaultText: "about 4M input values per VAE call",
+    doc: "most patches per VAE call (memory only)",
+  },
+} as const satisfies Schema;
+
+export type PatchVaeOptions = OptionsOf<typeof PARAMS>;
+
+/** "64/32": patch size 64, stride 32; "64": patch size 64 (stride defaults to it). */
+function readGeometry(raw: string, label: string): Record<string, number> {
+  const m = /^(\d+)(?:\/(\d+))?$/.exec(raw);
+  if (!m) fail("patch size and stride as P/S (e.g. 64/32)", `the geometry in ${label}`, raw);
+  return m[2] === undefined ? { patchSize: Number(m[1]) } : { patchSize: Number(m[1]), stride: Number(m[2]) };
 }
+
+/** The patch VAE for p x p patches: by key ("64", "patch64", "64x64"), else the only one of that size. */
+function findPatchVae(spec: string, p: number, ctx: DefenseContext): ConvVae {
+  const vaes = ctx.patchVaes ?? {};
+  for (const key of [`${p}`, `patch${p}`, `${p}x${p}`]) {
+    if (vaes[key] !== undefined) return vaes[key];
+  }
+  const bySize = Object.values(vaes).filter((v) => v.inputShape[1] === p && v.inputShape[2] === p);
+  if (bySize.length === 1) return bySize[0];
+  const have = Object.entries(vaes).map(([k, v]) => `${k} (${v.inputShape.join("x")})`);
+  throw new ArgumentError(
+    `Defense spec "${spec}" needs a VAE for ${p}x${p} patches in patchVaes (key "${p}" or "patch${p}"); ${
+      have.length > 0 ? `available: ${have.join(", ")}` : "none was given"
+    }`,
+  );
+}
+
+export const PATCH_VAE_DEFINITION: DefenseDefinition = {
+  kind: "patchvae",
+  description:
+    "patch-wise VAE: P x P patches at stride S, overlaps averaged, 5x5 smoothing (paper's NIPS 2017 defense)",
+  params: PARAMS,
+  positional: { patchSize: readGeometry },
+  build: (o, ctx, spec) => {
+    if (o.patchSize === undefined)
+      throw new ArgumentError(`Defense spec "${spec}" needs the patch size, as patchvae:P/S`);
+    return new PatchVaeDefense(findPatchVae(spec, o.patchSize as number, ctx), o as PatchVaeOptions);
+  },
+};
 
 export class PatchVaeDefense implements Defense {
   readonly name: string;
@@ -212,36 +283,32 @@ export class PatchVaeDefense implements Defense {
     readonly vae: ConvVae,
     options: PatchVaeOptions = {},
   ) {
-    const o = checkOptions("the patch VAE defense", options, [
-      "patchSize",
-      "stride",
-      "smooth",
-      "clip",
-      "deterministic",
-      "samples",
-      "chunkSize",
-    ]);
     const [vc, vh, vw] = vae.inputShape;
     if (vh !== vw) {
       throw new ShapeError(
         `patch VAE defense: the VAE must take square patches but takes [${vae.inputShape.join(", ")}]`,
       );
     }
-    this.patchSize = checkInt(o.patchSize ?? vh, "patchSize", 1);
-    if (this.patchSize !== vh) {
+    // The defaults that depend on the VAE: its patch size, and a chunk that bounds memory.
+    const given = options ?? {};
+    const isObject = typeof given === "object" && given !== null && !Array.isArray(given);
+    const patchSize = (isObject ? given.patchSize : undefined) ?? vh;
+    const chunkSize = (isObject ? given.chunkSize : undefined) ?? defaultChunkSize(vc, patchSize);
+    const o = readOptions("the patch VAE defense", PARAMS, isObject ? { ...given, patchSize, chunkSize } : given);
+    if (o.patchSize !== vh) {
       throw new ShapeError(
-        `patch VAE defense: patchSize ${this.patchSize} does not match the VAE, which takes ${vh}x${vw} patches`,
+        `patch VAE defense: patchSize ${o.patchSize} does not match the VAE, which takes ${vh}x${vw} patches`,
       );
     }
-    this.stride = checkInt(o.stride ?? this.patchSize, "stride", 1, this.patchSize);
-    this.smoothing = checkBool(o.smooth ?? true, "smooth");
-    const v = checkVaeOptions(o);
-    this.clip = v.clip;
-    this.deterministic = v.deterministic;
-    this.samples = v.samples;
-    this.chunkSize = checkInt(o.chunkSize ?? defaultChunkSize(vc, this.patchSize), "chunkSize", 1);
+    this.patchSize = o.patchSize;
+    this.stride = o.stride;
+    this.smoothing = o.smooth;
+    this.clip = o.clip;
+    this.deterministic = o.deterministic;
+    this.samples = o.samples;
+    this.chunkSize = o.chunkSize ?? chunkSize;
     this.randomized = !this.deterministic;
-    const extra = [...(this.smoothing ? [] : ["no smoothing"]), ...v.suffix];
+    const extra = [...(this.smoothing ? [] : ["no smoothing"]), ...vaeNameSuffix(o)];
     const p = this.patchSize;
     this.name = `VAE ${p}x${p} s${this.stride}${extra.length > 0 ? ` (${extra.join(", ")})` : ""}`;
   }

@@ -1,8 +1,12 @@
 /**
  * The defense interface: a transformation from a batch of images to a batch of
- * images, plus how an attack that sees the defense gets a gradient through it.
+ * images, plus how an attack that sees the defense gets a gradient through it;
+ * and how the registry knows a defense (its declaration).
  */
+import type { ParamValue, Schema } from "../core/params.js";
+import type { PositionalReader } from "../core/spec.js";
 import type { Tensor } from "../core/tensor.js";
+import type { ConvVae } from "../models/vae.js";
 
 export type GradientKind = "exact" | "bpda-identity" | `bpda-${string}`;
 
@@ -23,4 +27,25 @@ export interface Defense {
   attackView(x: Tensor): Promise<Tensor>;
   /** Parameters for reports. */
   describe(): Record<string, number | string | boolean>;
+}
+
+/** The models some defenses need: the VAE for "vae", patch VAEs by patch size ("16", "32", "64" or "patch16" ...). */
+export interface DefenseContext {
+  vae?: ConvVae;
+  patchVaes?: Record<string, ConvVae>;
+}
+
+/** A defense as the registry knows it: its parameters, declared once, and how a spec builds it. */
+export interface DefenseDefinition {
+  /** The name in specs ("patchvae"). */
+  readonly kind: string;
+  /** One line for --help. */
+  readonly description: string;
+  readonly params: Schema;
+  /** The syntax line when the parameters do not say it all (the ensemble's members). */
+  readonly syntax?: string;
+  /** Readers of positional values that stand for several parameters ("64/32"). */
+  readonly positional?: Record<string, PositionalReader>;
+  /** Build from a spec's options (typed, not yet range-checked); `spec` is for messages. */
+  build(options: Record<string, ParamValue>, ctx: DefenseContext, spec: string): Defense;
 }

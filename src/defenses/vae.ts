@@ -12,42 +12,49 @@
  * [C, H, W] the VAE's inputShape; output the same shape in [0, 1].
  */
 import { noGrad } from "../core/engine.js";
-import { ShapeError } from "../core/errors.js";
+import { ArgumentError, ShapeError } from "../core/errors.js";
+import { readOptions, type OptionsOf, type Schema } from "../core/params.js";
 import type { Tensor } from "../core/tensor.js";
-import { checkBool, checkInt, checkNumber } from "../core/validate.js";
 import type { ConvVae } from "../models/vae.js";
-import { checkImages, checkOptions } from "./common.js";
-import type { Defense, GradientKind } from "./types.js";
-
-export interface VaeDefenseOptions {
-  /** Clip the standard-normal latent noise to [-clip, clip] (default 5, the authors' value). */
-  clip?: number;
-  /** Decode the latent mean instead of a sample (default false). */
-  deterministic?: boolean;
-  /** Average this many sampled reconstructions (default 1). */
-  samples?: number;
-}
+import { checkImages } from "./common.js";
+import type { Defense, DefenseDefinition, GradientKind } from "./types.js";
 
 export const VAE_DEFAULT_CLIP = 5;
 
-/** Parameters shared by the VAE and patch-VAE defenses: checked options and the name suffix. */
-export function checkVaeOptions(o: Record<string, unknown>): {
-  clip: number;
-  deterministic: boolean;
-  samples: number;
-  suffix: string[];
-} {
-  const clip = checkNumber(o.clip ?? VAE_DEFAULT_CLIP, "clip", 0);
-  const deterministic = checkBool(o.deterministic ?? false, "deterministic");
-  const samples = checkInt(o.samples ?? 1, "samples", 1);
+/** Parameters shared by the VAE and patch-VAE defenses. */
+export const VAE_PARAMS = {
+  clip: {
+    type: "number",
+    min: 0,
+    default: VAE_DEFAULT_CLIP,
+    placeholder: "C",
+    doc: "clip the standard-normal latent noise to [-clip, clip] (the authors' 5)",
+  },
+  deterministic: { type: "bool", default: false, flag: true, doc: "decode the latent mean instead of a sample" },
+  samples: { type: "int", min: 1, default: 1, placeholder: "K", doc: "average this many sampled reconstructions" },
+} as const satisfies Schema;
+
+export type VaeDefenseOptions = OptionsOf<typeof VAE_PARAMS>;
+
+/** The name suffix of the VAE options that differ from the paper's ("K=8", "clip 2", "deterministic"). */
+export function vaeNameSuffix(o: { clip: number; deterministic: boolean; samples: number }): string[] {
+  if (o.deterministic) return ["deterministic"];
   const suffix: string[] = [];
-  if (deterministic) suffix.push("deterministic");
-  else {
-    if (samples !== 1) suffix.push(`K=${samples}`);
-    if (clip !== VAE_DEFAULT_CLIP) suffix.push(`clip ${clip}`);
-  }
-  return { clip, deterministic, samples, suffix };
+  if (o.samples !== 1) suffix.push(`K=${o.samples}`);
+  if (o.clip !== VAE_DEFAULT_CLIP) suffix.push(`clip ${o.clip}`);
+  return suffix;
 }
+
+export const VAE_DEFINITION: DefenseDefinition = {
+  kind: "vae",
+  description:
+    "VAE reconstruction (Luo & Pfister 2018), noise clipped to [-5, 5], average of K samples; exact gradient",
+  params: VAE_PARAMS,
+  build: (o, ctx, spec) => {
+    if (!ctx.vae) throw new ArgumentError(`Defense spec "${spec}" needs a VAE (ctx.vae) but none was given`);
+    return new VaeDefense(ctx.vae, o as VaeDefenseOptions);
+  },
+};
 
 export class VaeDefense implements Defense {
   readonly name: string;
@@ -61,13 +68,13 @@ export class VaeDefense implements Defense {
     readonly vae: ConvVae,
     options: VaeDefenseOptions = {},
   ) {
-    const o = checkOptions("the VAE defense", options, ["clip", "deterministic", "samples"]);
-    const v = checkVaeOptions(o);
-    this.clip = v.clip;
-    this.deterministic = v.deterministic;
-    this.samples = v.samples;
+    const o = readOptions("the VAE defense", VAE_PARAMS, options);
+    this.clip = o.clip;
+    this.deterministic = o.deterministic;
+    this.samples = o.samples;
     this.randomized = !this.deterministic;
-    this.name = v.suffix.length > 0 ? `VAE (${v.suffix.join(", ")})` : "VAE";
+    const suffix = vaeNameSuffix(o);
+    this.name = suffix.length > 0 ? `VAE (${suffix.join(", ")})` : "VAE";
   }
 
   private check(x: Tensor): void {

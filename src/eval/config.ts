@@ -16,37 +16,19 @@
 import { readFileSync } from "node:fs";
 import { dirname, extname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
-import { ArgumentError, VaeguardError } from "../core/errors.js";
+import { ArgumentError } from "../core/errors.js";
+import { parseNumber } from "../core/spec.js";
 import { fail } from "../core/validate.js";
-import { ATTACK_NAMES, createAttack, isAttackName, type AttackName } from "../attacks/index.js";
-import type { AttackableModel } from "../attacks/types.js";
+import { ATTACK_NAMES, attackChoice, checkAttackKind, parseAttackSpec, type AttackChoice } from "../attacks/index.js";
 import { DEFENSE_NAMES, createDefense } from "../defenses/index.js";
-import type { AttackMode } from "../report/types.js";
+import type { AttackMode } from "./results.js";
 import { RECIPES, type SmallDataset } from "./reproduce.js";
 
 export type EvaluateMode = AttackMode | "both";
 export const EVALUATE_MODES: readonly EvaluateMode[] = ["gray-box", "adaptive", "both"];
 
-type ParamType = "int" | "number" | "bool";
-
-/** The parameters each attack takes in a spec (eps comes from the grid, EOT samples from --eot). */
-export const ATTACK_PARAMS: Readonly<Record<AttackName, Readonly<Record<string, ParamType>>>> = {
-  fgsm: {},
-  ifgsm: { steps: "int", stepSize: "number" },
-  pgd: { steps: "int", stepSize: "number", restarts: "int", randomStart: "bool" },
-  "pgd-l2": { steps: "int", stepSize: "number", restarts: "int", randomStart: "bool" },
-  square: { queries: "int", pInit: "number", seed: "int" },
-};
-
-export interface AttackChoice {
-  kind: AttackName;
-  /** Parameters given in the spec, by their canonical names (defaults are the attack's). */
-  params: Record<string, number | boolean>;
-  /** Canonical spec, e.g. "pgd:steps=40:restarts=2": same settings, same text. */
-  spec: string;
-  /** Name in tables: the attack's own name with its main parameters, e.g. "PGD(40)x2". */
-  name: string;
-}
+// Attack specs, their parameters and their checks are the attacks' own (src/attacks/index.ts).
+export { parseAttackSpec, type AttackChoice };
 
 /** Fully resolved settings of one evaluation. */
 export interface EvaluateConfig {
@@ -118,80 +100,6 @@ function where(key: string, origin: Origin): string {
 
 // ---------------------------------------------------------------- attacks
 
-const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
-
-function paramValue(raw: unknown, type: ParamType, what: string): number | boolean {
-  if (type === "bool") {
-    if (raw === true || raw === "true" || raw === "1" || raw === 1) return true;
-    if (raw === false || raw === "false" || raw === "0" || raw === 0) return false;
-    return fail("true or false", what, raw);
-  }
-  const n = typeof raw === "number" ? raw : typeof raw === "string" && NUMBER.test(raw.trim()) ? Number(raw) : NaN;
-  if (!Number.isFinite(n)) fail(type === "int" ? "integer" : "number", what, raw);
-  if (type === "int" && !Number.isInteger(n)) fail("integer", what, raw);
-  return n;
-}
-
-/** A stand-in model: attacks check their options in the constructor, before they ever call the model. */
-const NO_MODEL: AttackableModel = {
-  forward: () => {
-    throw new VaeguardError("the stand-in model of config validation cannot run");
-  },
-  training: false,
-  train: () => undefined,
-};
-
-function buildChoice(kind: AttackName, given: [string, unknown][], label: string): AttackChoice {
-  const allowed = ATTACK_PARAMS[kind];
-  const params: Record<string, number | boolean> = {};
-  for (const [key, raw] of given) {
-    const canonical = Object.keys(allowed).find((k) => k.toLowerCase() === key.toLowerCase());
-    if (canonical === undefined) {
-      const takes = Object.keys(allowed);
-      throw new ArgumentError(
-        `Unknown parameter "${key}" in ${label}; ${kind} takes ${takes.length > 0 ? takes.join(", ") : "no parameters"}`,
-      );
-    }
-    if (canonical in params) throw new ArgumentError(`Parameter "${canonical}" given twice in ${label}`);
-    params[canonical] = paramValue(raw, allowed[canonical], `${canonical} in ${label}`);
-  }
-  const ordered = Object.keys(allowed).filter((k) => k in params);
-  const spec = [kind, ...ordered.map((k) => `${k}=${params[k]}`)].join(":");
-  let name: string;
-  try {
-    // The attack's own checks (ranges, combinations), with the largest budget its norm allows.
-    name = createAttack(kind, NO_MODEL, { ...params, eps: kind === "pgd-l2" ? 1 : 0.1 }).name;
-  } catch (e) {
-    if (e instanceof VaeguardError) throw new ArgumentError(`${e.message} (in ${label})`, { cause: e });
-    throw e;
-  }
-  return { kind, params: Object.fromEntries(ordered.map((k) => [k, params[k]])), spec, name };
-}
-
-function checkKind(raw: string, label: string): AttackName {
-  const kind = raw.trim().toLowerCase();
-  if (!isAttackName(kind)) {
-    throw new ArgumentError(`Unknown attack "${raw}" in ${label}; expected one of ${ATTACK_NAMES.join(", ")}`);
-  }
-  return kind;
-}
-
-/** Parse one attack spec, NAME[:KEY=VALUE...] (see the header). */
-export function parseAttackSpec(text: string): AttackChoice {
-  const label = `attack spec "${text}"`;
-  if (typeof text !== "string" || text.trim() === "") fail("non-empty attack spec", "attack", text);
-  const [head, ...rest] = text.split(":").map((s) => s.trim());
-  const kind = checkKind(head, label);
-  const given: [string, unknown][] = rest.map((part) => {
-    const eq = part.indexOf("=");
-    if (part === "" || eq <= 0 || eq === part.length - 1) {
-      throw new ArgumentError(`Expected KEY=VALUE after ":" in ${label} but received "${part}"`);
-    }
-    return [part.slice(0, eq).trim(), part.slice(eq + 1).trim()];
-  });
-  return buildChoice(kind, given, label);
-}
-
 /** An attack from a config file: a spec string or an object {name, ...parameters}. */
 export function parseAttackEntry(entry: unknown, label: string): AttackChoice {
   if (typeof entry === "string") return parseAttackSpec(entry);
@@ -200,7 +108,7 @@ export function parseAttackEntry(entry: unknown, label: string): AttackChoice {
   }
   const { name, ...rest } = entry as Record<string, unknown>;
   if (typeof name !== "string") fail(`a "name" (one of ${ATTACK_NAMES.join(", ")})`, label, name);
-  return buildChoice(checkKind(name, label), Object.entries(rest), label);
+  return attackChoice(checkAttackKind(name, label), Object.entries(rest), label);
 }
 
 /** Give every attack a distinct table name: a second attack with the same name is named by its spec. */
@@ -317,8 +225,7 @@ function epsilons(raw: unknown, origin: Origin): number[] {
   if (items.length === 0) fail("at least one epsilon", where("eps", origin), raw);
   const out: number[] = [];
   for (const item of items) {
-    const n =
-      typeof item === "number" ? item : typeof item === "string" && NUMBER.test(item.trim()) ? Number(item) : NaN;
+    const n = typeof item === "number" ? item : typeof item === "string" ? (parseNumber(item) ?? NaN) : NaN;
     if (!(n >= 0 && n <= 1)) fail("number between 0 and 1", where("eps", origin), item);
     if (out.includes(n)) throw new ArgumentError(`Epsilon ${n} is listed twice in ${where("eps", origin)}`);
     out.push(n);

@@ -29,8 +29,5 @@ export function countCorrect(logits: Tensor, labels: Tensor): number {
   return tidy(() => logits.argmax(1).eq(labels).sum().item());
 }
 
-export function meanStd(values: number[]): { mean: number; std: number } {
-  const mean = values.reduce((a, b) => a + b, 0) / values.length;
-  const v = values.reduce((a, b) => a + (b - mean) ** 2, 0) / Math.max(values.length - 1, 1);
-  return { mean, std: values.length > 1 ? Math.sqrt(v) : 0 };
-}
+/** Mean and (unbiased) standard deviation, e.g. of a randomized defense's accuracy over passes. */
+export { meanStd } from "../core/stats.js";

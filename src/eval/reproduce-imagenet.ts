@@ -52,10 +52,11 @@ import {
   type Defense,
 } from "../defenses/index.js";
 import { writeReportBundle, reportSoftwareVersions, type BundlePaths } from "../report/bundle.js";
-import { PAPER_TABLE_6, PAPER_TABLE_7, type PaperTable } from "../report/paper.js";
-import type { GridCell } from "../report/grid.js";
-import type { AttackMode, ResultRow } from "../report/types.js";
-import { softwareVersions } from "../cli/common.js";
+import { PAPER_TABLE_6, PAPER_TABLE_7, type PaperTable } from "./paper.js";
+import { sweepGridCells } from "../report/grid.js";
+import type { AttackMode, ResultRow } from "./results.js";
+import { softwareVersions } from "../core/versions.js";
+import type { ProgressFactory } from "../core/progress.js";
 import { sweep, type AttackSpec, type GridSample } from "./sweep.js";
 
 /** Where `vaeguard models import-nsfwjs` puts the nsfwjs models by default. */
@@ -148,6 +149,8 @@ export interface ImagenetReproduceOptions {
   restart: boolean;
   command: string;
   quiet?: boolean;
+  /** Progress of training and of each sweep row (default: nothing). */
+  progress?: ProgressFactory;
   log?: (line: string) => void;
 }
 
@@ -388,22 +391,6 @@ class ReusableDefense implements Defense {
 
 // ---------------------------------------------------------------- helpers
 
-function gridCells(g: GridSample, classNames: string[], defenses: Defense[]): GridCell[][] {
-  const [c, h, w] = g.shape;
-  const img = (data: Float32Array) => ({ width: w, height: h, channels: c as 1 | 3, data });
-  return g.original.map((o, i) => [
-    { image: img(o.data), caption: `original\nclean pred ${classNames[o.prediction]}` },
-    {
-      image: img(g.adversarial[i].data),
-      caption: `${g.attack} eps ${g.epsilon}\npred ${classNames[g.adversarial[i].prediction]}`,
-    },
-    ...defenses.map((d) => ({
-      image: img(g.defended[d.name][i].data),
-      caption: `${d.name}\npred ${classNames[g.defended[d.name][i].prediction]}`,
-    })),
-  ]);
-}
-
 function patchCount(o: ImagenetReproduceOptions, p: PatchSize): number {
   const dflt = o.quick ? QUICK_PATCHES[p] : DEFAULT_PATCHES[p];
   if (o.patches === undefined) return dflt;
@@ -604,6 +591,7 @@ export async function reproduceImagenet(o: ImagenetReproduceOptions): Promise<Im
           loss: { beta: o.beta, reconstruction: "bce", clip: 5 },
           label: `vae ${p}x${p}`,
           quiet: o.quiet,
+          progress: o.progress,
           log,
         });
       } finally {
@@ -693,6 +681,7 @@ export async function reproduceImagenet(o: ImagenetReproduceOptions): Promise<Im
           gridImages: eps === gridEps ? (o.gridImages ?? 4) : undefined,
           gridEpsilon: eps === gridEps ? eps : undefined,
           quiet: o.quiet,
+          progress: o.progress,
           log,
         });
         rows.push(...res.rows);
@@ -785,7 +774,12 @@ export async function reproduceImagenet(o: ImagenetReproduceOptions): Promise<Im
       defenses: names,
       grid: grid
         ? {
-            cells: gridCells(grid, model.classNames, defenses),
+            cells: sweepGridCells(
+              grid,
+              model.classNames,
+              defenses.map((d) => d.name),
+              { trueLabels: false },
+            ),
             caption: `First evaluation images at ${grid.attack} eps ${grid.epsilon}`,
           }
         : undefined,

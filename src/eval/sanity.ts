@@ -14,8 +14,7 @@
  * Also the "gray-box vs adaptive" table that puts the two modes side by side.
  */
 import type { AttackName } from "../attacks/index.js";
-import { formatEpsilon } from "../report/table.js";
-import { defensesOf, type AttackMode, type ResultRow } from "../report/types.js";
+import { defensesOf, formatEpsilon, type AttackMode, type ResultRow } from "./results.js";
 
 export type SanityCheck = "decay" | "black-box" | "randomized";
 
@@ -80,38 +79,24 @@ export function checkDecay(rows: readonly ResultRow[], options: DecayOptions = {
       const atEnd = last.accuracy[defense];
       const base = clean?.accuracy[defense];
       const where = `${attack} (adaptive), ${defense}`;
+      const decay = (level: SanityFinding["level"], message: string) =>
+        findings.push({ check: "decay", level, attack, mode: "adaptive", defense, epsilon: last.epsilon, message });
       if (base === undefined) {
-        findings.push({
-          check: "decay",
-          level: "info",
-          attack,
-          mode: "adaptive",
-          defense,
-          epsilon: last.epsilon,
-          message: `${where}: no epsilon-0 row, so the fall of accuracy toward zero was not checked (accuracy ${fmt(atEnd)} at epsilon ${formatEpsilon(last.epsilon)}).`,
-        });
+        decay(
+          "info",
+          `${where}: no epsilon-0 row, so the fall of accuracy toward zero was not checked (accuracy ${fmt(atEnd)} at epsilon ${formatEpsilon(last.epsilon)}).`,
+        );
       } else if (atEnd > ratio * base) {
-        findings.push({
-          check: "decay",
-          level: "warning",
-          attack,
-          mode: "adaptive",
-          defense,
-          epsilon: last.epsilon,
-          message:
-            `${where}: accuracy ${fmt(atEnd)} at the largest epsilon ${formatEpsilon(last.epsilon)} is still above ` +
+        decay(
+          "warning",
+          `${where}: accuracy ${fmt(atEnd)} at the largest epsilon ${formatEpsilon(last.epsilon)} is still above ` +
             `${ratio} of its clean accuracy ${fmt(base)}: the gradient may be masked or epsilon too small.`,
-        });
+        );
       } else {
-        findings.push({
-          check: "decay",
-          level: "info",
-          attack,
-          mode: "adaptive",
-          defense,
-          epsilon: last.epsilon,
-          message: `${where}: accuracy falls from ${fmt(base)} to ${fmt(atEnd)} at epsilon ${formatEpsilon(last.epsilon)}.`,
-        });
+        decay(
+          "info",
+          `${where}: accuracy falls from ${fmt(base)} to ${fmt(atEnd)} at epsilon ${formatEpsilon(last.epsilon)}.`,
+        );
       }
     }
   }

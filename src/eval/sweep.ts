@@ -18,12 +18,13 @@ import { VaeguardError } from "../core/errors.js";
 import type { Attack, AttackableModel } from "../attacks/types.js";
 import type { Defense } from "../defenses/types.js";
 import { DefendedModel } from "../defenses/defended-model.js";
+import { correctPerPass } from "../defenses/scoring.js";
 import type { ImageClassifier } from "../models/classifiers.js";
-import type { AttackMode, ResultRow } from "../report/types.js";
+import type { AttackMode, GridSample, ResultRow } from "./results.js";
 import { batches, deriveSeed, datasetSize, type ImageDataset } from "../data/index.js";
 import { writeJsonAtomic } from "../io/atomic.js";
-import { progress } from "../cli/common.js";
-import { countCorrect, meanStd, relativeL2 } from "./metrics.js";
+import { silentProgress, type ProgressFactory } from "../core/progress.js";
+import { meanStd, relativeL2 } from "./metrics.js";
 
 export interface AttackSpec {
   /** Name in tables, e.g. "FGSM" or "I-FGSM". */
@@ -33,15 +34,7 @@ export interface AttackSpec {
   epsilons?: number[];
 }
 
-export interface GridSample {
-  epsilon: number;
-  attack: string;
-  /** [k, C, H, W] images as flat CHW arrays per image, with predicted labels. */
-  original: { data: Float32Array; label: number; prediction: number }[];
-  adversarial: { data: Float32Array; prediction: number }[];
-  defended: Record<string, { data: Float32Array; prediction: number }[]>;
-  shape: [number, number, number];
-}
+export type { GridSample } from "./results.js";
 
 export interface SweepOptions {
   classifier: ImageClassifier;
@@ -66,6 +59,8 @@ export interface SweepOptions {
   gridImages?: number;
   gridEpsilon?: number;
   quiet?: boolean;
+  /** Reports each row's progress (default: nothing). */
+  progress?: ProgressFactory;
   log?: (line: string) => void;
 }
 
@@ -130,23 +125,6 @@ function loadResults(path: string, fingerprint: Record<string, unknown>): Result
     );
   }
   return parsed;
-}
-
-async function classifyDefended(
-  classifier: ImageClassifier,
-  defense: Defense,
-  x: Tensor,
-  labels: Tensor,
-): Promise<{ correct: number; predictions: Int32Array; purified: Tensor }> {
-  const purified = await defense.apply(x);
-  const { correct, predictions } = tidy(() =>
-    noGrad(() => {
-      const logits = classifier.forward(purified);
-      const pred = logits.argmax(1);
-      return { correct: countCorrect(logits, labels), predictions: Int32Array.from(pred.toArray()) };
-    }),
-  );
-  return { correct, predictions, purified };
 }
 
 function imagesOf(t: Tensor, k: number): Float32Array[] {
@@ -243,7 +221,7 @@ async function evaluatePoint(
     for (const d of defenses)
       adaptiveAttacks.set(d.name, spec.make(new DefendedModel(d, classifier, { view: "adaptive" }), eps));
   }
-  const bar = progress(`${spec.name} eps ${eps}`, n, "images", opts.quiet);
+  const bar = (opts.quiet ? silentProgress : (opts.progress ?? silentProgress))(`${spec.name} eps ${eps}`, n, "images");
   let b = 0;
   for (const batch of batches(opts.data, { batchSize: opts.batchSize })) {
     const { x, y } = batch;
@@ -261,15 +239,19 @@ async function evaluatePoint(
         try {
           if (!shared) l2.set(d.name, l2.get(d.name)! + relativeL2(x, adv).reduce((a, v) => a + v, 0));
           const counts = correct.get(d.name)!;
-          for (let p = 0; p < counts.length; p++) {
-            const r = await classifyDefended(classifier, d, adv, y);
-            counts[p] += r.correct;
-            if (onGrid && b === 0 && p === 0) {
-              const k = opts.gridImages!;
-              gridDefended[d.name] = imagesOf(r.purified, k).map((data, i) => ({ data, prediction: r.predictions[i] }));
-            }
-            r.purified.dispose();
-          }
+          const keepGrid = (purified: Tensor, predictions: Int32Array) => {
+            const k = opts.gridImages!;
+            gridDefended[d.name] = imagesOf(purified, k).map((data, i) => ({ data, prediction: predictions[i] }));
+          };
+          const passCounts = await correctPerPass(
+            d,
+            classifier,
+            adv,
+            y,
+            counts.length,
+            onGrid && b === 0 ? keepGrid : undefined,
+          );
+          passCounts.forEach((c, p) => (counts[p] += c));
         } finally {
           if (adv !== shared) adv.dispose();
         }

@@ -86,29 +86,44 @@ export function loadCheckpoint<M extends Module = Module>(
     const modelState = new Map([...tensors].filter(([k]) => !k.startsWith("__optimizer__.")));
     try {
       model.loadStateDict(modelState, { source: path });
+      return { ...restoreRest(path, model as M, tensors, metadata, options), model: model as M, arch, config };
     } catch (e) {
+      // Nothing of a checkpoint that does not fit outlives the error.
       model.dispose();
       throw e;
     }
-    const optState = new Map(
-      [...tensors].filter(([k]) => k.startsWith("__optimizer__.")).map(([k, t]) => [k.slice("__optimizer__.".length), t]),
-    );
-    const optMeta = parseJson(path, "optimizer", metadata.optimizer);
-    const training = parseJson(path, "training", metadata.training) as TrainingState | undefined;
-    const info = parseJson(path, "info", metadata.info);
-    let optimizer: Optimizer | undefined;
-    if (options.optimizer) {
-      optimizer = options.optimizer(model as M);
-      if (optMeta) {
-        if (optMeta.type !== optimizer.constructor.name) {
-          throw new CheckpointError(path, `optimizer state is for ${String(optMeta.type)}, not ${optimizer.constructor.name}`);
-        }
-        optimizer.loadStateDict({ tensors: optState, scalars: optMeta.scalars as Record<string, number | number[]> });
-      }
-    }
-    return { model: model as M, arch, config, training, info, optimizer };
   } finally {
     // Model and optimizer copy what they need; the loaded tensors are freed here.
     for (const t of tensors.values()) t.dispose();
   }
+}
+
+/** Training progress, info and (when asked for) the optimizer with its saved state. */
+function restoreRest<M extends Module>(
+  path: string,
+  model: M,
+  tensors: Map<string, Tensor>,
+  metadata: Record<string, string>,
+  options: { optimizer?: (model: M) => Optimizer },
+): Omit<LoadedCheckpoint<M>, "model" | "arch" | "config"> {
+  const optState = new Map(
+    [...tensors].filter(([k]) => k.startsWith("__optimizer__.")).map(([k, t]) => [k.slice("__optimizer__.".length), t]),
+  );
+  const optMeta = parseJson(path, "optimizer", metadata.optimizer);
+  const training = parseJson(path, "training", metadata.training) as TrainingState | undefined;
+  const info = parseJson(path, "info", metadata.info);
+  if (!options.optimizer) return { training, info };
+  const optimizer = options.optimizer(model);
+  try {
+    if (optMeta) {
+      if (optMeta.type !== optimizer.constructor.name) {
+        throw new CheckpointError(path, `optimizer state is for ${String(optMeta.type)}, not ${optimizer.constructor.name}`);
+      }
+      optimizer.loadStateDict({ tensors: optState, scalars: optMeta.scalars as Record<string, number | number[]> });
+    }
+  } catch (e) {
+    optimizer.dispose();
+    throw e;
+  }
+  return { training, info, optimizer };
 }

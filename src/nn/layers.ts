@@ -114,15 +114,8 @@ export class BatchNorm2d extends Module {
   }
   forward(x: Tensor): Tensor {
     if (this.training) this.numBatchesTracked.add_(1);
-    return F.batchNorm(x, {
-      weight: this.weight,
-      bias: this.bias,
-      runningMean: this.runningMean,
-      runningVar: this.runningVar,
-      training: this.training,
-      momentum: this.momentum,
-      eps: this.eps,
-    });
+    // The module holds exactly batchNorm's options: weights, running statistics, mode, momentum, eps.
+    return F.batchNorm(x, this);
   }
 }
 

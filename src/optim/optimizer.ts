@@ -6,10 +6,20 @@ import { VaeguardError } from "../core/errors.js";
 
 export abstract class Optimizer {
   protected readonly params: Tensor[];
-  constructor(params: Tensor[]) {
+  private learningRate: number;
+  constructor(params: Tensor[], lr: number) {
     if (!Array.isArray(params) || params.length === 0)
       throw new VaeguardError("Optimizer needs a non-empty list of parameters");
     this.params = params;
+    this.learningRate = checkNumber(lr, "lr", 0);
+  }
+
+  get lr(): number {
+    return this.learningRate;
+  }
+
+  set lr(v: number) {
+    this.learningRate = checkNumber(v, "lr", 0);
   }
 
   /** Clear the parameters' gradients (set to none, as PyTorch 2 does by default). */
@@ -36,9 +46,6 @@ export abstract class Optimizer {
   }
 
   protected abstract update(p: Tensor, g: Tensor, index: number): void;
-
-  abstract get lr(): number;
-  abstract set lr(v: number);
 
   /** Free the optimizer's state tensors. */
   abstract dispose(): void;
@@ -67,12 +74,11 @@ export interface SGDOptions {
 
 /** Stochastic gradient descent with momentum, Nesterov and weight decay, as torch.optim.SGD. */
 export class SGD extends Optimizer {
-  private readonly opts: Required<SGDOptions>;
+  private readonly opts: Required<Omit<SGDOptions, "lr">>;
   private readonly buffers: (Tensor | undefined)[];
   constructor(params: Tensor[], options: SGDOptions) {
-    super(params);
+    super(params, options.lr);
     this.opts = {
-      lr: checkNumber(options.lr, "lr", 0),
       momentum: checkNumber(options.momentum ?? 0, "momentum", 0),
       dampening: checkNumber(options.dampening ?? 0, "dampening", 0),
       weightDecay: checkNumber(options.weightDecay ?? 0, "weightDecay", 0),
@@ -83,14 +89,9 @@ export class SGD extends Optimizer {
     }
     this.buffers = params.map(() => undefined);
   }
-  get lr(): number {
-    return this.opts.lr;
-  }
-  set lr(v: number) {
-    this.opts.lr = checkNumber(v, "lr", 0);
-  }
   protected update(p: Tensor, g: Tensor, i: number): void {
-    const { lr, momentum, dampening, weightDecay, nesterov } = this.opts;
+    const { lr } = this;
+    const { momentum, dampening, weightDecay, nesterov } = this.opts;
     let d = weightDecay !== 0 ? g.add(p.mul(weightDecay)) : g;
     if (momentum !== 0) {
       let buf = this.buffers[i];
@@ -110,7 +111,7 @@ export class SGD extends Optimizer {
   stateDict(): { tensors: Map<string, Tensor>; scalars: Record<string, number[] | number> } {
     const tensors = new Map<string, Tensor>();
     this.buffers.forEach((b, i) => b && tensors.set(`${i}.momentum_buffer`, b));
-    return { tensors, scalars: { lr: this.opts.lr } };
+    return { tensors, scalars: { lr: this.lr } };
   }
   loadStateDict(state: { tensors: Map<string, Tensor>; scalars: Record<string, number[] | number> }): void {
     restoreSlot(this.buffers, state.tensors, "momentum_buffer");
@@ -127,15 +128,14 @@ export interface AdamOptions {
 
 /** Adam, as torch.optim.Adam (L2 weight decay added to the gradient). */
 export class Adam extends Optimizer {
-  private readonly opts: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number };
+  private readonly opts: { beta1: number; beta2: number; eps: number; weightDecay: number };
   private readonly expAvg: (Tensor | undefined)[];
   private readonly expAvgSq: (Tensor | undefined)[];
   private readonly steps: number[];
   constructor(params: Tensor[], options: AdamOptions = {}) {
-    super(params);
+    super(params, options.lr ?? 1e-3);
     const [b1, b2] = options.betas ?? [0.9, 0.999];
     this.opts = {
-      lr: checkNumber(options.lr ?? 1e-3, "lr", 0),
       beta1: checkNumber(b1, "betas[0]", 0, 1),
       beta2: checkNumber(b2, "betas[1]", 0, 1),
       eps: checkNumber(options.eps ?? 1e-8, "eps", 0),
@@ -145,14 +145,9 @@ export class Adam extends Optimizer {
     this.expAvgSq = params.map(() => undefined);
     this.steps = params.map(() => 0);
   }
-  get lr(): number {
-    return this.opts.lr;
-  }
-  set lr(v: number) {
-    this.opts.lr = checkNumber(v, "lr", 0);
-  }
   protected update(p: Tensor, g: Tensor, i: number): void {
-    const { lr, beta1, beta2, eps, weightDecay } = this.opts;
+    const { lr } = this;
+    const { beta1, beta2, eps, weightDecay } = this.opts;
     const grad = weightDecay !== 0 ? g.add(p.mul(weightDecay)) : g;
     let m = this.expAvg[i];
     let v = this.expAvgSq[i];
@@ -177,7 +172,7 @@ export class Adam extends Optimizer {
     const tensors = new Map<string, Tensor>();
     this.expAvg.forEach((t, i) => t && tensors.set(`${i}.exp_avg`, t));
     this.expAvgSq.forEach((t, i) => t && tensors.set(`${i}.exp_avg_sq`, t));
-    return { tensors, scalars: { lr: this.opts.lr, step: [...this.steps] } };
+    return { tensors, scalars: { lr: this.lr, step: [...this.steps] } };
   }
   loadStateDict(state: { tensors: Map<string, Tensor>; scalars: Record<string, number[] | number> }): void {
     restoreSlot(this.expAvg, state.tensors, "exp_avg");

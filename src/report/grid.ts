@@ -6,6 +6,7 @@
 import sharp from "sharp";
 import { writeFileAtomic } from "../io/atomic.js";
 import { checkInt, fail } from "../core/validate.js";
+import type { GridSample } from "../eval/results.js";
 
 /** An image as the tensor engine holds it: CHW, values in [0, 1]. */
 export interface GridImage {
@@ -20,6 +21,36 @@ export interface GridCell {
   image: GridImage | null;
   /** Lines separated by "\n", e.g. "pred 7\neps 0.1". */
   caption?: string;
+}
+
+/**
+ * The rows of a sweep's picture grid: original (with its true label, or only
+ * the clean prediction where labels are agreement with it), adversarial, then
+ * each of `defenses` (names in the sample), with predictions as class names.
+ */
+export function sweepGridCells(
+  g: GridSample,
+  classNames: readonly string[],
+  defenses: readonly string[],
+  options: { trueLabels?: boolean } = {},
+): GridCell[][] {
+  const [c, h, w] = g.shape;
+  const img = (data: Float32Array): GridImage => ({ width: w, height: h, channels: c as 1 | 3, data });
+  const original = (o: GridSample["original"][number]) =>
+    options.trueLabels === false
+      ? `original\nclean pred ${classNames[o.prediction]}`
+      : `original\ntrue ${classNames[o.label]}, pred ${classNames[o.prediction]}`;
+  return g.original.map((o, i) => [
+    { image: img(o.data), caption: original(o) },
+    {
+      image: img(g.adversarial[i].data),
+      caption: `${g.attack} eps ${g.epsilon}\npred ${classNames[g.adversarial[i].prediction]}`,
+    },
+    ...defenses.map((d) => ({
+      image: img(g.defended[d][i].data),
+      caption: `${d}\npred ${classNames[g.defended[d][i].prediction]}`,
+    })),
+  ]);
 }
 
 export interface GridOptions {

@@ -1,5 +1,5 @@
 export * from "./types.js";
-export * from "./paper.js";
+export * from "../eval/paper.js";
 export * from "./table.js";
 export * from "./plot.js";
 export * from "./grid.js";

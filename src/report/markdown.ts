@@ -6,7 +6,7 @@
 import { dirname, isAbsolute, relative, sep } from "node:path";
 import { writeFileAtomic } from "../io/atomic.js";
 import { fail } from "../core/validate.js";
-import type { PaperTable } from "./paper.js";
+import type { PaperTable } from "../eval/paper.js";
 import { formatEpsilon, renderMarkdownTable, renderPaperComparison, type DefensePair } from "./table.js";
 import {
   checkMetadata,

@@ -4,7 +4,7 @@
  * Columns: epsilon, rel-L2, then one per defense in the given order.
  */
 import { checkInt, checkNumber, fail } from "../core/validate.js";
-import type { PaperRow, PaperTable } from "./paper.js";
+import type { PaperRow, PaperTable } from "../eval/paper.js";
 import { checkRows, groupRows, resolveDefenses, type ResultRow } from "./types.js";
 
 export interface TableOptions {
@@ -22,10 +22,8 @@ export interface CsvOptions {
 
 const MISSING = "-";
 
-/** Epsilons are chosen by people (0.1, 8/255): show up to 4 significant digits without trailing zeros. */
-export function formatEpsilon(epsilon: number): string {
-  return String(Number(epsilon.toPrecision(4)));
-}
+export { formatEpsilon } from "../eval/results.js";
+import { formatEpsilon } from "../eval/results.js";
 
 export function formatAccuracy(accuracy: number | undefined, std: number | undefined, digits = 3): string {
   if (accuracy === undefined) return MISSING;

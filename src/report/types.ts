@@ -4,24 +4,9 @@
  */
 import { checkInt, checkNumber, checkOneOf, fail } from "../core/validate.js";
 
-/** Gray-box: the attacker sees the classifier but not the defense. Adaptive: it attacks the defended model. */
-export type AttackMode = "gray-box" | "adaptive";
-export const ATTACK_MODES: readonly AttackMode[] = ["gray-box", "adaptive"];
-
-/** One point of a sweep: one attack at one epsilon, evaluated under every defense. */
-export interface ResultRow {
-  attack: string;
-  mode: AttackMode;
-  epsilon: number;
-  /** Average relative L2 difference (1/N) sum ||x - x_adv|| / ||x|| between clean and attacked images. */
-  relL2: number;
-  /** Top-1 accuracy in [0, 1] per defense name ("No Def", "JPEG 23", "VAE", ...). */
-  accuracy: Record<string, number>;
-  /** Standard deviation of the accuracy over repeated runs, for randomized defenses. */
-  std?: Record<string, number>;
-  /** Adaptive mode: each defense is attacked separately, so each has its own relative L2 (relL2 is their mean). */
-  relL2ByDefense?: Record<string, number>;
-}
+// The results data model is eval's (an evaluation writes it); reports read it.
+export { ATTACK_MODES, defensesOf, type AttackMode, type ResultRow } from "../eval/results.js";
+import { ATTACK_MODES, defensesOf, type AttackMode, type ResultRow } from "../eval/results.js";
 
 /** Parameters of one attack; steps and eotSamples are named because every report must state them. */
 export interface AttackParams {
@@ -74,13 +59,6 @@ export function checkRows(rows: readonly ResultRow[], name = "rows"): readonly R
     for (const [defense, sd] of Object.entries(row.std ?? {})) checkNumber(sd, `${at}.std["${defense}"]`, 0);
   });
   return rows;
-}
-
-/** Defense names in first-seen order, so tables and legends follow the order the evaluation used. */
-export function defensesOf(rows: readonly ResultRow[]): string[] {
-  const seen = new Set<string>();
-  for (const row of rows) for (const d of Object.keys(row.accuracy)) seen.add(d);
-  return [...seen];
 }
 
 /** The requested defenses, each checked to occur in some row (a typo would otherwise give an empty column). */

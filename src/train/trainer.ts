@@ -16,7 +16,7 @@ import { describeModel } from "../models/registry.js";
 import type { ConvVae, VaeLossOptions } from "../models/vae.js";
 import type { ImageClassifier } from "../models/classifiers.js";
 import { batches, type ImageDataset, deriveSeed, datasetSize } from "../data/index.js";
-import { progress } from "../cli/common.js";
+import { silentProgress, type ProgressFactory } from "../core/progress.js";
 
 export interface EpochStats {
   epoch: number;
@@ -57,6 +57,8 @@ export interface FitOptions<M extends Module> {
   lrGamma?: number;
   label?: string;
   quiet?: boolean;
+  /** Reports each epoch's progress (default: nothing). */
+  progress?: ProgressFactory;
   log?: (line: string) => void;
 }
 
@@ -123,7 +125,11 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
       manualSeed(deriveSeed(opts.seed, epoch));
       model.train();
       optimizer.lr = scheduledLr(opts.lr, epoch, milestones, gamma);
-      const bar = progress(`${label} epoch ${epoch + 1}/${epochs}`, n, "images", opts.quiet);
+      const bar = (opts.quiet ? silentProgress : (opts.progress ?? silentProgress))(
+        `${label} epoch ${epoch + 1}/${epochs}`,
+        n,
+        "images",
+      );
       const t0 = performance.now();
       let lossSum = 0;
       let reconSum = 0;

@@ -6,7 +6,8 @@ import { tensor } from "../../src/core/tensor.js";
 import * as F from "../../src/nn/functional.js";
 import { FGSM } from "../../src/attacks/fgsm.js";
 import { DEFAULT_RANDOMIZED_EOT_SAMPLES } from "../../src/attacks/base.js";
-import { assertLinfBudget, assertNoLeak, LinearModel, NoisyModel, Recorder, take } from "./helpers.js";
+import { assertLinfBudget, LinearModel, NoisyModel, Recorder, take } from "./helpers.js";
+import { leakFree } from "../helpers/assert.js";
 
 // Two classes over four "pixels": d CE(y=0)/dx = p1 * (w1 - w0) = p1 * [-2, 3, 0, 3]. Pixel 2 has zero
 // weights so its gradient is exactly 0 (equal non-zero weights would leave a rounding residue of either sign).
@@ -105,14 +106,14 @@ describe("FGSM", () => {
 
     for (const async of [false, true]) {
       const failing = new Recorder(model, { failAfter: 0, async });
-      await assertNoLeak(async () => {
+      await leakFree(async () => {
         await assert.rejects(new FGSM(failing, { eps: 0.1 }).generate(x, y), /model failure for the test/);
-      });
+      })();
       assert.equal(model.training, true, `train mode not restored (async ${async})`);
     }
     model.train(false);
     const failing = new Recorder(model, { failAfter: 0 });
-    await assert.rejects(new FGSM(failing, { eps: 0.1 }).generate(x, y));
+    await assert.rejects(new FGSM(failing, { eps: 0.1 }).generate(x, y), /model failure for the test/);
     assert.equal(model.training, false, "eval mode not restored");
     x.dispose();
     y.dispose();
@@ -125,10 +126,10 @@ describe("FGSM", () => {
     const y = tensor([0, 1], [2], { dtype: "int32" });
     for (const m of [model, new Recorder(model, { async: true })]) {
       const attack = new FGSM(m, { eps: 0.1, eotSamples: 3 });
-      await assertNoLeak(async () => {
+      await leakFree(async () => {
         (await attack.generate(x, y)).dispose();
         (await attack.generate(x, y, { targeted: true })).dispose();
-      });
+      })();
     }
     x.dispose();
     y.dispose();
@@ -151,7 +152,7 @@ describe("FGSM", () => {
     assert.throws(() => new FGSM({} as never, { eps: 0.1 }), ArgumentError);
 
     const attack = new FGSM(model, { eps: 0.1 });
-    await assertNoLeak(async () => {
+    await leakFree(async () => {
       const x = tensor([0.3, 0.6, 0.1, 0.8], [1, 1, 1, 4]);
       const bad = tensor([0.3, 1.6, 0.1, 0.8], [1, 1, 1, 4]);
       const y = tensor([0], [1], { dtype: "int64" });
@@ -164,7 +165,7 @@ describe("FGSM", () => {
       await assert.rejects(attack.generate(x, yf), /Expected integer class indices for labels of FGSM/);
       await assert.rejects(attack.generate(x, y, { targeted: "yes" as never }), /Expected boolean for targeted/);
       for (const t of [x, bad, y, y2, y7, yf]) t.dispose();
-    });
+    })();
     model.dispose();
   });
 

@@ -1,6 +1,6 @@
 /** Small models and data for the attack tests: hand-set linear models and a quickly trained MLP. */
 import assert from "node:assert/strict";
-import { isGradEnabled, manualSeed, memory, noGrad, tidy } from "../../src/core/engine.js";
+import { isGradEnabled, manualSeed, noGrad, noGradAsync, tidy } from "../../src/core/engine.js";
 import { Tensor, randint, randn, rand, tensor } from "../../src/core/tensor.js";
 import * as F from "../../src/nn/functional.js";
 import { Module } from "../../src/nn/module.js";
@@ -138,7 +138,7 @@ export function trainedMlp(data: Synthetic, steps = 150): Sequential {
 
 /** Fraction of x classified as y (model in its current mode, no grad). */
 export async function accuracy(model: AttackableModel, x: Tensor, y: Tensor): Promise<number> {
-  const logits = await noGrad(() => model.forward(x));
+  const logits = await noGradAsync(() => model.forward(x));
   const acc = noGrad(() => tidy(() => logits.argmax(1).eq(y).float().mean().item()));
   logits.dispose();
   return acc;
@@ -171,14 +171,6 @@ export function assertL2Budget(xAdv: Tensor, x: Tensor, eps: number): void {
   for (const [i, n] of l2Norms(xAdv, x).entries()) {
     assert.ok(n <= eps, `image ${i}: ||x_adv - x||_2 = ${n} exceeds eps = ${eps}`);
   }
-}
-
-/** Run `fn` and assert the number of live tensors is unchanged afterwards. */
-export async function assertNoLeak(fn: () => Promise<void> | void): Promise<void> {
-  const before = memory().numTensors;
-  await fn();
-  const after = memory().numTensors;
-  assert.equal(after, before, `${after - before} tensor(s) leaked`);
 }
 
 /** The values of a tensor, then dispose it. */

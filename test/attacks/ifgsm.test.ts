@@ -8,7 +8,6 @@ import type { Sequential } from "../../src/nn/layers.js";
 import {
   accuracy,
   assertLinfBudget,
-  assertNoLeak,
   LinearModel,
   Recorder,
   synthetic,
@@ -16,6 +15,7 @@ import {
   trainedMlp,
   type Synthetic,
 } from "./helpers.js";
+import { leakFree } from "../helpers/assert.js";
 
 describe("I-FGSM", () => {
   let data: Synthetic;
@@ -91,15 +91,15 @@ describe("I-FGSM", () => {
   it("restores train mode on error, and leaks no tensors", async () => {
     model.train(true);
     const failing = new Recorder(model, { failAfter: 3, async: true });
-    await assertNoLeak(async () => {
+    await leakFree(async () => {
       await assert.rejects(new IFGSM(failing, { eps: 0.1 }).generate(data.x, data.y), /model failure/);
-    });
+    })();
     assert.equal(model.training, true);
     assert.deepEqual(failing.modes, [false, false, false, false]);
     model.eval();
-    await assertNoLeak(async () => {
+    await leakFree(async () => {
       (await new IFGSM(model, { eps: 0.1, steps: 3, eotSamples: 2 }).generate(data.x, data.y)).dispose();
-    });
+    })();
   });
 
   it("validates options and describes itself", () => {

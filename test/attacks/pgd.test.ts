@@ -9,7 +9,6 @@ import {
   accuracy,
   assertL2Budget,
   assertLinfBudget,
-  assertNoLeak,
   l2Norms,
   LinearModel,
   Recorder,
@@ -18,6 +17,7 @@ import {
   trainedMlp,
   type Synthetic,
 } from "./helpers.js";
+import { leakFree } from "../helpers/assert.js";
 
 // Binary linear classifier: the cross-entropy of class 0 grows along w = w1 - w0 = [-2, 3, 0.5, 1].
 const W = [
@@ -145,14 +145,17 @@ describe("PGD", () => {
     for (const restarts of [1, 3]) {
       // With restarts, the 6th call is the evaluation that picks among restarts.
       const failing = new Recorder(model, { failAfter: restarts === 1 ? 3 : 5, async: true });
-      await assertNoLeak(async () => {
-        await assert.rejects(new PGD(failing, { eps: 0.1, steps: 5, restarts }).generate(data.x, data.y));
-      });
+      await leakFree(async () => {
+        await assert.rejects(
+          new PGD(failing, { eps: 0.1, steps: 5, restarts }).generate(data.x, data.y),
+          /model failure for the test/,
+        );
+      })();
       assert.equal(model.training, true);
       assert.ok(failing.modes.every((m) => m === false));
     }
     model.eval();
-    await assertNoLeak(async () => {
+    await leakFree(async () => {
       for (const norm of ["Linf", "L2"] as const) {
         const attack = new PGD(new Recorder(model, { async: true }), {
           eps: 0.1,
@@ -164,7 +167,7 @@ describe("PGD", () => {
         (await attack.generate(data.x, data.y)).dispose();
         (await attack.generate(data.x, data.y, { targeted: true })).dispose();
       }
-    });
+    })();
   });
 
   it("validates options and describes itself", () => {

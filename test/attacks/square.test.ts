@@ -6,7 +6,6 @@ import type { Sequential } from "../../src/nn/layers.js";
 import {
   accuracy,
   assertLinfBudget,
-  assertNoLeak,
   maxAbsDiff,
   Recorder,
   synthetic,
@@ -14,6 +13,7 @@ import {
   trainedMlp,
   type Synthetic,
 } from "./helpers.js";
+import { leakFree } from "../helpers/assert.js";
 
 describe("Square Attack", () => {
   let data: Synthetic;
@@ -117,15 +117,15 @@ describe("Square Attack", () => {
   it("restores train mode on error and leaks no tensors", async () => {
     model.train(true);
     const failing = new Recorder(model, { failAfter: 5, async: true });
-    await assertNoLeak(async () => {
+    await leakFree(async () => {
       await assert.rejects(
         new SquareAttack(failing, { eps: 0.1, queries: 50 }).generate(data.x, data.y),
         /model failure/,
       );
-    });
+    })();
     assert.equal(model.training, true);
     model.eval();
-    await assertNoLeak(async () => {
+    await leakFree(async () => {
       const attack = new SquareAttack(new Recorder(model, { async: true }), {
         eps: 0.1,
         queries: 20,
@@ -134,7 +134,7 @@ describe("Square Attack", () => {
       });
       take(await attack.generate(data.x, data.y));
       take(await attack.generate(data.x, data.y, { targeted: true }));
-    });
+    })();
   });
 
   it("validates options and inputs, and describes itself", async () => {

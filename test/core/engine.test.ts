@@ -10,13 +10,17 @@ import { runInNewContext } from "node:vm";
 import {
   dispose,
   enableGrad,
+  enableGradAsync,
   getNumThreads,
   isGradEnabled,
+  iterateAsync,
   keep,
   memory,
   noGrad,
+  noGradAsync,
   setNumThreads,
   tidy,
+  tidyAsync,
 } from "../../src/core/engine.js";
 import { DisposedError, TorchError, VaeguardError } from "../../src/core/errors.js";
 import { Tensor, ones, tensor, zeros } from "../../src/core/tensor.js";
@@ -211,6 +215,166 @@ describe("tidy", () => {
     assert.equal(live(), start + 1);
     t.dispose();
     assert.equal(live(), start);
+  });
+});
+
+describe("tidyAsync", () => {
+  test("the scope survives await: tensors made after an await are freed, the result moves out", async () => {
+    const before = live();
+    const out = await tidyAsync(async () => {
+      const a = ones([3]);
+      await nextTurn();
+      const b = a.add(1);
+      await nextTurn();
+      return b.mul(2);
+    });
+    assert.equal(live(), before + 1);
+    assert.deepEqual(out.toArray(), [4, 4, 4]);
+    out.dispose();
+    assert.equal(live(), before);
+  });
+
+  test("a rejection frees everything created inside, across awaits, and propagates", async () => {
+    const before = live();
+    await assert.rejects(
+      tidyAsync(async () => {
+        ones([2]);
+        await nextTurn();
+        ones([2]).add(1);
+        throw new VaeguardError("injected failure");
+      }),
+      /injected failure/,
+    );
+    assert.equal(live(), before);
+  });
+
+  test("nested: the inner result moves to the outer scope; sync tidy inside works on the async scope", async () => {
+    const before = live();
+    const out = await tidyAsync(async () => {
+      const inner = await tidyAsync(async () => {
+        await nextTurn();
+        return tidy(() => ones([2]).mul(3));
+      });
+      assert.equal(live(), before + 1);
+      await nextTurn();
+      return inner.add(1);
+    });
+    assert.equal(live(), before + 1);
+    assert.deepEqual(out.toArray(), [4, 4]);
+    out.dispose();
+  });
+
+  test("concurrent scopes do not collect each other's tensors", async () => {
+    const before = live();
+    const slow = tidyAsync(async () => {
+      const a = ones([2]);
+      await nextTurn();
+      await nextTurn();
+      // `a` must still be alive although the fast scope closed in between.
+      return a.add(1);
+    });
+    const fast = tidyAsync(async () => {
+      await nextTurn();
+      return zeros([2]);
+    });
+    const [s, f] = await Promise.all([slow, fast]);
+    assert.deepEqual(s.toArray(), [2, 2]);
+    assert.deepEqual(f.toArray(), [0, 0]);
+    dispose([s, f]);
+    assert.equal(live(), before);
+  });
+
+  test("a tensor created outside and returned from inside is left alone", async () => {
+    const x = ones([2]);
+    const before = live();
+    const out = await tidyAsync(async () => {
+      await nextTurn();
+      return x;
+    });
+    assert.equal(out, x);
+    assert.equal(live(), before);
+    x.dispose();
+  });
+});
+
+describe("iterateAsync", () => {
+  test("holds one iterate at a time and never frees the caller's initial value", async () => {
+    const x = zeros([2]);
+    const before = live();
+    const counts: number[] = [];
+    const out = await iterateAsync(x, 4, async (current, i) => {
+      counts.push(live());
+      await nextTurn();
+      return current.add(i + 1);
+    });
+    // Each step starts with x and at most the previous iterate alive.
+    assert.deepEqual(counts, [before, before + 1, before + 1, before + 1]);
+    assert.deepEqual(out.toArray(), [10, 10]);
+    assert.equal(live(), before + 1);
+    out.dispose();
+    assert.deepEqual(x.toArray(), [0, 0]);
+    x.dispose();
+  });
+
+  test("a step may return its input unchanged; a failing step frees the last iterate", async () => {
+    const x = zeros([2]);
+    const before = live();
+    const same = await iterateAsync(x, 3, async (current) => current);
+    assert.equal(same, x);
+    await assert.rejects(
+      iterateAsync(x, 3, async (current, i) => {
+        if (i === 2) throw new VaeguardError("injected failure");
+        return current.add(1);
+      }),
+      /injected failure/,
+    );
+    assert.equal(live(), before);
+    x.dispose();
+  });
+
+  test("objects of tensors: tensors the next value still holds survive", async () => {
+    const before = live();
+    const out = await tidyAsync(() =>
+      iterateAsync({ a: ones([1]), b: ones([1]) }, 3, async (v) => ({ a: v.a.add(1), b: v.b })),
+    );
+    assert.deepEqual([out.a.toArray(), out.b.toArray()], [[4], [1]]);
+    dispose(out);
+    assert.equal(live(), before);
+  });
+});
+
+describe("grad mode across await", () => {
+  test("noGradAsync / enableGradAsync hold the mode until the promise settles, then restore it", async () => {
+    assert.equal(isGradEnabled(), true);
+    const seen = await noGradAsync(async () => {
+      await nextTurn();
+      const off = isGradEnabled();
+      const on = await enableGradAsync(async () => {
+        await nextTurn();
+        return isGradEnabled();
+      });
+      return [off, on, isGradEnabled()];
+    });
+    assert.deepEqual(seen, [false, true, false]);
+    assert.equal(isGradEnabled(), true);
+    await assert.rejects(
+      noGradAsync(async () => {
+        await nextTurn();
+        throw new VaeguardError("injected failure");
+      }),
+      /injected failure/,
+    );
+    assert.equal(isGradEnabled(), true);
+  });
+
+  test("the sync helpers refuse an async function instead of restoring the mode too early", () => {
+    assertThrowsWith(
+      () => noGrad(async () => 1),
+      VaeguardError,
+      /noGrad\(\) cannot wrap an async function: use noGradAsync\(\)/,
+    );
+    assertThrowsWith(() => enableGrad(async () => 1), VaeguardError, /use enableGradAsync\(\)/);
+    assert.equal(isGradEnabled(), true);
   });
 });
 

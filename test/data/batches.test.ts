@@ -1,9 +1,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { leakFree } from "../helpers/assert.js";
 import { augmentBatch, Batcher, batches, epochOrder, type Batch } from "../../src/data/batches.js";
 import { datasetFromBytes, type ImageDataset } from "../../src/data/dataset.js";
 import { deriveSeed, mulberry32, permutation } from "../../src/data/random.js";
-import { dispose, memory } from "../../src/core/engine.js";
+import { dispose } from "../../src/core/engine.js";
 import { tensor } from "../../src/core/tensor.js";
 
 const C = 2;
@@ -39,14 +40,6 @@ function collect(gen: Iterable<Batch>): { indices: number[][]; labels: number[][
   return out;
 }
 
-function leakCheck(fn: () => void): () => void {
-  return () => {
-    const before = memory().numTensors;
-    fn();
-    assert.equal(memory().numTensors, before, "tensors leaked");
-  };
-}
-
 test("the generator and permutation are deterministic and valid", () => {
   const a = mulberry32(42);
   const b = mulberry32(42);
@@ -68,7 +61,7 @@ test("the generator and permutation are deterministic and valid", () => {
 
 test(
   "without shuffling, batches follow the dataset order and carry the right examples",
-  leakCheck(() => {
+  leakFree(() => {
     const ds = toy(10);
     const r = collect(batches(ds, { batchSize: 4 }));
     assert.deepEqual(r.indices, [
@@ -90,7 +83,7 @@ test(
 
 test(
   "shuffled batches cover every index once per epoch, reproducibly from the seed",
-  leakCheck(() => {
+  leakFree(() => {
     const ds = toy(23);
     const a = collect(batches(ds, { batchSize: 5, shuffle: true, seed: 3 }));
     const b = collect(batches(ds, { batchSize: 5, shuffle: true, seed: 3 }));
@@ -131,7 +124,7 @@ test(
 
 test(
   "a Batcher runs successive epochs and can replay one",
-  leakCheck(() => {
+  leakFree(() => {
     const ds = toy(12);
     const batcher = new Batcher(ds, { batchSize: 4, shuffle: true, seed: 9 });
     assert.equal(batcher.length, 3);
@@ -178,7 +171,7 @@ function findCrop(got: number[], i: number, pad: number): [number, number, boole
 
 test(
   "CIFAR augmentation crops a 4-pixel padded image and flips it, deterministically from the seed",
-  leakCheck(() => {
+  leakFree(() => {
     const ds = toy(40);
     const opts = { batchSize: 16, shuffle: true, seed: 5, augment: "cifar" as const };
     const a = collect(batches(ds, opts));
@@ -205,7 +198,7 @@ test(
 
 test(
   "augmentBatch with flip only mirrors images whose coin says so",
-  leakCheck(() => {
+  leakFree(() => {
     const x = tensor(new Float32Array([1, 2, 3, 4, 5, 6]), [1, 1, 2, 3]);
     const rngFlip = () => 0.25; // < 0.5: flip
     const rngKeep = () => 0.75;

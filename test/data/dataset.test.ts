@@ -1,5 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { leakFree } from "../helpers/assert.js";
 import {
   datasetFromBytes,
   datasetSize,
@@ -9,7 +10,7 @@ import {
   type ImageDataset,
 } from "../../src/data/dataset.js";
 import { ArgumentError, DataError } from "../../src/core/errors.js";
-import { dispose, memory, tidy } from "../../src/core/engine.js";
+import { dispose, tidy } from "../../src/core/engine.js";
 
 /** A dataset of n 1x2x2 images whose first pixel is index/255 and whose label is index % 3. */
 function toy(n: number): ImageDataset {
@@ -32,17 +33,9 @@ function indicesOf(ds: ImageDataset): number[] {
   return tidy(() => ds.images.select(3, 0).select(2, 0).select(1, 0).mul(255).round().toArray());
 }
 
-function leakCheck(fn: () => void): () => void {
-  return () => {
-    const before = memory().numTensors;
-    fn();
-    assert.equal(memory().numTensors, before, "tensors leaked");
-  };
-}
-
 test(
   "datasetFromBytes scales to [0, 1] and checks labels",
-  leakCheck(() => {
+  leakFree(() => {
     const ds = toy(5);
     assert.deepEqual(ds.images.shape, [5, 1, 2, 2]);
     assert.deepEqual(indicesOf(ds), [0, 1, 2, 3, 4]);
@@ -70,7 +63,7 @@ test(
 
 test(
   "splitValidation holds out a seeded, disjoint part and keeps the original order",
-  leakCheck(() => {
+  leakFree(() => {
     const ds = toy(100);
     const a = splitValidation(ds, 0.2, 7);
     const b = splitValidation(ds, 0.2, 7);
@@ -112,7 +105,7 @@ test(
 
 test(
   "takeFirst and subsetDataset copy the chosen examples",
-  leakCheck(() => {
+  leakFree(() => {
     const ds = toy(6);
     const first = takeFirst(ds, 2);
     const some = subsetDataset(ds, [5, 0, 3], "picked");

@@ -1,19 +1,21 @@
 /** DefendedModel: adaptive vs gray-box gradients, mode delegation, predict, accuracy over passes, no leaks. */
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { manualSeed, noGrad, tidy } from "../../src/core/engine.js";
+import { enableGradAsync, manualSeed, noGrad, tidy } from "../../src/core/engine.js";
 import { ShapeError } from "../../src/core/errors.js";
 import { Tensor, rand, randn } from "../../src/core/tensor.js";
 import { Dropout, Flatten, Linear, ReLU, Sequential } from "../../src/nn/layers.js";
 import { DefendedModel } from "../../src/defenses/defended-model.js";
 import { GaussianBlurDefense, gaussianBlur } from "../../src/defenses/gaussian-blur.js";
 import { JpegDefense } from "../../src/defenses/jpeg.js";
+import { FGSM } from "../../src/attacks/fgsm.js";
+import { PGD } from "../../src/attacks/pgd.js";
 import { NoDefense } from "../../src/defenses/none.js";
 import { VaeDefense } from "../../src/defenses/vae.js";
 import { bpdaIdentity } from "../../src/defenses/common.js";
 import type { Defense, GradientKind } from "../../src/defenses/types.js";
 import { leakFree } from "../helpers/assert.js";
-import { gradOfWeighted, maxAbsDiff, tinyVae, withGrad } from "./helpers.js";
+import { gradOfWeighted, maxAbsDiff, tinyVae } from "./helpers.js";
 
 manualSeed(7);
 const mlp = new Sequential(new Flatten(), new Linear(3 * 8 * 8, 16), new ReLU(), new Dropout(0.5), new Linear(16, 4));
@@ -120,7 +122,7 @@ describe("DefendedModel", () => {
       const m = new DefendedModel(new VaeDefense(vae), mlp);
       const x = rand([2, 3, 8, 8]);
       const xi = noGrad(() => x.detach()).requiresGrad_(true);
-      const logits = await withGrad(() => m.forward(xi));
+      const logits = await enableGradAsync(() => m.forward(xi));
       assert.deepEqual(logits.shape, [2, 4]);
       assert.equal(logits.requiresGrad, true);
       for (const t of [x, xi, logits]) t.dispose();
@@ -179,4 +181,78 @@ describe("DefendedModel", () => {
       for (const t of [x, labels, short]) t.dispose();
     }),
   );
+
+  test(
+    "failures injected inside the defense, the classifier or an attack step leave no tensor behind",
+    leakFree(async () => {
+      manualSeed(5);
+      const x = rand([4, 3, 8, 8]);
+      const labels = tidy(() => mlp.forward(x).argmax(1));
+      // The defense fails on its third call, after awaiting and after making tensors.
+      const failing = new FailingDefense(2);
+      const m = new DefendedModel(failing, mlp);
+      await assert.rejects(m.accuracy(x, labels, { passes: 5 }), /defense failure for the test/);
+      failing.calls = 0;
+      const xi = noGrad(() => x.detach()).requiresGrad_(true);
+      (await enableGradAsync(() => m.forward(xi))).dispose();
+      (await enableGradAsync(() => m.forward(xi))).dispose();
+      await assert.rejects(
+        enableGradAsync(() => m.forward(xi)),
+        /defense failure for the test/,
+      );
+      // Attacks through the defended model: the failure comes in the middle of an EOT average or a step.
+      for (const make of [
+        (model: DefendedModel) => new FGSM(model, { eps: 0.1, eotSamples: 4 }),
+        (model: DefendedModel) => new PGD(model, { eps: 0.1, steps: 5, eotSamples: 2 }),
+        (model: DefendedModel) => new PGD(model, { eps: 0.1, steps: 2, restarts: 3 }),
+      ]) {
+        failing.calls = 0;
+        mlp.train(true);
+        await assert.rejects(make(m).generate(x, labels), /defense failure for the test/);
+        assert.equal(mlp.training, true, "the classifier's mode is restored");
+        mlp.eval();
+      }
+      // The classifier failing behind a working defense.
+      const broken = new DefendedModel(new JpegDefense({ quality: 50 }), new FailingClassifier());
+      await assert.rejects(new FGSM(broken, { eps: 0.1 }).generate(x, labels), /classifier failure for the test/);
+      await assert.rejects(broken.accuracy(x, labels), /classifier failure for the test/);
+      for (const t of [x, labels, xi]) t.dispose();
+    }),
+  );
 });
+
+/** A randomized defense that works `failAfter` times, then fails after awaiting and making tensors. */
+class FailingDefense implements Defense {
+  readonly name = "failing";
+  readonly randomized = true;
+  readonly gradient: GradientKind = "exact";
+  calls = 0;
+  constructor(readonly failAfter: number) {}
+  async apply(x: Tensor): Promise<Tensor> {
+    return noGrad(() => this.view(x));
+  }
+  async attackView(x: Tensor): Promise<Tensor> {
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    return this.view(x);
+  }
+  private view(x: Tensor): Tensor {
+    const y = x.mul(0.5).add(0.25);
+    if (++this.calls > this.failAfter) throw new Error("defense failure for the test");
+    return y;
+  }
+  describe(): Record<string, string> {
+    return { defense: "failing" };
+  }
+}
+
+/** A classifier that makes tensors and then fails. */
+class FailingClassifier {
+  training = false;
+  train(on = true): void {
+    this.training = on;
+  }
+  forward(x: Tensor): Tensor {
+    x.flatten(1).sum(1);
+    throw new Error("classifier failure for the test");
+  }
+}

@@ -1,8 +1,7 @@
 /** Small models, images and gradient helpers for the defense tests. */
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { binding } from "../../src/binding.js";
-import { enableGrad, isGradEnabled, manualSeed, noGrad, tidy } from "../../src/core/engine.js";
+import { enableGrad, enableGradAsync, manualSeed, noGrad, tidy } from "../../src/core/engine.js";
 import { Tensor, grad, tensor } from "../../src/core/tensor.js";
 import { ConvVae } from "../../src/models/vae.js";
 
@@ -12,22 +11,11 @@ export function tinyVae(inputShape: [number, number, number], seed = 0, latentDi
   return new ConvVae({ inputShape, encoder: [{ channels: 4, pool: true }], latentDim });
 }
 
-/** Grad mode on until the promise settles (as the attacks run a model's forward). */
-export async function withGrad<R>(fn: () => Promise<R>): Promise<R> {
-  const previous = isGradEnabled();
-  binding.setGradEnabled(true);
-  try {
-    return await fn();
-  } finally {
-    binding.setGradEnabled(previous);
-  }
-}
-
 /** Gradient of sum(f(x) * w) with respect to x (x itself is not modified). */
 export async function gradOfWeighted(f: (x: Tensor) => Promise<Tensor>, x: Tensor, w: Tensor): Promise<Tensor> {
   const xi = noGrad(() => x.detach()).requiresGrad_(true);
   try {
-    const y = await withGrad(() => f(xi));
+    const y = await enableGradAsync(() => f(xi));
     try {
       return enableGrad(() => tidy(() => grad(y.mul(w).sum(), [xi])[0]));
     } finally {

@@ -14,6 +14,7 @@ import {
   PatchVaeDefense,
   VaeDefense,
   createDefense,
+  describeDefenseParams,
   describeDefenses,
   listDefenses,
 } from "../../src/defenses/index.js";
@@ -58,6 +59,37 @@ describe("createDefense", () => {
   );
 
   test(
+    "the one spec grammar: arguments separated by ':'; the old ',' syntax still works, with a deprecation warning",
+    leakFree(async () => {
+      // Warnings of earlier tests' old-syntax specs arrive on a later tick.
+      await new Promise((resolve) => setImmediate(resolve));
+      const warnings: Error[] = [];
+      const listen = (w: Error) => warnings.push(w);
+      process.on("warning", listen);
+      try {
+        const c = createDefense("patchvae:32/16:nosmooth:deterministic:chunk=100", ctx) as PatchVaeDefense;
+        assert.deepEqual([c.vae, c.stride, c.smoothing, c.deterministic, c.chunkSize], [p32, 16, false, true, 100]);
+        assert.deepEqual((createDefense("gauss:2:7:padding=reflect") as GaussianBlurDefense).kernelSize, 7);
+        assert.equal((createDefense("vae:clip=2:samples=3", ctx) as VaeDefense).name, "VAE (K=3, clip 2)");
+        await new Promise((resolve) => setImmediate(resolve));
+        assert.equal(warnings.length, 0, "the new syntax does not warn");
+        const old = createDefense("vae:clip=2,samples=3", ctx) as VaeDefense;
+        assert.equal(old.name, "VAE (K=3, clip 2)");
+        createDefense("vae:clip=2,samples=3", ctx);
+        await new Promise((resolve) => setImmediate(resolve));
+        assert.equal(warnings.length, 1, "one warning per spec");
+        assert.equal(warnings[0].name, "DeprecationWarning");
+        assert.match(
+          warnings[0].message,
+          /spec "vae:clip=2,samples=3" separates its arguments with ","; .* write "vae:clip=2:samples=3"/,
+        );
+      } finally {
+        process.off("warning", listen);
+      }
+    }),
+  );
+
+  test(
     "patch VAEs are found by patch size, key or input shape",
     leakFree(() => {
       const a = createDefense("patchvae:64/32", ctx) as PatchVaeDefense;
@@ -96,13 +128,16 @@ describe("createDefense", () => {
           /^ArgumentError: Expected integer between 1 and 100 for quality but received 0 \(in defense spec "jpeg:0"\)$/,
         ],
         ["jpeg:101", /for quality but received 101/],
-        ["jpeg:0.5", /Expected integer between 1 and 100 for quality but received 0.5/],
+        ["jpeg:0.5", /^ArgumentError: Expected integer for quality in defense spec "jpeg:0.5" but received "0.5"$/],
         ["jpeg:2x", /for quality in defense spec "jpeg:2x" but received "2x"/],
         ["jpeg:high", /Unknown flag "high" in defense spec "jpeg:high"/],
         ["jpeg:23,50", /Too many values in defense spec "jpeg:23,50"/],
         ["jpeg:", /Missing arguments after ":" in defense spec "jpeg:"/],
         ["vae:samples=0", /for samples but received 0 \(in defense spec "vae:samples=0"\)/],
-        ["vae:sample=8", /Unknown argument "sample" in defense spec "vae:sample=8"; expected one of clip, samples/],
+        [
+          "vae:sample=8",
+          /Unknown parameter "sample" in defense spec "vae:sample=8"; vae takes clip, deterministic, samples$/,
+        ],
         [
           "patchvae:48/16",
           /needs a VAE for 48x48 patches in patchVaes \(key "48" or "patch48"\); available: 16 \(3x16x16\)/,
@@ -175,6 +210,20 @@ describe("listDefenses", () => {
         assert.ok(d.syntax.startsWith(d.name), d.name);
       }
       assert.equal(describeDefenses().split("\n").length, DEFENSE_NAMES.length);
+      assert.deepEqual(
+        list.filter((d) => ["jpeg", "patchvae", "vae"].includes(d.name)).map((d) => d.syntax),
+        ["jpeg[:QUALITY]", "vae[:KEY=VALUE...]", "patchvae:P/S[:KEY=VALUE...]"],
+      );
+      // Every spec parameter, with its range and default, read from the defenses' declarations.
+      const params = describeDefenseParams();
+      assert.match(
+        params,
+        /^ {2}jpeg\n {4}QUALITY or quality=N +libjpeg quality \(the paper: 10 and 23\) \(integer between 1 and 100; default 23\)$/m,
+      );
+      assert.match(
+        params,
+        /chunk=N +most patches per VAE call \(memory only\) \(integer of at least 1; default about 4M/,
+      );
     }),
   );
 });

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import sharp from "sharp";
-import { gridLayout, renderImageGrid, writeImageGrid, type GridImage } from "../../src/report/grid.js";
+import { gridLayout, renderImageGrid, sweepGridCells, writeImageGrid, type GridImage } from "../../src/report/grid.js";
+import type { GridSample } from "../../src/eval/results.js";
 
 const dir = mkdtempSync(join(tmpdir(), "vaeguard-grid-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -125,5 +126,34 @@ describe("writeImageGrid", () => {
     await writeImageGrid(path, [[{ image: grey(32, 32, () => 0.5), caption: "cat" }]]);
     const meta = await sharp(path).metadata();
     assert.deepEqual([meta.format, meta.width, meta.height], ["png", 96 + 16, 96 + 16 + 20]);
+  });
+});
+
+describe("sweepGridCells", () => {
+  const px = (v: number) => Float32Array.from([v, v, v, v]);
+  const sample: GridSample = {
+    epsilon: 0.1,
+    attack: "FGSM",
+    shape: [1, 2, 2],
+    original: [{ data: px(0.5), label: 1, prediction: 1 }],
+    adversarial: [{ data: px(0.6), prediction: 0 }],
+    defended: { "No defense": [{ data: px(0.6), prediction: 0 }], VAE: [{ data: px(0.4), prediction: 1 }] },
+  };
+  const names = ["zero", "one"];
+
+  it("one row per image: original, adversarial, then the chosen defenses, captions with class names", () => {
+    const rows = sweepGridCells(sample, names, ["VAE"]);
+    assert.equal(rows.length, 1);
+    assert.deepEqual(
+      rows[0].map((c) => c.caption),
+      ["original\ntrue one, pred one", "FGSM eps 0.1\npred zero", "VAE\npred one"],
+    );
+    assert.deepEqual(rows[0][2].image, { width: 2, height: 2, channels: 1, data: px(0.4) });
+  });
+
+  it("without true labels the original shows only the clean prediction", () => {
+    const rows = sweepGridCells(sample, names, ["No defense", "VAE"], { trueLabels: false });
+    assert.equal(rows[0][0].caption, "original\nclean pred one");
+    assert.equal(rows[0].length, 4);
   });
 });

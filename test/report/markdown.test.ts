@@ -6,7 +6,7 @@ import { after, describe, it } from "node:test";
 import sharp from "sharp";
 import { reportSoftwareVersions, writeReportBundle } from "../../src/report/bundle.js";
 import { renderMarkdownReport, writeMarkdownReport, type ReportInput } from "../../src/report/markdown.js";
-import { PAPER_TABLE_4 } from "../../src/report/paper.js";
+import { PAPER_TABLE_4 } from "../../src/eval/paper.js";
 import { renderMarkdownTable } from "../../src/report/table.js";
 import { METADATA, ROWS, TABLE4_LIKE } from "./fixtures.js";
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { PAPER_TABLE_4 } from "../../src/report/paper.js";
+import { PAPER_TABLE_4 } from "../../src/eval/paper.js";
 import {
   csvField,
   formatEpsilon,
