@@ -7,6 +7,8 @@ import { register as registerReproduceImagenet } from "./reproduce-imagenet.js";
 import { register as registerModels } from "./models.js";
 import { register as registerEvaluate } from "./evaluate.js";
 import { register as registerTrain } from "./train.js";
+import { register as registerWorker } from "./worker.js";
+import { register as registerQueue } from "./queue.js";
 
 const program = new Command()
   .name("vaeguard")
@@ -26,5 +28,7 @@ registerData(program);
 registerReproduceImagenet(program);
 registerModels(program);
 registerEvaluate(program);
+registerWorker(program);
+registerQueue(program);
 
 await program.parseAsync(process.argv);
