@@ -3,6 +3,7 @@
  * `rediss://` for TLS, optional user and password) and the one-line messages
  * for a server that cannot be reached.
  */
+import { connect } from "node:net";
 import type { ConnectionOptions } from "bullmq";
 import { VaeguardError } from "../core/errors.js";
 import { fail } from "../core/validate.js";
@@ -13,6 +14,8 @@ export const QUEUE_NAME = "vaeguard-cells";
 export interface RedisTarget {
   /** The URL as given, without its password (for messages). */
   url: string;
+  host: string;
+  port: number;
   /** ioredis options for BullMQ; each Queue, QueueEvents and Worker makes its own connections from them. */
   connection: ConnectionOptions;
 }
@@ -32,10 +35,13 @@ export function parseRedisUrl(text: string, name = "--queue"): RedisTarget {
   const port = u.port === "" ? 6379 : Number(u.port);
   const shown = new URL(u.href);
   shown.password = "";
+  const host = u.hostname.replace(/^\[|\]$/g, "");
   return {
     url: shown.href.replace(/\/$/, ""),
+    host,
+    port,
     connection: {
-      host: u.hostname.replace(/^\[|\]$/g, ""),
+      host,
       port,
       db,
       username: u.username ? decodeURIComponent(u.username) : undefined,
@@ -75,4 +81,23 @@ export async function readyWithin<T>(
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Whether something answers on the server's port, before BullMQ connects: a
+ * BullMQ connection that never became ready cannot be closed, and its retries
+ * would keep the process alive.
+ */
+export async function probe(target: RedisTarget, timeoutMs = 5000): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect({ host: target.host, port: target.port });
+    const done = (e?: unknown) => {
+      socket.destroy();
+      if (e === undefined) resolve();
+      else reject(unreachable(target, e));
+    };
+    socket.setTimeout(timeoutMs, () => done(`no answer in ${timeoutMs / 1000} s`));
+    socket.once("error", (e) => done(e));
+    socket.once("connect", () => done());
+  });
 }

@@ -15,7 +15,7 @@ import { VaeguardError } from "../core/errors.js";
 import { describeTask, type CellTask } from "../eval/cells.js";
 import type { EvaluationSetup } from "../eval/evaluation.js";
 import type { CellEvents, CellRunner } from "../eval/sweep.js";
-import { QUEUE_NAME, readyWithin, unreachable, type RedisTarget } from "./connection.js";
+import { QUEUE_NAME, probe, readyWithin, unreachable, type RedisTarget } from "./connection.js";
 import { JOB_NAME, jobData, jobId, type CellJobData, type CellJobProgress, type CellJobResult } from "./jobs.js";
 
 export interface QueueRunnerOptions {
@@ -41,6 +41,14 @@ function isCellResult(x: unknown): x is CellJobResult {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** Close cleanly when Redis answers; drop the connections when it does not, so the process can exit. */
+async function closeOrDrop(parts: { close(): Promise<void>; disconnect(): Promise<void> }[]): Promise<void> {
+  const closed = Promise.allSettled(parts.map((p) => p.close())).then(() => true);
+  if (!(await Promise.race([closed, sleep(3000).then(() => false)]))) {
+    await Promise.allSettled(parts.map((p) => p.disconnect()));
+  }
+}
+
 export class QueueRunner implements CellRunner {
   readonly saveIntervalMs = 1000;
 
@@ -54,6 +62,7 @@ export class QueueRunner implements CellRunner {
     if (tasks.length === 0) return;
     const { target } = this.o;
     const timeoutMs = this.o.timeoutMs ?? 60000;
+    await probe(target);
     let lastError: unknown;
     const queue = new Queue<CellJobData, CellJobResult>(QUEUE_NAME, { connection: target.connection });
     const queueEvents = new QueueEvents(QUEUE_NAME, { connection: target.connection });
@@ -68,7 +77,7 @@ export class QueueRunner implements CellRunner {
       );
       await new Follower(this.o, queue, queueEvents, tasks, events, () => lastError).follow(timeoutMs);
     } finally {
-      await Promise.allSettled([queueEvents.close(), queue.close()]);
+      await closeOrDrop([queueEvents, queue]);
     }
   }
 }
@@ -111,6 +120,7 @@ class Follower {
     let lastCheck = Date.now();
     let downSince: number | undefined;
     const client = await this.queue.client;
+    let checking = false;
     while (this.finished.size < this.byId.size) {
       if (this.fatal) throw this.fatal;
       await Promise.race([sleep(Math.min(pollMs, 1000)), new Promise<void>((r) => (this.wake = r))]);
@@ -132,9 +142,13 @@ class Follower {
         downSince = undefined;
         lastCheck = 0;
       }
-      if (Date.now() - lastCheck >= pollMs) {
+      if (Date.now() - lastCheck >= pollMs && !checking) {
+        // In the background: a check caught by Redis going away must not stall this loop's timeout.
         lastCheck = Date.now();
-        await this.check(this.unfinished(), false).catch(() => undefined);
+        checking = true;
+        void this.check(this.unfinished(), false)
+          .catch(() => undefined)
+          .finally(() => (checking = false));
       }
     }
   }
@@ -155,8 +169,9 @@ class Follower {
     });
     this.queueEvents.on("completed", ({ jobId: id, returnvalue }) => {
       if (!ours(id)) return;
-      const value: unknown = typeof returnvalue === "string" ? JSON.parse(returnvalue) : returnvalue;
-      this.finish(id, value);
+      // An event without a usable result (seen after Redis restarts): read the job itself.
+      if (isCellResult(returnvalue)) this.finish(id, returnvalue);
+      else void this.check([id], false).catch(() => undefined);
     });
     this.queueEvents.on("stalled", ({ jobId: id }) => {
       const t = ours(id);
@@ -184,7 +199,8 @@ class Follower {
     if (this.finished.has(id)) return;
     const t = this.byId.get(id)!;
     if (!isCellResult(value)) {
-      this.stop(new VaeguardError(`cell ${describeTask(t)}: the job's result in Redis is not a cell result`));
+      const shown = JSON.stringify(value)?.slice(0, 80);
+      this.stop(new VaeguardError(`cell ${describeTask(t)}: the job's result in Redis is not a cell result (${shown})`));
       return;
     }
     this.finished.add(id);

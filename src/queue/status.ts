@@ -5,7 +5,7 @@
  */
 import { Queue, type Job } from "bullmq";
 import { describeTask } from "../eval/cells.js";
-import { QUEUE_NAME, readyWithin, type RedisTarget } from "./connection.js";
+import { QUEUE_NAME, probe, readyWithin, type RedisTarget } from "./connection.js";
 import { isCellJobData, type CellJobData, type CellJobProgress, type CellJobResult } from "./jobs.js";
 
 const STATES = ["waiting", "active", "delayed", "prioritized", "completed", "failed"] as const;
@@ -32,6 +32,7 @@ export interface QueueStatus {
 type CellJob = Job<CellJobData, CellJobResult>;
 
 export async function queueStatus(target: RedisTarget, timeoutMs = 10000): Promise<QueueStatus> {
+  await probe(target);
   let lastError: unknown;
   const queue = new Queue<CellJobData, CellJobResult>(QUEUE_NAME, { connection: target.connection });
   queue.on("error", (e) => (lastError = e));

@@ -9,7 +9,7 @@ import { hostname } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Worker, type Job } from "bullmq";
 import { describeTask } from "../eval/cells.js";
-import { QUEUE_NAME, readyWithin, type RedisTarget } from "./connection.js";
+import { QUEUE_NAME, probe, readyWithin, type RedisTarget } from "./connection.js";
 import { type CellJobData, type CellJobResult } from "./jobs.js";
 
 export interface WorkerOptions {
@@ -38,6 +38,7 @@ function describeJob(job: Job<CellJobData> | undefined): string {
 export async function runWorker(o: WorkerOptions): Promise<void> {
   // The cell thread reads its thread count from the environment it inherits when it starts.
   if (o.threads !== undefined) process.env.VAEGUARD_THREADS = String(o.threads);
+  await probe(o.target);
   const processor = fileURLToPath(new URL("./processor.js", import.meta.url));
   let lastError: unknown;
   let lastShown = "";
@@ -70,12 +71,19 @@ export async function runWorker(o: WorkerOptions): Promise<void> {
   worker.on("failed", (job, e) => o.log(`worker: ${describeJob(job)} failed: ${e.message.split("\n")[0]}`));
 
   const stopped = new Promise<void>((resolve) => {
+    let asked = false;
     const stop = () => {
-      o.log("worker: stopping after the current cell");
+      if (asked) {
+        // A second signal: do not wait for the cell (its lock expires and another worker runs it).
+        o.log("worker: stopping now");
+        process.exit(130);
+      }
+      asked = true;
+      o.log("worker: stopping after the current cell (again to stop now)");
       void worker.close().then(resolve);
     };
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
     worker.once("closed", resolve);
   });
   try {
