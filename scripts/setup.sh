@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libtorch-dev libopenblas0-pthread dataset-fashion-mnist fonts-dejavu-core python3 make g++)
+packages=(libtorch-dev libopenblas0-pthread dataset-fashion-mnist fonts-dejavu-core python3 make g++ redis-server)
 if [[ "${1:-}" == "--with-bench" ]]; then packages+=(python3-torch); fi
 
 missing=()

@@ -32,13 +32,7 @@ import {
   type EvaluateConfig,
   type RawSettings,
 } from "../eval/config.js";
-import {
-  EvaluationCache,
-  datasetSha256,
-  fileSha256,
-  loadTestData,
-  type EvaluationSetup,
-} from "../eval/evaluation.js";
+import { EvaluationCache, datasetSha256, fileSha256, loadTestData, type EvaluationSetup } from "../eval/evaluation.js";
 import { RECIPES } from "../eval/reproduce.js";
 import {
   renderFindings,

@@ -5,7 +5,9 @@ import { queueStatus, renderStatus } from "../queue/status.js";
 import { runAction } from "./common.js";
 
 export function register(program: Command): void {
-  const queue = program.command("queue").description("the job queue of distributed evaluations (see `vaeguard worker`)");
+  const queue = program
+    .command("queue")
+    .description("the job queue of distributed evaluations (see `vaeguard worker`)");
   queue
     .command("status")
     .description("job counts by state, connected workers, runs with their cells by state, running and failed cells")

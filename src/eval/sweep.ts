@@ -31,7 +31,7 @@ import {
   type PlannedRow,
   type SerializedGrid,
 } from "./cells.js";
-import { runCell, type AttackSpec, type SweepContext } from "./run-cell.js";
+import { runCell, type SweepContext } from "./run-cell.js";
 
 export type { AttackSpec, SweepContext } from "./run-cell.js";
 
@@ -309,7 +309,8 @@ export async function sweep(opts: SweepOptions): Promise<{ rows: ResultRow[]; gr
     const where = opts.resultsFile ? ` in ${opts.resultsFile}` : "";
     const kept = `${tasks.length - missing} of ${tasks.length} cells are stored${where}; the same command resumes`;
     if (failure !== undefined && !(failure instanceof VaeguardError)) throw failure;
-    const reason = failure instanceof Error ? failure.message : `the cells ran ${runner.where} but ${missing} never finished`;
+    const reason =
+      failure instanceof Error ? failure.message : `the cells ran ${runner.where} but ${missing} never finished`;
     throw new VaeguardError(`${reason} (${kept})`, { cause: failure });
   }
   return { rows: plan.map((row) => mergeRow(row, results, defenses)), grid: gridFrom(plan, results) };

@@ -71,7 +71,10 @@ export async function readyWithin<T>(
 ): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(unreachable(target, lastError() ?? `no answer in ${timeoutMs / 1000} s`)), timeoutMs);
+    timer = setTimeout(
+      () => reject(unreachable(target, lastError() ?? `no answer in ${timeoutMs / 1000} s`)),
+      timeoutMs,
+    );
   });
   try {
     return await Promise.race([ready, timeout]);

@@ -105,12 +105,13 @@ class Follower {
   async follow(timeoutMs: number): Promise<void> {
     this.listen();
     const ids = [...this.byId.keys()];
+    const t0 = Date.now();
     if (this.o.restart) await this.removeJobs(ids);
     await this.add(ids);
     await this.check(ids, true);
     const already = this.finished.size;
     this.o.log(
-      `queue: ${ids.length} cells queued on ${this.o.target.url}` +
+      `queue: ${ids.length} cells queued on ${this.o.target.url} in ${Date.now() - t0} ms` +
         (already > 0 ? ` (${already} already finished there)` : "") +
         "; start workers with `vaeguard worker --queue " +
         this.o.target.url +
@@ -200,7 +201,9 @@ class Follower {
     const t = this.byId.get(id)!;
     if (!isCellResult(value)) {
       const shown = JSON.stringify(value)?.slice(0, 80);
-      this.stop(new VaeguardError(`cell ${describeTask(t)}: the job's result in Redis is not a cell result (${shown})`));
+      this.stop(
+        new VaeguardError(`cell ${describeTask(t)}: the job's result in Redis is not a cell result (${shown})`),
+      );
       return;
     }
     this.finished.add(id);
@@ -277,7 +280,9 @@ class Follower {
     );
     if (missing.length > 0) {
       if (!atStart) {
-        this.o.log(`queue: Redis no longer has ${missing.length} unfinished cells (restarted without its data?); queued again`);
+        this.o.log(
+          `queue: Redis no longer has ${missing.length} unfinished cells (restarted without its data?); queued again`,
+        );
       }
       await this.add(missing);
     }

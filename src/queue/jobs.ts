@@ -34,7 +34,15 @@ export function jobData(setup: EvaluationSetup, task: CellTask): CellJobData {
 export function jobId(setup: EvaluationSetup, task: CellTask): string {
   const attack = task.cell.attack === CLEAN_ATTACK ? null : setup.attacks.find((a) => a.name === task.cell.attack);
   const core = setupKey({ ...setup, attacks: [] });
-  const what = JSON.stringify([core, attack ?? null, task.cell, task.seed, task.start, task.count, task.gridImages ?? 0]);
+  const what = JSON.stringify([
+    core,
+    attack ?? null,
+    task.cell,
+    task.seed,
+    task.start,
+    task.count,
+    task.gridImages ?? 0,
+  ]);
   // Letters first: BullMQ refuses ids that look like integers or contain ':'.
   return `cell-${createHash("sha256").update(what).digest("hex").slice(0, 40)}`;
 }

@@ -112,13 +112,19 @@ test("plan: epsilon-0 rows share their clean cells, adaptive cells are per defen
     [["A", 0.1, 0, 3]],
   );
 
-  const adaptive = planSweep({ ...common, mode: "adaptive", defenses: ["none", "VAE"], gridImages: 3, gridEpsilon: 0.1 });
+  const adaptive = planSweep({
+    ...common,
+    mode: "adaptive",
+    defenses: ["none", "VAE"],
+    gridImages: 3,
+    gridEpsilon: 0.1,
+  });
   assert.equal(adaptive[1].tasks.length, 6);
-  assert.deepEqual(
-    [...new Set(adaptive[1].tasks.map((t) => t.cell.defense))],
-    ["none", "VAE"],
+  assert.deepEqual([...new Set(adaptive[1].tasks.map((t) => t.cell.defense))], ["none", "VAE"]);
+  assert.ok(
+    uniqueTasks(adaptive).every((t) => t.gridImages === undefined),
+    "no grid in adaptive mode",
   );
-  assert.ok(uniqueTasks(adaptive).every((t) => t.gridImages === undefined), "no grid in adaptive mode");
 });
 
 test("a cell's seed depends on the sweep's seed and the cell only", () => {
@@ -195,7 +201,8 @@ for (const mode of ["gray-box", "adaptive"] as const) {
     await assert.rejects(
       sweep({ ...opts, runner: reorderedRunner(opts, 3) }),
       (e: Error) =>
-        e instanceof VaeguardError && /^stopped on purpose \(3 of \d+ cells are stored in .*; the same command resumes\)$/.test(e.message),
+        e instanceof VaeguardError &&
+        /^stopped on purpose \(3 of \d+ cells are stored in .*; the same command resumes\)$/.test(e.message),
     );
     const lines: string[] = [];
     const resumed = await sweep({ ...opts, runner: reorderedRunner(opts), log: (l) => lines.push(l) });

@@ -174,68 +174,79 @@ after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-test("two workers give the same results files and table as one process; queue status lists the run", { skip }, async () => {
-  referenceOut = join(dir, "local");
-  const local = spawnSync(process.execPath, [bin, "evaluate", ...settings(referenceOut)], { env, encoding: "utf8" });
-  assert.equal(local.status, 0, local.stderr);
-  reference = (JSON.parse(local.stdout) as { rows: ResultRow[] }).rows;
-  assert.equal(reference.length, 8);
-  assert.ok(reference.some((r) => r.relL2 > 0 && r.accuracy["No defense"] < 1));
+test(
+  "two workers give the same results files and table as one process; queue status lists the run",
+  { skip },
+  async () => {
+    referenceOut = join(dir, "local");
+    const local = spawnSync(process.execPath, [bin, "evaluate", ...settings(referenceOut)], { env, encoding: "utf8" });
+    assert.equal(local.status, 0, local.stderr);
+    reference = (JSON.parse(local.stdout) as { rows: ResultRow[] }).rows;
+    assert.equal(reference.length, 8);
+    assert.ok(reference.some((r) => r.relL2 > 0 && r.accuracy["No defense"] < 1));
 
-  const url = `${redis.url}/0`;
-  const out = join(dir, "two-workers");
-  const workers = [worker(url), worker(url)];
-  const coordinator = start(["evaluate", ...settings(out), "--queue", url]);
-  const { code, rows } = await finished(coordinator);
-  assert.equal(code, 0, coordinator.stderr());
-  assert.deepEqual(rows, reference);
-  for (const f of ["sweep-gray-box.json", "sweep-adaptive.json", "results.csv"]) {
-    assert.equal(readFileSync(join(out, f), "utf8"), readFileSync(join(referenceOut, f), "utf8"), f);
-  }
-  assert.match(coordinator.stderr(), new RegExp(`queue: 6 cells queued on ${url}`));
-  // Both workers took cells.
-  await new Promise((r) => setTimeout(r, 200));
-  for (const w of workers) assert.match(w.stderr(), /done in/);
+    const url = `${redis.url}/0`;
+    const out = join(dir, "two-workers");
+    const workers = [worker(url), worker(url)];
+    const coordinator = start(["evaluate", ...settings(out), "--queue", url]);
+    const { code, rows } = await finished(coordinator);
+    assert.equal(code, 0, coordinator.stderr());
+    assert.deepEqual(rows, reference);
+    for (const f of ["sweep-gray-box.json", "sweep-adaptive.json", "results.csv"]) {
+      assert.equal(readFileSync(join(out, f), "utf8"), readFileSync(join(referenceOut, f), "utf8"), f);
+    }
+    assert.match(coordinator.stderr(), new RegExp(`queue: 6 cells queued on ${url} in \\d+ ms`));
+    // Both workers took cells.
+    await new Promise((r) => setTimeout(r, 200));
+    for (const w of workers) assert.match(w.stderr(), /done in/);
 
-  const status = spawnSync(process.execPath, [bin, "queue", "status", "--queue", url, "--json"], {
-    env,
-    encoding: "utf8",
-  });
-  assert.equal(status.status, 0, status.stderr);
-  const s = JSON.parse(status.stdout) as QueueStatus;
-  assert.equal(s.counts.completed, CELLS);
-  assert.equal(s.counts.failed, 0);
-  assert.equal(s.workers.length, 2);
-  assert.deepEqual(s.runs.map((r) => r.modes.join()).sort(), ["adaptive", "gray-box"]);
-  await stopAll(workers);
-  for (const w of workers) assert.match(w.stderr(), /stopping after the current cell/);
-});
+    const status = spawnSync(process.execPath, [bin, "queue", "status", "--queue", url, "--json"], {
+      env,
+      encoding: "utf8",
+    });
+    assert.equal(status.status, 0, status.stderr);
+    const s = JSON.parse(status.stdout) as QueueStatus;
+    assert.equal(s.counts.completed, CELLS);
+    assert.equal(s.counts.failed, 0);
+    assert.equal(s.workers.length, 2);
+    assert.deepEqual(s.runs.map((r) => r.modes.join()).sort(), ["adaptive", "gray-box"]);
+    await stopAll(workers);
+    for (const w of workers) assert.match(w.stderr(), /stopping after the current cell/);
+  },
+);
 
-test("a worker killed with kill -9 in the middle of a cell: another worker runs it again, same table", { skip }, async () => {
-  const url = `${redis.url}/1`;
-  const out = join(dir, "killed-worker");
-  const coordinator = start(["evaluate", ...settings(out), "--queue", url]);
-  const victim = worker(url);
-  // The first cell loads the models and data in the worker: the kill lands in the middle of it.
-  const [, cell] = await victim.waitFor(/worker: cell (.+) started\n/);
-  victim.child.kill("SIGKILL");
-  await victim.exited;
-  assert.doesNotMatch(victim.stderr(), /done in/);
-  const rescuer = worker(url);
-  const { code, rows } = await finished(coordinator);
-  assert.equal(code, 0, coordinator.stderr());
-  assert.deepEqual(rows, reference);
-  assert.equal(readFileSync(join(out, "sweep-adaptive.json"), "utf8"), readFileSync(join(referenceOut, "sweep-adaptive.json"), "utf8"));
-  assert.match(coordinator.stderr(), /runs again \(its worker stopped renewing the lock/);
-  assert.match(rescuer.stderr(), new RegExp(`cell ${cell.replace(/[()[\]\\.+*?^$|{}]/g, "\\$&")} done in`));
-  // Every cell finished exactly once; the killed one after a stall.
-  const jobs = await jobsIn(url);
-  assert.equal(jobs.length, CELLS);
-  assert.ok(jobs.every((j) => j.finishedOn !== undefined && j.returnvalue !== null));
-  const killed = jobs.find((j) => describeTask(j.data.task) === cell)!;
-  assert.ok(killed.stalledCounter >= 1, `stalled ${killed.stalledCounter} times`);
-  await stopAll([rescuer]);
-});
+test(
+  "a worker killed with kill -9 in the middle of a cell: another worker runs it again, same table",
+  { skip },
+  async () => {
+    const url = `${redis.url}/1`;
+    const out = join(dir, "killed-worker");
+    const coordinator = start(["evaluate", ...settings(out), "--queue", url]);
+    const victim = worker(url);
+    // The first cell loads the models and data in the worker: the kill lands in the middle of it.
+    const [, cell] = await victim.waitFor(/worker: cell (.+) started\n/);
+    victim.child.kill("SIGKILL");
+    await victim.exited;
+    assert.doesNotMatch(victim.stderr(), /done in/);
+    const rescuer = worker(url);
+    const { code, rows } = await finished(coordinator);
+    assert.equal(code, 0, coordinator.stderr());
+    assert.deepEqual(rows, reference);
+    assert.equal(
+      readFileSync(join(out, "sweep-adaptive.json"), "utf8"),
+      readFileSync(join(referenceOut, "sweep-adaptive.json"), "utf8"),
+    );
+    assert.match(coordinator.stderr(), /runs again \(its worker stopped renewing the lock/);
+    assert.match(rescuer.stderr(), new RegExp(`cell ${cell.replace(/[()[\]\\.+*?^$|{}]/g, "\\$&")} done in`));
+    // Every cell finished exactly once; the killed one after a stall.
+    const jobs = await jobsIn(url);
+    assert.equal(jobs.length, CELLS);
+    assert.ok(jobs.every((j) => j.finishedOn !== undefined && j.returnvalue !== null));
+    const killed = jobs.find((j) => describeTask(j.data.task) === cell)!;
+    assert.ok(killed.stalledCounter >= 1, `stalled ${killed.stalledCounter} times`);
+    await stopAll([rescuer]);
+  },
+);
 
 test("the coordinator killed and started again takes what the workers finished meanwhile", { skip }, async () => {
   const url = `${redis.url}/2`;
@@ -310,7 +321,10 @@ test("Redis gone for good, or never there: one line, exit code 2, no report", { 
     encoding: "utf8",
   });
   assert.equal(never.status, 2);
-  assert.match(never.stderr.trim().split("\n").at(-1)!, /^vaeguard: error: cannot reach Redis at redis:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/);
+  assert.match(
+    never.stderr.trim().split("\n").at(-1)!,
+    /^vaeguard: error: cannot reach Redis at redis:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)/,
+  );
 });
 
 test("a worker refuses a checkpoint that is not the one the coordinator named: one line", { skip }, async () => {
