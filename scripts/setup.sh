@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 packages=(libtorch-dev libopenblas0-pthread dataset-fashion-mnist fonts-dejavu-core python3 make g++)
 # chromium: the browser tests of `vaeguard serve`'s page (playwright-core drives Debian's build).
 packages+=(chromium)
+# redis-server: the job queue of distributed evaluation (its tests start their own server on loopback).
+packages+=(redis-server)
 if [[ "${1:-}" == "--with-bench" ]]; then packages+=(python3-torch); fi
 
 missing=()

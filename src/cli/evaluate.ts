@@ -5,25 +5,22 @@
  * folder with sanity checks. Settings come from the command line or from a
  * JSON or YAML config file (see src/eval/config.ts).
  */
-import { createHash } from "node:crypto";
-import { existsSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
 import type { Command } from "commander";
-import { dispose, manualSeed, setNumThreads } from "../core/engine.js";
+import { manualSeed, setNumThreads } from "../core/engine.js";
 import { CheckpointError, VaeguardError } from "../core/errors.js";
 import {
   attackParamDefault,
-  createAttack,
   describeAttack,
   describeAttackParams,
   describeAttacks,
   type AttackName,
 } from "../attacks/index.js";
-import { createDefense, describeDefenseParams, listDefenses, type Defense } from "../defenses/index.js";
-import { datasetSize, deriveSeed, takeFirst, type ImageDataset } from "../data/index.js";
-import { loadCheckpoint } from "../models/checkpoint.js";
+import { describeDefenseParams, listDefenses, type Defense } from "../defenses/index.js";
+import { datasetSize } from "../data/index.js";
 import type { ImageClassifier } from "../models/classifiers.js";
-import { ConvVae } from "../models/vae.js";
+import type { ConvVae } from "../models/vae.js";
 import type { Module } from "../nn/module.js";
 import { accuracy } from "../train/trainer.js";
 import { reportSoftwareVersions, writeReportBundle, type BundlePaths } from "../report/bundle.js";
@@ -40,6 +37,7 @@ import {
   type EvaluateConfig,
   type RawSettings,
 } from "../eval/config.js";
+import { EvaluationCache, datasetSha256, fileSha256, loadTestData, type EvaluationSetup } from "../eval/evaluation.js";
 import { RECIPES } from "../eval/reproduce.js";
 import {
   renderFindings,
@@ -48,7 +46,9 @@ import {
   type ModePair,
   type SanityFinding,
 } from "../eval/sanity.js";
-import { sweep, type AttackSpec, type GridSample } from "../eval/sweep.js";
+import { sweep, type CellRunner, type GridSample } from "../eval/sweep.js";
+import { QueueRunner } from "../queue/coordinator.js";
+import { parseRedisUrl } from "../queue/connection.js";
 import { parseIntArg, progressBars, runAction, softwareVersions } from "./common.js";
 
 export interface EvaluateRunOptions {
@@ -58,6 +58,8 @@ export interface EvaluateRunOptions {
   command: string;
   quiet?: boolean;
   log?: (line: string) => void;
+  /** Where the cells run (default: in this process); given each mode's setup. */
+  runner?: (setup: EvaluationSetup) => CellRunner;
 }
 
 export interface EvaluateOutcome {
@@ -72,33 +74,6 @@ export interface EvaluateOutcome {
 /** The results file of one mode, resumed by the next run with the same settings. */
 export function resultsFileFor(out: string, mode: AttackMode): string {
   return join(out, `sweep-${mode}.json`);
-}
-
-function sha256(file: string): string {
-  return createHash("sha256").update(readFileSync(file)).digest("hex");
-}
-
-/**
- * libtorch's generator is reseeded from (seed, attack, mode, epsilon) before
- * every row, so a row's numbers do not depend on which rows ran before it in
- * this process: a resumed evaluation reproduces an uninterrupted one.
- */
-function rowSeed(seed: number, attack: string, mode: AttackMode, epsilon: number): number {
-  const h = createHash("sha256").update(`${attack}|${mode}|${epsilon}`).digest();
-  return deriveSeed(seed, h.readUInt32LE(0), h.readUInt32LE(4));
-}
-
-function loadClassifier(file: string): Module & ImageClassifier {
-  const ck = loadCheckpoint(file);
-  if (ck.arch === ConvVae.arch) {
-    ck.model.dispose();
-    throw new CheckpointError(file, `holds a '${ck.arch}' model but --classifier needs a classifier`);
-  }
-  return ck.model as Module & ImageClassifier;
-}
-
-function loadVae(file: string): ConvVae {
-  return loadCheckpoint<ConvVae>(file, { expectArch: ConvVae.arch }).model;
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
@@ -137,6 +112,27 @@ function gradientNote(d: Defense, eot: number): string {
   return `${d.name}: ${how}${d.randomized ? `, EOT over ${eot} sample(s) of its randomness` : ""}`;
 }
 
+/** The part of an evaluation another process needs to run its cells (see src/eval/evaluation.ts). */
+function setupFor(
+  cfg: EvaluateConfig,
+  mode: AttackMode,
+  refs: Pick<EvaluationSetup, "classifier" | "vae" | "samples" | "dataSha256">,
+  attackName: (c: AttackChoice, mode: AttackMode) => string,
+): EvaluationSetup {
+  return {
+    dataset: cfg.dataset,
+    dataDir: cfg.dataDir,
+    ...refs,
+    defenses: cfg.defenses,
+    attacks: cfg.attacks.map((c) => ({ name: attackName(c, mode), kind: c.kind, params: c.params })),
+    eot: cfg.eot,
+    passes: cfg.passes,
+    batchSize: cfg.batchSize,
+    seed: cfg.seed,
+    shardSize: cfg.shardSize,
+  };
+}
+
 /** Run an evaluation from resolved settings; write the report folder; return rows and findings. */
 export async function runEvaluate(cfg: EvaluateConfig, o: EvaluateRunOptions): Promise<EvaluateOutcome> {
   const print = o.log ?? ((l: string) => process.stderr.write(l + "\n"));
@@ -145,26 +141,19 @@ export async function runEvaluate(cfg: EvaluateConfig, o: EvaluateRunOptions): P
   manualSeed(cfg.seed);
 
   const usesVae = cfg.defenses.some(needsVae);
-  const clf = loadClassifier(cfg.classifier);
-  const vae = usesVae && cfg.vae ? loadVae(cfg.vae) : undefined;
-  const owned: unknown[] = [];
+  const cache = new EvaluationCache();
   try {
-    const defenses = cfg.defenses.map((s) => createDefense(s, { vae }));
-    const names = new Set<string>();
-    for (const [i, d] of defenses.entries()) {
-      if (names.has(d.name)) {
-        throw new VaeguardError(
-          `Defenses "${cfg.defenses[i]}" and another one are both named "${d.name}"; list it once`,
-        );
-      }
-      names.add(d.name);
-    }
-
-    const full = await recipe.load("test", cfg.dataDir);
-    owned.push(full);
-    const n = cfg.samples === undefined ? datasetSize(full) : Math.min(cfg.samples, datasetSize(full));
-    const test: ImageDataset = n < datasetSize(full) ? takeFirst(full, n) : full;
-    if (test !== full) owned.push(test);
+    const classifierRef = { path: cfg.classifier, sha256: hashOf(cfg.classifier) };
+    const vaeRef = usesVae && cfg.vae ? { path: cfg.vae, sha256: hashOf(cfg.vae) } : undefined;
+    const clf = cache.model(classifierRef, "classifier") as Module & ImageClassifier;
+    const vae = vaeRef ? (cache.model(vaeRef, "vae") as ConvVae) : undefined;
+    const { test, total } = await loadTestData(cfg.dataset, cfg.dataDir, cfg.samples);
+    const n = datasetSize(test);
+    const refs = { classifier: classifierRef, vae: vaeRef, samples: n, dataSha256: datasetSha256(test) };
+    // Build the first mode's context now: it checks the defenses and holds the test data.
+    const first = setupFor(cfg, modesOf(cfg.mode)[0], refs, (c) => c.name);
+    cache.adoptTestData(first, test);
+    const defenses = cache.sweepContext(first).defenses;
     const shape = test.images.dims.slice(1);
     if (!sameShape(clf.inputShape, shape)) {
       throw new CheckpointError(
@@ -192,8 +181,8 @@ export async function runEvaluate(cfg: EvaluateConfig, o: EvaluateRunOptions): P
       samples: n,
       seed: cfg.seed,
       batchSize: cfg.batchSize,
-      classifierSha256: sha256(cfg.classifier),
-      vaeSha256: vae ? sha256(cfg.vae!) : null,
+      classifierSha256: classifierRef.sha256,
+      vaeSha256: vaeRef?.sha256 ?? null,
       defenses: cfg.defenses,
       attacks: cfg.attacks.map((a) => a.spec),
       passes: cfg.passes,
@@ -207,52 +196,24 @@ export async function runEvaluate(cfg: EvaluateConfig, o: EvaluateRunOptions): P
       const file = resultsFileFor(cfg.out, mode);
       resultsFiles.push(file);
       if (o.restart && existsSync(file)) rmSync(file);
-      const planned = cfg.attacks.flatMap((c) => cfg.eps.map((e) => ({ attack: nameIn(c, mode), epsilon: e })));
-      // Reseed for the first row the results file does not hold yet. sweep() draws no
-      // random numbers between rows and logs once after each, so this runs before every row.
-      const reseedForNextRow = () => {
-        let done = new Set<string>();
-        try {
-          const saved = JSON.parse(readFileSync(file, "utf8")) as { rows?: ResultRow[] };
-          done = new Set((saved.rows ?? []).map((r) => `${r.attack}|${r.mode}|${r.epsilon}`));
-        } catch {
-          // no results yet (or unreadable: sweep() reports that)
-        }
-        const next = planned.find((p) => !done.has(`${p.attack}|${mode}|${p.epsilon}`));
-        if (next) manualSeed(rowSeed(cfg.seed, next.attack, mode, next.epsilon));
-      };
-      const specs: AttackSpec[] = cfg.attacks.map((c) => ({
-        name: nameIn(c, mode),
-        make: (model, eps) => {
-          manualSeed(rowSeed(cfg.seed, nameIn(c, mode), mode, eps));
-          return createAttack(c.kind, model, {
-            ...c.params,
-            eps,
-            ...(model.randomized === true ? { eotSamples: cfg.eot } : {}),
-          });
-        },
-      }));
-      reseedForNextRow();
+      const setup = setupFor(cfg, mode, refs, nameIn);
       const positive = cfg.eps.filter((e) => e > 0);
       const result = await sweep({
-        classifier: clf,
-        data: test,
-        attacks: specs,
+        ...cache.sweepContext(setup),
         epsilons: cfg.eps,
-        defenses,
         mode,
-        batchSize: cfg.batchSize,
-        passes: cfg.passes,
+        seed: cfg.seed,
+        shardSize: cfg.shardSize,
         resultsFile: file,
         // EOT samples change only adaptive numbers on randomized defenses.
         fingerprint: { ...fingerprint, eot: mode === "adaptive" && eotUsed ? cfg.eot : null },
         gridImages: mode === "gray-box" ? 6 : undefined,
         gridEpsilon: positive.at(-1),
+        runner: o.runner?.(setup),
         quiet: o.quiet,
         progress: progressBars(o.quiet),
         log: (line) => {
           if (!o.quiet || /resuming/.test(line)) print(`evaluate: ${line.replace(/^evaluate: /, "")}`);
-          reseedForNextRow();
         },
       });
       rows.push(...result.rows);
@@ -314,8 +275,8 @@ export async function runEvaluate(cfg: EvaluateConfig, o: EvaluateRunOptions): P
           "; ",
         )}. Epsilons: ${cfg.eps.join(", ")}${cfg.attacks.some((c) => c.kind === "pgd-l2") ? " (the L2 radius per image for pgd-l2)" : ""}.`,
       `Randomized defenses are scored as the mean over ${cfg.passes} forward pass(es), never the best one.`,
-      `Seed ${cfg.seed}; libtorch's generator is reseeded per (attack, mode, epsilon), so a resumed evaluation gives the same numbers as an uninterrupted one.`,
-      `Time: evaluation ${evalSeconds.toFixed(0)} s (rows taken from earlier runs' results files cost nothing).`,
+      `Seed ${cfg.seed}. The evaluation runs in cells of up to ${cfg.shardSize} images (one attack, mode, epsilon and, in adaptive mode, defense); libtorch's generator is seeded from each cell alone, so a resumed or distributed evaluation gives the same numbers as one uninterrupted process.`,
+      `Time: evaluation ${evalSeconds.toFixed(0)} s (cells taken from earlier runs' results files cost nothing).`,
       `### Sanity checks\n\n${renderFindings(findings)}`,
     ].filter((s) => s !== "");
     const comparison = cfg.mode === "both" ? renderModeComparison(rows, pairs) : "";
@@ -329,7 +290,7 @@ export async function runEvaluate(cfg: EvaluateConfig, o: EvaluateRunOptions): P
     const paths = await writeReportBundle(cfg.out, {
       title: `vaeguard evaluate: ${recipe.title}, ${modeTitle}`,
       metadata: {
-        dataset: `${recipe.title} test set${n < datasetSize(full) ? `, first ${n} of ${datasetSize(full)} images` : ""}`,
+        dataset: `${recipe.title} test set${n < total ? `, first ${n} of ${total} images` : ""}`,
         labelSource: recipe.labelSourceOf?.(test) ?? recipe.labelSource,
         samples: n,
         seed: cfg.seed,
@@ -356,9 +317,16 @@ export async function runEvaluate(cfg: EvaluateConfig, o: EvaluateRunOptions): P
     print(`evaluate: done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
     return { rows, paths, cleanAccuracy, findings, resultsFiles };
   } finally {
-    clf.dispose();
-    vae?.dispose();
-    dispose(owned);
+    cache.dispose();
+  }
+}
+
+function hashOf(file: string): string {
+  if (!existsSync(file)) throw new CheckpointError(file, "no such checkpoint file");
+  try {
+    return fileSha256(file);
+  } catch (e) {
+    throw new CheckpointError(file, `cannot read the checkpoint (${(e as NodeJS.ErrnoException).code ?? e})`);
   }
 }
 
@@ -401,14 +369,24 @@ taken from the config file's folder. Command-line options override the file.
   eps: [0, 0.05, 0.1, 0.2, 0.3]
   mode: both
 
-Resume: each mode's results are kept in OUT/sweep-<mode>.json after every
-(attack, epsilon) and reused by the next run with the same settings (data,
-checkpoint contents, defenses, attacks, eot, passes, seed, samples, batch size);
---restart starts over. Exit code 2 for bad usage or input.
+Cells: the evaluation is cut into cells of --shard-size images (one attack,
+mode, epsilon and, in adaptive mode, defense), each seeded from the cell alone.
+Resume: each mode's finished cells are kept in OUT/sweep-<mode>.json and reused
+by the next run with the same settings (data, checkpoint contents, defenses,
+attacks, eot, passes, seed, samples, batch size, shard size); --restart starts
+over. Exit code 2 for bad usage or input.
+
+Distributed: --queue redis://HOST:PORT puts the cells in a BullMQ queue on that
+Redis; run \`vaeguard worker --queue redis://HOST:PORT\` on any number of
+machines (with the same checkpoint and data files: they are checked by sha256).
+The results file, table and report are the same as a run in one process.
+\`vaeguard queue status --queue ...\` shows the queue. See docs/distributed.md.
 `;
 
 interface Opts {
   config?: string;
+  queue?: string;
+  queueTimeout?: number;
   restart?: boolean;
   json?: boolean;
   quiet?: boolean;
@@ -453,6 +431,19 @@ export function register(program: Command): void {
     .option("--seed <n>", `random seed (default ${DEFAULTS.seed})`)
     .option("--out <dir>", "report folder, also holding the resumable results (default runs/evaluate-<dataset>)")
     .option("--batch-size <n>", `images per attack batch (default ${DEFAULTS.batchSize})`)
+    .option(
+      "--shard-size <n>",
+      "images per cell, the unit of work, seeding and resumption (default: the batch size); part of the settings, like --seed",
+    )
+    .option(
+      "--queue <url>",
+      "run the cells on workers through the job queue on this Redis server (redis://HOST:PORT); see `vaeguard worker`",
+    )
+    .option(
+      "--queue-timeout <s>",
+      "with --queue: stop when Redis has been unreachable for this many seconds (default 60)",
+      parseIntArg("queue-timeout", 1),
+    )
     .option("--restart", "discard the results files in --out and evaluate from scratch")
     .option("--threads <n>", "libtorch threads (default: all cores)", parseIntArg("threads", 1))
     .option("--json", "print rows, sanity findings and file paths as JSON on stdout")
@@ -461,12 +452,25 @@ export function register(program: Command): void {
     .action((opts: Opts) =>
       runAction(async () => {
         const cfg = resolveConfig(flagSettings(opts), { configFile: opts.config });
+        const target = opts.queue !== undefined ? parseRedisUrl(opts.queue) : undefined;
         if (opts.threads) setNumThreads(opts.threads);
         const t0 = performance.now();
+        const log = (l: string) => process.stderr.write(l + "\n");
         const result = await runEvaluate(cfg, {
           restart: Boolean(opts.restart),
           command: ["vaeguard", ...process.argv.slice(2)].join(" "),
           quiet: opts.quiet,
+          runner: target
+            ? (setup) =>
+                new QueueRunner({
+                  target,
+                  setup,
+                  restart: Boolean(opts.restart),
+                  timeoutMs: (opts.queueTimeout ?? 60) * 1000,
+                  pollMs: Number(process.env.VAEGUARD_QUEUE_POLL_MS) || undefined,
+                  log,
+                })
+            : undefined,
         });
         const seconds = (performance.now() - t0) / 1000;
         if (opts.json) {

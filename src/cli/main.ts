@@ -8,6 +8,8 @@ import { register as registerModels } from "./models.js";
 import { register as registerEvaluate } from "./evaluate.js";
 import { register as registerTrain } from "./train.js";
 import { register as registerServe } from "./serve.js";
+import { register as registerWorker } from "./worker.js";
+import { register as registerQueue } from "./queue.js";
 
 const program = new Command()
   .name("vaeguard")
@@ -28,5 +30,7 @@ registerReproduceImagenet(program);
 registerModels(program);
 registerEvaluate(program);
 registerServe(program);
+registerWorker(program);
+registerQueue(program);
 
 await program.parseAsync(process.argv);

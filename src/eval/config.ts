@@ -49,6 +49,8 @@ export interface EvaluateConfig {
   seed: number;
   out: string;
   batchSize: number;
+  /** Images per cell, the unit of work, seeding and resumption (default: the batch size). */
+  shardSize: number;
 }
 
 /** Keys of a config file; the long command-line options without "--". */
@@ -67,11 +69,12 @@ export const CONFIG_KEYS = [
   "seed",
   "out",
   "batch-size",
+  "shard-size",
 ] as const;
 export type ConfigKey = (typeof CONFIG_KEYS)[number];
 
 /** Options that only make sense for one invocation, so a config file may not hold them. */
-const COMMAND_LINE_ONLY = ["config", "restart", "json", "quiet", "threads"];
+const COMMAND_LINE_ONLY = ["config", "restart", "json", "quiet", "threads", "queue", "queue-timeout"];
 
 /** Raw values by key, as a config file or the command line gives them. */
 export type RawSettings = Partial<Record<ConfigKey, unknown>>;
@@ -368,6 +371,7 @@ export function resolveConfig(flags: RawSettings, options: { configFile?: string
     return p ? int(p.raw, key, p.origin, min) : fallback;
   };
   const out = pick("out");
+  const batchSize = intSetting("batch-size", DEFAULTS.batchSize, 1);
   return {
     dataset: dataset as SmallDataset,
     dataDir: dd ? path(dd.raw, "data-dir", dd.origin, dd.base) : undefined,
@@ -382,7 +386,8 @@ export function resolveConfig(flags: RawSettings, options: { configFile?: string
     passes: intSetting("passes", DEFAULTS.passes, 1),
     seed: intSetting("seed", DEFAULTS.seed, 0),
     out: out ? path(out.raw, "out", out.origin, out.base) : resolve(cwd, "runs", `evaluate-${dataset}`),
-    batchSize: intSetting("batch-size", DEFAULTS.batchSize, 1),
+    batchSize,
+    shardSize: intSetting("shard-size", batchSize, 1),
   };
 }
 

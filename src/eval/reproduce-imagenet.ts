@@ -677,6 +677,7 @@ export async function reproduceImagenet(o: ImagenetReproduceOptions): Promise<Im
           batchSize: o.evalBatchSize,
           passes: o.passes,
           resultsFile: join(o.outDir, "sweeps", `${a.key}-${mode}-eps${eps}.json`),
+          seed: o.seed,
           fingerprint: { ...fingerprint, ifgsmSteps: a.key === "ifgsm" ? ifgsmSteps : undefined },
           gridImages: eps === gridEps ? (o.gridImages ?? 4) : undefined,
           gridEpsilon: eps === gridEps ? eps : undefined,

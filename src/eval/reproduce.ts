@@ -145,6 +145,7 @@ export async function reproduceSmall(
     batchSize: o.evalBatchSize,
     passes: o.passes,
     resultsFile: join(o.outDir, `sweep-${mode}.json`),
+    seed: o.seed,
     fingerprint: {
       dataset: o.dataset,
       test: test.source,

@@ -194,7 +194,7 @@ test("a killed evaluation resumes from its results file and gives the same table
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.match(
     resumed.stderr,
-    new RegExp(`resuming .*sweep-gray-box\\.json \\(${partial.rows.length} rows already done\\)`),
+    new RegExp(`resuming .*sweep-gray-box\\.json \\(${partial.rows.length} rows, \\d+ of \\d+ cells already done\\)`),
   );
   assert.doesNotMatch(resumed.stderr, /PGD\(3\) \(gray-box\) eps 0: rel-L2/, "the finished row is not recomputed");
   assert.deepEqual((JSON.parse(resumed.stdout) as JsonOut).rows, reference);

@@ -1,0 +1,241 @@
+/**
+ * What an evaluation evaluates, as plain data another process can rebuild it
+ * from: the test data and the checkpoints, named by path and by content hash,
+ * the defense specs, the attacks and every setting that changes a number.
+ * `vaeguard evaluate` builds its sweep from it in this process; the coordinator
+ * of a distributed run puts it in every job and a worker rebuilds the same
+ * sweep from it (models cached by content hash), refusing a file whose hash is
+ * not the one the job names.
+ */
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { tidy } from "../core/engine.js";
+import { CheckpointError, DataError, VaeguardError } from "../core/errors.js";
+import { createAttack, type AttackName } from "../attacks/index.js";
+import { createDefense, type Defense } from "../defenses/index.js";
+import { datasetSize, takeFirst, type ImageDataset } from "../data/index.js";
+import { loadCheckpoint } from "../models/checkpoint.js";
+import type { ImageClassifier } from "../models/classifiers.js";
+import { ConvVae } from "../models/vae.js";
+import type { Module } from "../nn/module.js";
+import type { AttackSpec, SweepContext } from "./run-cell.js";
+import { RECIPES, type SmallDataset } from "./reproduce.js";
+
+/** A checkpoint by path (where to read it) and content (what it must be). */
+export interface ModelRef {
+  path: string;
+  sha256: string;
+}
+
+export interface SetupAttack {
+  /** Table name; cells name their attack by it. */
+  name: string;
+  kind: AttackName;
+  /** Parameters of the attack's spec (eps comes from the cell, EOT samples from `eot`). */
+  params: Record<string, number | boolean>;
+}
+
+export interface EvaluationSetup {
+  dataset: SmallDataset;
+  dataDir?: string;
+  /** The first `samples` images of the test set. */
+  samples: number;
+  /** sha256 of those images and labels, so a worker with other data files refuses them. */
+  dataSha256: string;
+  classifier: ModelRef;
+  vae?: ModelRef;
+  defenses: string[];
+  attacks: SetupAttack[];
+  /** EOT samples per gradient on randomized defenses in adaptive mode. */
+  eot: number;
+  passes: number;
+  batchSize: number;
+  seed: number;
+  shardSize: number;
+}
+
+export function fileSha256(path: string): string {
+  return createHash("sha256").update(readFileSync(path)).digest("hex");
+}
+
+function bytesOf(a: ArrayBufferView): Buffer {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/** sha256 of a data set's images (float32) and labels. */
+export function datasetSha256(ds: ImageDataset): string {
+  const [images, labels] = tidy(() => [
+    ds.images.contiguous().dataSync() as ArrayBufferView,
+    ds.labels.contiguous().dataSync() as ArrayBufferView,
+  ]);
+  return createHash("sha256").update(bytesOf(images)).update(bytesOf(labels)).digest("hex");
+}
+
+/**
+ * A short key of what the setup computes: content hashes instead of paths, so
+ * the same evaluation on machines with other folders has the same key.
+ */
+export function setupKey(setup: EvaluationSetup): string {
+  const { classifier, vae, dataDir: _dataDir, ...rest } = setup;
+  const canonical = { ...rest, classifier: classifier.sha256, vae: vae?.sha256 ?? null };
+  return createHash("sha256").update(JSON.stringify(canonical)).digest("hex").slice(0, 24);
+}
+
+/** The sweep's attacks: each built for the model it attacks, with EOT on randomized ones. */
+export function attackSpecs(setup: EvaluationSetup): AttackSpec[] {
+  return setup.attacks.map((a) => ({
+    name: a.name,
+    make: (model, eps) =>
+      createAttack(a.kind, model, {
+        ...a.params,
+        eps,
+        ...(model.randomized === true ? { eotSamples: setup.eot } : {}),
+      }),
+  }));
+}
+
+export function loadClassifier(file: string): Module & ImageClassifier {
+  const ck = loadCheckpoint(file);
+  if (ck.arch === ConvVae.arch) {
+    ck.model.dispose();
+    throw new CheckpointError(file, `holds a '${ck.arch}' model but --classifier needs a classifier`);
+  }
+  return ck.model as Module & ImageClassifier;
+}
+
+export function loadVae(file: string): ConvVae {
+  return loadCheckpoint<ConvVae>(file, { expectArch: ConvVae.arch }).model;
+}
+
+/** The first `samples` images of a data set's test split (the whole split when it has no more), and the split's size. */
+export async function loadTestData(
+  dataset: SmallDataset,
+  dataDir: string | undefined,
+  samples?: number,
+): Promise<{ test: ImageDataset; total: number }> {
+  const full = await RECIPES[dataset].load("test", dataDir);
+  const total = datasetSize(full);
+  const n = samples === undefined ? total : Math.min(samples, total);
+  if (n === total) return { test: full, total };
+  try {
+    return { test: takeFirst(full, n), total };
+  } finally {
+    full.images.dispose();
+    full.labels.dispose();
+  }
+}
+
+function dataKey(setup: EvaluationSetup): string {
+  return JSON.stringify([setup.dataset, setup.dataDir ?? null, setup.samples, setup.dataSha256]);
+}
+
+/**
+ * Models, data and sweep contexts, kept between cells: a worker loads a
+ * checkpoint once per content hash and the test data once per run.
+ */
+export class EvaluationCache {
+  private readonly models = new Map<string, Module>();
+  private data: { key: string; ds: ImageDataset } | undefined;
+  private context: { key: string; ctx: SweepContext } | undefined;
+
+  /** A checkpoint whose content has the named hash: from the cache, or read, verified and loaded. */
+  model(ref: ModelRef, role: "classifier" | "vae"): Module {
+    const cached = this.models.get(ref.sha256);
+    if (cached) return cached;
+    let actual: string;
+    try {
+      actual = fileSha256(ref.path);
+    } catch (e) {
+      throw new CheckpointError(ref.path, `cannot read the checkpoint (${(e as NodeJS.ErrnoException).code ?? e})`);
+    }
+    if (actual !== ref.sha256) {
+      throw new CheckpointError(
+        ref.path,
+        `has sha256 ${actual.slice(0, 12)} but the run names ${ref.sha256.slice(0, 12)}: this is another checkpoint than the coordinator's; copy its file here`,
+      );
+    }
+    const model = role === "classifier" ? loadClassifier(ref.path) : loadVae(ref.path);
+    this.models.set(ref.sha256, model);
+    return model;
+  }
+
+  /** The setup's test images, loaded by loadTestData or adoptTestData before. */
+  testData(setup: EvaluationSetup): ImageDataset {
+    if (this.data?.key === dataKey(setup)) return this.data.ds;
+    throw new VaeguardError("internal: the test data of this setup was not loaded (call loadTestData first)");
+  }
+
+  /** Load the setup's test images (once per run), verified against its data hash. */
+  async loadTestData(setup: EvaluationSetup): Promise<ImageDataset> {
+    const key = dataKey(setup);
+    if (this.data?.key === key) return this.data.ds;
+    this.dropData();
+    const ds = (await loadTestData(setup.dataset, setup.dataDir, setup.samples)).test;
+    const sha = datasetSha256(ds);
+    if (datasetSize(ds) !== setup.samples || sha !== setup.dataSha256) {
+      ds.images.dispose();
+      ds.labels.dispose();
+      throw new DataError(
+        ds.source,
+        `its first ${setup.samples} test images have sha256 ${sha.slice(0, 12)} but the run names ${setup.dataSha256.slice(0, 12)}: this machine has other ${RECIPES[setup.dataset].title} files than the coordinator`,
+      );
+    }
+    this.data = { key, ds };
+    return ds;
+  }
+
+  /** Use test data loaded by the caller for this setup (the coordinator has it already). */
+  adoptTestData(setup: EvaluationSetup, ds: ImageDataset): void {
+    this.dropData();
+    this.data = { key: dataKey(setup), ds };
+  }
+
+  /** The sweep context of a setup; models no longer named by it are freed. */
+  sweepContext(setup: EvaluationSetup): SweepContext {
+    const key = JSON.stringify([setupKey(setup), setup.attacks.map((a) => a.name)]);
+    if (this.context?.key === key) return this.context.ctx;
+    const classifier = this.model(setup.classifier, "classifier") as Module & ImageClassifier;
+    const vae = setup.vae ? (this.model(setup.vae, "vae") as ConvVae) : undefined;
+    for (const [sha, m] of this.models) {
+      if (sha !== setup.classifier.sha256 && sha !== setup.vae?.sha256) {
+        m.dispose();
+        this.models.delete(sha);
+      }
+    }
+    const defenses: Defense[] = setup.defenses.map((s) => createDefense(s, { vae }));
+    const names = new Set<string>();
+    for (const [i, d] of defenses.entries()) {
+      if (names.has(d.name)) {
+        throw new VaeguardError(
+          `Defenses "${setup.defenses[i]}" and another one are both named "${d.name}"; list it once`,
+        );
+      }
+      names.add(d.name);
+    }
+    const ctx: SweepContext = {
+      classifier,
+      data: this.testData(setup),
+      attacks: attackSpecs(setup),
+      defenses,
+      batchSize: setup.batchSize,
+      passes: setup.passes,
+    };
+    this.context = { key, ctx };
+    return ctx;
+  }
+
+  private dropData(): void {
+    if (!this.data) return;
+    this.data.ds.images.dispose();
+    this.data.ds.labels.dispose();
+    this.data = undefined;
+    this.context = undefined;
+  }
+
+  dispose(): void {
+    this.dropData();
+    for (const m of this.models.values()) m.dispose();
+    this.models.clear();
+    this.context = undefined;
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * Run one cell of a sweep (see cells.ts): attack a shard of the test images
+ * at one epsilon, then count, per defense and scoring pass, the images the
+ * classifier behind the defense still gets right.
+ *
+ * Gray-box cells make one set of adversarial images (the attack sees only the
+ * classifier) and score every defense on it; adaptive cells attack one defense
+ * through its own attack view (exact, BPDA or EOT gradients). Every tensor is
+ * freed on every path, errors included.
+ */
+import { dispose, manualSeed, noGrad, tidy } from "../core/engine.js";
+import type { Tensor } from "../core/tensor.js";
+import { VaeguardError } from "../core/errors.js";
+import type { Attack, AttackableModel } from "../attacks/types.js";
+import type { Defense } from "../defenses/types.js";
+import { DefendedModel } from "../defenses/defended-model.js";
+import { correctPerPass } from "../defenses/scoring.js";
+import type { ImageClassifier } from "../models/classifiers.js";
+import { batches, type ImageDataset } from "../data/index.js";
+import { CLEAN_ATTACK, type CellResult, type CellTask, type SerializedGrid } from "./cells.js";
+import { relativeL2 } from "./metrics.js";
+
+export interface AttackSpec {
+  /** Name in tables, e.g. "FGSM" or "I-FGSM". */
+  name: string;
+  make: (model: AttackableModel, eps: number) => Attack;
+  /** This attack's own epsilon grid (default: the sweep's). */
+  epsilons?: number[];
+}
+
+/** Everything a cell needs, in this process. */
+export interface SweepContext {
+  classifier: ImageClassifier;
+  /** The whole test set of the sweep; a cell takes its shard of it. */
+  data: ImageDataset;
+  attacks: AttackSpec[];
+  defenses: Defense[];
+  batchSize: number;
+  /** Forward passes per randomized defense (scored as their mean and std). */
+  passes: number;
+}
+
+function predictions(classifier: ImageClassifier, x: Tensor): number[] {
+  return tidy(() => noGrad(() => classifier.forward(x).argmax(1).toArray() as number[]));
+}
+
+function imagesOf(t: Tensor, k: number): number[][] {
+  const n = Math.min(k, t.dims[0]);
+  const per = t.dims.slice(1).reduce((a, b) => a * b, 1);
+  const data = tidy(() => t.narrow(0, 0, n).contiguous().dataSync() as Float32Array);
+  return Array.from({ length: n }, (_, i) =>
+    Array.from(data.subarray(i * per, (i + 1) * per), (v) => Math.round(v * 1e4) / 1e4),
+  );
+}
+
+function cellDefenses(ctx: SweepContext, task: CellTask): Defense[] {
+  if (task.cell.defense === undefined) return ctx.defenses;
+  const d = ctx.defenses.find((x) => x.name === task.cell.defense);
+  if (!d) throw new VaeguardError(`Cell names defense "${task.cell.defense}", which this sweep does not have`);
+  return [d];
+}
+
+function cellAttack(ctx: SweepContext, task: CellTask, defense: Defense | undefined): Attack | undefined {
+  const { cell } = task;
+  if (cell.attack === CLEAN_ATTACK || cell.epsilon === 0) return undefined;
+  const spec = ctx.attacks.find((a) => a.name === cell.attack);
+  if (!spec) throw new VaeguardError(`Cell names attack "${cell.attack}", which this sweep does not have`);
+  const target = defense ? new DefendedModel(defense, ctx.classifier, { view: "adaptive" }) : ctx.classifier;
+  return spec.make(target, cell.epsilon);
+}
+
+/** Run one cell; `onImages` hears how many of its images are done after each batch. */
+export async function runCell(
+  ctx: SweepContext,
+  task: CellTask,
+  onImages?: (done: number) => void,
+): Promise<CellResult> {
+  const defenses = cellDefenses(ctx, task);
+  // Seeded before anything random (attack construction included): the cell's numbers depend on the cell only.
+  manualSeed(task.seed);
+  const attack = cellAttack(ctx, task, task.cell.mode === "adaptive" ? defenses[0] : undefined);
+  const correct: Record<string, number[]> = Object.fromEntries(
+    defenses.map((d) => [d.name, new Array<number>(d.randomized ? ctx.passes : 1).fill(0)]),
+  );
+  let relL2Sum = 0;
+  let grid: SerializedGrid | undefined;
+  let done = 0;
+  // A view of the shard's rows, no copy (the test set of large images can be gigabytes).
+  const shard: ImageDataset = {
+    ...ctx.data,
+    images: ctx.data.images.narrow(0, task.start, task.count),
+    labels: ctx.data.labels.narrow(0, task.start, task.count),
+  };
+  const wasTraining = ctx.classifier.training;
+  ctx.classifier.eval();
+  try {
+    for (const { x, y } of batches(shard, { batchSize: ctx.batchSize })) {
+      try {
+        const adv = attack ? await attack.generate(x, y) : x.clone();
+        try {
+          relL2Sum += relativeL2(x, adv).reduce((a, v) => a + v, 0);
+          const wantGrid = task.gridImages !== undefined && done === 0;
+          const defended: SerializedGrid["defended"] = {};
+          for (const d of defenses) {
+            const keepGrid = (purified: Tensor, pred: Int32Array) => {
+              defended[d.name] = imagesOf(purified, task.gridImages!).map((data, i) => ({ data, prediction: pred[i] }));
+            };
+            const passCounts = await correctPerPass(d, ctx.classifier, adv, y, ctx.passes, wantGrid ? keepGrid : undefined);
+            passCounts.forEach((c, p) => (correct[d.name][p] += c));
+          }
+          if (wantGrid) grid = gridOf(ctx.classifier, x, y, adv, defended, task.gridImages!);
+        } finally {
+          adv.dispose();
+        }
+      } finally {
+        x.dispose();
+        y.dispose();
+      }
+      done += Math.min(ctx.batchSize, task.count - done);
+      onImages?.(done);
+    }
+  } finally {
+    ctx.classifier.train(wasTraining);
+    dispose([shard.images, shard.labels]);
+  }
+  const result: CellResult = { images: task.count, correct, relL2Sum };
+  if (grid) result.grid = grid;
+  return result;
+}
+
+function gridOf(
+  classifier: ImageClassifier,
+  x: Tensor,
+  y: Tensor,
+  adv: Tensor,
+  defended: SerializedGrid["defended"],
+  k: number,
+): SerializedGrid {
+  const clean = predictions(classifier, x);
+  const attacked = predictions(classifier, adv);
+  const labels = y.toArray() as number[];
+  return {
+    shape: x.shape.slice(1) as [number, number, number],
+    original: imagesOf(x, k).map((data, i) => ({ data, label: labels[i], prediction: clean[i] })),
+    adversarial: imagesOf(adv, k).map((data, i) => ({ data, prediction: attacked[i] })),
+    defended,
+  };
+}
