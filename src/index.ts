@@ -19,3 +19,4 @@ export { relativeL2, averageRelativeL2 } from "./eval/metrics.js";
 export * as report from "./report/index.js";
 export { createAttack, FGSM, IFGSM, PGD, SquareAttack } from "./attacks/index.js";
 export { createDefense, listDefenses, JpegDefense, VaeDefense, DefendedModel } from "./defenses/index.js";
+export { TfliteClassifier, loadTfliteModel, tfliteModelFromBytes, type TfliteImportOptions } from "./models/tflite/index.js";
