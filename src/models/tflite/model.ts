@@ -25,7 +25,6 @@ import { readFileOr } from "../../io/read-file.js";
 import type { ImageClassifier } from "../classifiers.js";
 import { FlatBufferError } from "./flatbuffer.js";
 import {
-  BUILTIN,
   addActivation,
   conv2dOptions,
   depthwiseOptions,
@@ -192,7 +191,8 @@ export class TfliteClassifier extends Module implements ImageClassifier {
   } {
     const tensorAt = (i: number, what: string): TfliteTensor => {
       const t = m.tensors[i];
-      if (!t) throw new CheckpointError(file, `${what} refers to tensor ${i}, but the subgraph has ${m.tensors.length}`);
+      if (!t)
+        throw new CheckpointError(file, `${what} refers to tensor ${i}, but the subgraph has ${m.tensors.length}`);
       return t;
     };
     // Shapes first: every declared tensor must fit the budget before anything is allocated.
@@ -241,7 +241,8 @@ export class TfliteClassifier extends Module implements ImageClassifier {
 
     // Constants: tensors with data, and DEQUANTIZE of such tensors (folded here).
     const folded = new Map<number, FloatConstant>();
-    const isConstant = (i: number): boolean => folded.has(i) || (m.tensors[i] !== undefined && m.buffer(m.tensors[i].buffer) !== null);
+    const isConstant = (i: number): boolean =>
+      folded.has(i) || (m.tensors[i] !== undefined && m.buffer(m.tensors[i].buffer) !== null);
     const rawOf = (t: TfliteTensor, what: string): Float64Array => {
       const data = m.buffer(t.buffer);
       if (!data) throw new CheckpointError(file, `${what}: tensor ${t.index} ('${t.name}') has no data`);
@@ -305,7 +306,8 @@ export class TfliteClassifier extends Module implements ImageClassifier {
       };
       const dynamic = (k: number): number => {
         const i = arg(k);
-        if (isConstant(i)) throw new CheckpointError(file, `${where}: input ${k} is a constant; expected a computed value`);
+        if (isConstant(i))
+          throw new CheckpointError(file, `${where}: input ${k} is a constant; expected a computed value`);
         return i;
       };
       try {
@@ -467,7 +469,10 @@ export class TfliteClassifier extends Module implements ImageClassifier {
         };
         const out = this.runGraph(this.scale(zeros([1, c, h, w])), check);
         if (out.rank !== 2) {
-          throw new CheckpointError(file, `the model output has shape ${fmt(out.dims)}; a classifier needs [N, classes]`);
+          throw new CheckpointError(
+            file,
+            `the model output has shape ${fmt(out.dims)}; a classifier needs [N, classes]`,
+          );
         }
         return out.dims[1];
       }),

@@ -68,7 +68,8 @@ export abstract class TfliteOp extends Module {
     return tidy(() => this.run([x]));
   }
   protected image(x: Tensor): Tensor {
-    if (x.rank !== 4) throw new ShapeError(`${this.opName} needs an image [N, H, W, C] but the input has rank ${x.rank}`);
+    if (x.rank !== 4)
+      throw new ShapeError(`${this.opName} needs an image [N, H, W, C] but the input has rank ${x.rank}`);
     return x;
   }
 }
@@ -108,12 +109,15 @@ export class ConvOp extends TfliteOp {
     spec.stride.forEach((s) => positive(s, "stride"));
     spec.dilation.forEach((d) => positive(d, "dilation"));
     this.act = fusedActivation(spec.activation);
-    if (filter.shape.length !== 4) throw new OpBuildError(`filter has shape [${filter.shape.join(", ")}]; expected rank 4`);
+    if (filter.shape.length !== 4)
+      throw new OpBuildError(`filter has shape [${filter.shape.join(", ")}]; expected rank 4`);
     const [a, kh, kw, d] = filter.shape;
     let outC: number;
     if (opName === "CONV_2D") {
       if (d !== inChannels) {
-        throw new OpBuildError(`filter [${filter.shape.join(", ")}] expects ${d} input channels but the input has ${inChannels}`);
+        throw new OpBuildError(
+          `filter [${filter.shape.join(", ")}] expects ${d} input channels but the input has ${inChannels}`,
+        );
       }
       outC = a;
       this.groups = 1;
@@ -122,7 +126,8 @@ export class ConvOp extends TfliteOp {
         tidy(() => tensor(filter.data, filter.shape).permute(0, 3, 1, 2).contiguous()),
       );
     } else {
-      if (a !== 1) throw new OpBuildError(`depthwise filter has shape [${filter.shape.join(", ")}]; expected [1, kh, kw, C]`);
+      if (a !== 1)
+        throw new OpBuildError(`depthwise filter has shape [${filter.shape.join(", ")}]; expected [1, kh, kw, C]`);
       const mult = positive(depthMultiplier, "depth_multiplier");
       if (d !== inChannels * mult) {
         throw new OpBuildError(
@@ -239,7 +244,8 @@ export class MeanOp extends TfliteOp {
   run([x]: Tensor[]): Tensor {
     const r = x.rank;
     const axes = [...new Set(this.axes.map((a) => (a < 0 ? a + r : a)))];
-    if (axes.some((a) => a < 0 || a >= r)) throw new ShapeError(`MEAN: axes [${this.axes.join(", ")}] do not fit rank ${r}`);
+    if (axes.some((a) => a < 0 || a >= r))
+      throw new ShapeError(`MEAN: axes [${this.axes.join(", ")}] do not fit rank ${r}`);
     if (axes.includes(0)) throw new ShapeError("MEAN over the batch dimension is not supported");
     return toNchw(toNhwc(x).mean(axes, this.keepDims));
   }
