@@ -70,10 +70,7 @@ export function loadCheckpoint<M extends Module = Module>(
   const { tensors, metadata } = loadSafetensors(path);
   try {
     if (metadata.format !== CHECKPOINT_FORMAT) {
-      throw new CheckpointError(
-        path,
-        `not a vaeguard checkpoint (metadata format is ${JSON.stringify(metadata.format ?? null)})`,
-      );
+      throw new CheckpointError(path, `not a vaeguard checkpoint (metadata format is ${JSON.stringify(metadata.format ?? null)})`);
     }
     const arch = metadata.arch;
     if (options.expectArch && arch !== options.expectArch) {
@@ -94,9 +91,7 @@ export function loadCheckpoint<M extends Module = Module>(
       throw e;
     }
     const optState = new Map(
-      [...tensors]
-        .filter(([k]) => k.startsWith("__optimizer__."))
-        .map(([k, t]) => [k.slice("__optimizer__.".length), t]),
+      [...tensors].filter(([k]) => k.startsWith("__optimizer__.")).map(([k, t]) => [k.slice("__optimizer__.".length), t]),
     );
     const optMeta = parseJson(path, "optimizer", metadata.optimizer);
     const training = parseJson(path, "training", metadata.training) as TrainingState | undefined;
@@ -106,10 +101,7 @@ export function loadCheckpoint<M extends Module = Module>(
       optimizer = options.optimizer(model as M);
       if (optMeta) {
         if (optMeta.type !== optimizer.constructor.name) {
-          throw new CheckpointError(
-            path,
-            `optimizer state is for ${String(optMeta.type)}, not ${optimizer.constructor.name}`,
-          );
+          throw new CheckpointError(path, `optimizer state is for ${String(optMeta.type)}, not ${optimizer.constructor.name}`);
         }
         optimizer.loadStateDict({ tensors: optState, scalars: optMeta.scalars as Record<string, number | number[]> });
       }

@@ -27,9 +27,7 @@ export function describeModel(model: Module): { arch: string; config: Record<str
   const ctor = model.constructor as unknown as { arch?: string };
   const withConfig = model as unknown as { config?: () => Record<string, unknown> };
   if (!ctor.arch || typeof withConfig.config !== "function") {
-    throw new VaeguardError(
-      `${model.constructor.name} is not a registered architecture and cannot be checkpointed by name`,
-    );
+    throw new VaeguardError(`${model.constructor.name} is not a registered architecture and cannot be checkpointed by name`);
   }
   return { arch: ctor.arch, config: withConfig.config() };
 }
