@@ -8,7 +8,9 @@
 //     --agreement <n>          images compared with the reference (default 200; 0: none)
 //     --accuracy <n>           images for vaeguard's accuracy (default: all; 0: none)
 //     --size <s>               size the images are loaded at (default 299, the data set's)
-//     --sharp                  also measure accuracy with sharp's resize (lanczos3) to the model's input
+//     --resize <list>          accuracy with: model (ResizedClassifier's bilinear resize, default), sharp (sharp's
+//                              default lanczos3 resize to the model's input, before the model), crop (central 87.5%
+//                              then the in-model resize, TF-slim's evaluation preprocessing); comma-separated
 //     --reference-seconds <s>  stop the reference after this long (it resumes on the next call; default no limit)
 //     --no-reference           do not run the reference; compare with the outputs it has written so far
 //     --work <dir>             inputs, reference outputs and results (default runs/verify-tflite)
@@ -86,14 +88,22 @@ function rows(flat, k) {
 }
 
 // ---------------------------------------------------------------- accuracy on the data set
-async function accuracy(n, sharp) {
+const cropped = new ResizedClassifier(model, { inputSize: size, centralFraction: 0.875 });
+const VARIANTS = {
+  model: { net: wrapped, load: { size }, what: `${size}x${size}, bilinear resize to ${mh}x${mw} inside the model` },
+  sharp: { net: model, load: { size: [mh, mw], kernel: "lanczos3" }, what: `sharp's lanczos3 resize to ${mh}x${mw}` },
+  crop: { net: cropped, load: { size }, what: `${size}x${size}, central 87.5% then bilinear resize inside the model` },
+};
+
+async function accuracy(n, variant) {
+  const v = VARIANTS[variant];
   let top1 = 0;
   let top5 = 0;
   const preds = [];
   for (let s = 0; s < n; s += 100) {
     const chunk = files.slice(s, Math.min(n, s + 100));
-    const images = await loadImages(chunk, sharp ? { size: [mh, mw], kernel: "lanczos3" } : { size });
-    const logits = rows(logitsOf(sharp ? model : wrapped, images), model.numClasses);
+    const images = await loadImages(chunk, v.load);
+    const logits = rows(logitsOf(v.net, images), model.numClasses);
     images.dispose();
     logits.forEach((row, i) => {
       const t = topk(row, 5);
@@ -101,45 +111,31 @@ async function accuracy(n, sharp) {
       if (t[0] === labels[s + i]) top1++;
       if (t.includes(labels[s + i])) top5++;
     });
-    process.stdout.write(`\r  ${sharp ? "sharp lanczos3" : "in-model bilinear"}: ${Math.min(n, s + 100)}/${n}`);
+    process.stdout.write(`\r  ${variant}: ${Math.min(n, s + 100)}/${n}`);
   }
   process.stdout.write("\n");
-  return { images: n, top1: top1 / n, top5: top5 / n, predictions: preds };
+  return { images: n, top1: top1 / n, top5: top5 / n, what: v.what, predictions: preds };
 }
 
 const nAcc = accuracyArg === undefined ? entries.length : Math.min(Number(accuracyArg), entries.length);
-const acc = nAcc > 0 ? await accuracy(nAcc, false) : null;
-if (acc) {
-  console.log(
-    `vaeguard top-1 ${acc.top1.toFixed(4)}, top-5 ${acc.top5.toFixed(4)} on ${nAcc} images (${size}x${size}, resized inside the model)`,
-  );
+const variants = nAcc > 0 ? arg("resize", "model").split(",") : [];
+for (const v of variants) {
+  if (!(v in VARIANTS)) {
+    console.error(`verify-tflite: --resize takes ${Object.keys(VARIANTS).join(", ")}; received ${v}`);
+    process.exit(2);
+  }
 }
-let accSharp = null;
-if (acc && process.argv.includes("--sharp")) {
-  accSharp = await accuracy(nAcc, true);
-  const same = accSharp.predictions.filter((p, i) => p === acc.predictions[i]).length;
-  console.log(
-    `vaeguard top-1 ${accSharp.top1.toFixed(4)}, top-5 ${accSharp.top5.toFixed(4)} with sharp's lanczos3 resize to ${mh}x${mw}; ` +
-      `same top-1 as the in-model resize on ${same}/${nAcc}`,
-  );
+const accFile = join(work, "accuracy.json");
+const accAll = existsSync(accFile) ? JSON.parse(readFileSync(accFile, "utf8")).variants ?? {} : {};
+for (const v of variants) {
+  const a = await accuracy(nAcc, v);
+  console.log(`vaeguard top-1 ${a.top1.toFixed(4)}, top-5 ${a.top5.toFixed(4)} on ${nAcc} images (${a.what})`);
+  accAll[v] = { images: a.images, top1: a.top1, top5: a.top5, what: a.what, predictions: a.predictions };
+  writeFileSync(accFile, JSON.stringify({ model: resolve(modelPath), images: index.root, variants: accAll }, null, 2) + "\n");
 }
-
-if (acc) {
-  const strip = (a) => a && { images: a.images, top1: a.top1, top5: a.top5 };
-  writeFileSync(
-    join(work, "accuracy.json"),
-    JSON.stringify(
-      {
-        model: resolve(modelPath),
-        images: index.root,
-        size,
-        inModelBilinear: strip(acc),
-        sharpLanczos3: strip(accSharp),
-      },
-      null,
-      2,
-    ) + "\n",
-  );
+if (accAll.model && accAll.sharp && accAll.model.images === accAll.sharp.images) {
+  const same = accAll.sharp.predictions.filter((p, i) => p === accAll.model.predictions[i]).length;
+  console.log(`sharp's resize and the in-model resize give the same top-1 on ${same}/${accAll.model.images} images`);
 }
 
 // ---------------------------------------------------------------- agreement with the reference

@@ -32,6 +32,8 @@ export interface ClassifierFileOptions {
    * outputs are reordered into the 1001-class ImageNet index (NIPS 2017 TrueLabel).
    */
   wnidsFile?: string;
+  /** Keep only this central fraction of each image before the resize (ResizedClassifier.centralFraction). */
+  centralFraction?: number;
   /** Class names, one per line (as many lines as the (mapped) classifier has outputs). */
   labelsFile?: string;
   /** TF.js: input scaling preset (default: the model.json's vaeguard metadata, else "unit"). */
@@ -167,12 +169,18 @@ export function loadClassifierFile(file: string, options: ClassifierFileOptions 
     const labelMap = options.wnidsFile ? loadWnidsLabelMap(resolve(options.wnidsFile)) : undefined;
     const size = options.imageSize === undefined ? undefined : checkInt(options.imageSize, "imageSize", 1);
     const [, h, w] = classifier.inputShape;
-    if (labelMap || (size !== undefined && (size !== h || size !== w))) {
-      const wrapped = new ResizedClassifier(classifier, { inputSize: size ?? [h, w], labelMap });
+    const crop = options.centralFraction !== undefined && options.centralFraction !== 1;
+    if (labelMap || crop || (size !== undefined && (size !== h || size !== w))) {
+      const wrapped = new ResizedClassifier(classifier, {
+        inputSize: size ?? [h, w],
+        labelMap,
+        centralFraction: options.centralFraction,
+      });
       classifier = wrapped;
       if (size !== undefined && (size !== h || size !== w)) {
         description += `; takes ${size}x${size} images, resized to ${h}x${w} inside the model (bilinear)`;
       }
+      if (crop) description += `; central ${+(100 * options.centralFraction!).toFixed(2)}% kept before the resize`;
       if (labelMap) {
         description += `; outputs reordered by ${labelMap.name}`;
         classNames = indices(wrapped.numClasses);

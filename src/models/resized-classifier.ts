@@ -17,11 +17,19 @@
 import { Tensor, tensor } from "../core/tensor.js";
 import { keep, noGrad, tidy } from "../core/engine.js";
 import { ShapeError } from "../core/errors.js";
-import { checkInt, fail } from "../core/validate.js";
+import { checkInt, checkNumber, fail } from "../core/validate.js";
 import { Module } from "../nn/module.js";
 import * as F from "../nn/functional.js";
 import type { ImageClassifier } from "./classifiers.js";
 import type { LabelMap } from "./label-map.js";
+
+/** The central `fraction` of an image batch, with TensorFlow's rounding (tf.image.central_crop). */
+export function centralCrop(x: Tensor, fraction: number): Tensor {
+  const [, , h, w] = x.dims;
+  const top = Math.trunc((h - h * fraction) / 2);
+  const left = Math.trunc((w - w * fraction) / 2);
+  return x.narrow(2, top, h - 2 * top).narrow(3, left, w - 2 * left);
+}
 
 /** Logit of classes a mapped model does not have (ImageNet's "background"): softmax gives it 0. */
 export const ABSENT_CLASS_LOGIT = -1e4;
@@ -30,6 +38,13 @@ export interface ResizedClassifierOptions {
   /** Size of the images this classifier takes: S or [height, width] (default 299). Other sizes are resized too. */
   inputSize?: number | readonly [number, number];
   labelMap?: LabelMap;
+  /**
+   * Keep only the central fraction of the image (height and width) before the
+   * resize, as TF-slim's evaluation preprocessing of ImageNet networks does
+   * (central_fraction 0.875). Default 1: the whole image is classified, and
+   * every pixel an attacker changes reaches the model.
+   */
+  centralFraction?: number;
 }
 
 /** The wrapped model: a Module (its parameters become this module's), or another classifier such as TorchScript's. */
@@ -41,6 +56,7 @@ export class ResizedClassifier extends Module implements ImageClassifier {
   readonly labelMap: LabelMap | null;
   private readonly modelSize: [number, number];
   private index: Tensor | null = null;
+  readonly centralFraction: number;
 
   constructor(
     readonly model: Inner,
@@ -55,6 +71,7 @@ export class ResizedClassifier extends Module implements ImageClassifier {
     const [c, mh, mw] = model.inputShape;
     this.inputShape = [c, h, w];
     this.modelSize = [mh, mw];
+    this.centralFraction = checkNumber(options.centralFraction ?? 1, "centralFraction", Number.MIN_VALUE, 1);
     const map = options.labelMap ?? null;
     this.labelMap = map;
     if (map) {
@@ -80,8 +97,9 @@ export class ResizedClassifier extends Module implements ImageClassifier {
     }
     return tidy(() => {
       const [mh, mw] = this.modelSize;
-      const same = x.dims[2] === mh && x.dims[3] === mw;
-      const input = same ? x : F.interpolate(x, { size: [mh, mw], mode: "bilinear", alignCorners: false });
+      const cropped = this.centralFraction < 1 ? centralCrop(x, this.centralFraction) : x;
+      const same = cropped.dims[2] === mh && cropped.dims[3] === mw;
+      const input = same ? cropped : F.interpolate(cropped, { size: [mh, mw], mode: "bilinear", alignCorners: false });
       const y = this.model.forward(input);
       if (!this.index) return y;
       if (this.index.device !== y.device) {

@@ -11,7 +11,7 @@ import { ArgumentError, ShapeError } from "../../src/core/errors.js";
 import * as F from "../../src/nn/functional.js";
 import { Module } from "../../src/nn/module.js";
 import { loadTfliteModel } from "../../src/models/tflite/model.js";
-import { ABSENT_CLASS_LOGIT, ResizedClassifier } from "../../src/models/resized-classifier.js";
+import { ABSENT_CLASS_LOGIT, ResizedClassifier, centralCrop } from "../../src/models/resized-classifier.js";
 import { labelMapFromWnids } from "../../src/models/label-map.js";
 import type { ImageClassifier } from "../../src/models/classifiers.js";
 import { assertClose } from "../helpers/assert.js";
@@ -61,6 +61,37 @@ test("the gradient flows back through the resize to every region of the full-siz
       assert.ok(Math.max(...block) > 0, `block ${by},${bx}`);
     }
   for (const t of [x, loss, g, abs]) t.dispose();
+  wrapped.dispose();
+});
+
+test("centralFraction keeps the central part of the image before the resize (tf.image.central_crop's rounding)", () => {
+  const x = tensor(
+    Float32Array.from({ length: 299 * 299 }, (_, i) => i),
+    [1, 1, 299, 299],
+  );
+  const c = centralCrop(x, 0.875);
+  // int((299 - 299 * 0.875) / 2) = 18 on each side: 263 rows and columns, starting at (18, 18).
+  assert.deepEqual(c.shape, [1, 1, 263, 263]);
+  assert.equal(c.contiguous().toArray()[0], 18 * 299 + 18);
+  const model = loadTfliteModel(fixture);
+  const wrapped = new ResizedClassifier(model, { inputSize: 16, centralFraction: 0.5 });
+  const img = rand([1, 3, 16, 16]);
+  const direct = noGrad(() =>
+    tidy(() =>
+      model
+        .forward(
+          F.interpolate(img.narrow(2, 4, 8).narrow(3, 4, 8), { size: [9, 9], mode: "bilinear", alignCorners: false }),
+        )
+        .toArray(),
+    ),
+  );
+  assertClose(
+    noGrad(() => tidy(() => wrapped.forward(img).toArray())),
+    direct,
+    { atol: 1e-6 },
+  );
+  assert.throws(() => new ResizedClassifier(model, { centralFraction: 1.5 }), ArgumentError);
+  for (const t of [x, c, img]) t.dispose();
   wrapped.dispose();
 });
 
