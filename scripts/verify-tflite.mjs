@@ -126,12 +126,15 @@ for (const v of variants) {
   }
 }
 const accFile = join(work, "accuracy.json");
-const accAll = existsSync(accFile) ? JSON.parse(readFileSync(accFile, "utf8")).variants ?? {} : {};
+const accAll = existsSync(accFile) ? (JSON.parse(readFileSync(accFile, "utf8")).variants ?? {}) : {};
 for (const v of variants) {
   const a = await accuracy(nAcc, v);
   console.log(`vaeguard top-1 ${a.top1.toFixed(4)}, top-5 ${a.top5.toFixed(4)} on ${nAcc} images (${a.what})`);
   accAll[v] = { images: a.images, top1: a.top1, top5: a.top5, what: a.what, predictions: a.predictions };
-  writeFileSync(accFile, JSON.stringify({ model: resolve(modelPath), images: index.root, variants: accAll }, null, 2) + "\n");
+  writeFileSync(
+    accFile,
+    JSON.stringify({ model: resolve(modelPath), images: index.root, variants: accAll }, null, 2) + "\n",
+  );
 }
 if (accAll.model && accAll.sharp && accAll.model.images === accAll.sharp.images) {
   const same = accAll.sharp.predictions.filter((p, i) => p === accAll.model.predictions[i]).length;
