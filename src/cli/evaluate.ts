@@ -414,7 +414,10 @@ export function register(program: Command): void {
     .option("--dataset <name>", `test data: ${Object.keys(RECIPES).join(", ")} (default ${DEFAULTS.dataset})`)
     .option("--data-dir <dir>", "data files to use instead of the default source (CIFAR-10: the binary version)")
     .option("--samples <n>", `first N test images, or "all" (default ${DEFAULTS.samples})`)
-    .option("--classifier <file>", "classifier checkpoint (vaeguard safetensors), required")
+    .option(
+      "--classifier <file>",
+      "classifier: a vaeguard checkpoint (.safetensors), or a .tflite, TorchScript .pt or TF.js model.json taking the data set's image size; required",
+    )
     .option("--vae <file>", "VAE checkpoint, needed by the vae defense")
     .option(
       "--defenses <list>",

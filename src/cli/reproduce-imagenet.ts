@@ -87,7 +87,7 @@ export function register(program: Command): void {
     )
     .option(
       "--model <path>",
-      "classifier: a TF.js Layers model.json (or its folder) or a TorchScript .pt file (default: nsfwjs' Inception V3, extracted when missing)",
+      "classifier: a TFLite .tflite file, a TF.js Layers model.json (or its folder) or a TorchScript .pt file (default: nsfwjs' Inception V3, extracted when missing)",
     )
     .option("--models-dir <dir>", "where the default nsfwjs models are extracted", DEFAULT_MODELS_DIR)
     .option(

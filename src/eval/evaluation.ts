@@ -15,6 +15,7 @@ import { createAttack, type AttackName } from "../attacks/index.js";
 import { createDefense, type Defense } from "../defenses/index.js";
 import { datasetSize, takeFirst, type ImageDataset } from "../data/index.js";
 import { loadCheckpoint } from "../models/checkpoint.js";
+import { classifierFormat, loadClassifierFile } from "../models/load-classifier.js";
 import type { ImageClassifier } from "../models/classifiers.js";
 import { ConvVae } from "../models/vae.js";
 import type { Module } from "../nn/module.js";
@@ -95,6 +96,8 @@ export function attackSpecs(setup: EvaluationSetup): AttackSpec[] {
 }
 
 export function loadClassifier(file: string): Module & ImageClassifier {
+  // Pretrained classifiers from outside (.tflite, TorchScript, TF.js); vaeguard checkpoints below.
+  if (classifierFormat(file) !== "checkpoint") return loadClassifierFile(file).classifier as Module & ImageClassifier;
   const ck = loadCheckpoint(file);
   if (ck.arch === ConvVae.arch) {
     ck.model.dispose();

@@ -20,7 +20,7 @@
  *    the columns of Tables 6 and 7 and write a report bundle with the
  *    comparison against the paper.
  */
-import { existsSync, realpathSync, statSync } from "node:fs";
+import { existsSync, realpathSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { dispose, keep, manualSeed, noGrad, tidy } from "../core/engine.js";
 import { ArgumentError, DataError } from "../core/errors.js";
@@ -38,9 +38,9 @@ import { patchDataset } from "../data/patches.js";
 import { buildPhotoSet } from "../data/photos.js";
 import type { ImageClassifier } from "../models/classifiers.js";
 import { ConvVae, VAE_PRESETS } from "../models/vae.js";
-import { loadTfjsLayersModel, INPUT_SCALINGS, type InputScalingName } from "../models/tfjs.js";
+import { type InputScalingName } from "../models/tfjs.js";
+import { loadClassifierFile } from "../models/load-classifier.js";
 import { extractNsfwjsModels } from "../models/tfjs-nsfwjs.js";
-import { loadTorchScriptClassifier } from "../models/torchscript.js";
 import { trainVae, type EpochStats } from "../train/trainer.js";
 import { createAttack } from "../attacks/index.js";
 import {
@@ -183,10 +183,6 @@ interface LoadedModel {
   classNames: string[];
 }
 
-function isObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === "object" && v !== null && !Array.isArray(v);
-}
-
 /** The default classifier: nsfwjs' Inception V3 under `modelsDir`, extracted from the npm package when missing. */
 export function defaultModelPath(modelsDir: string, log: (l: string) => void): string {
   const json = resolve(modelsDir, DEFAULT_MODEL_NAME, "model.json");
@@ -200,45 +196,12 @@ export function defaultModelPath(modelsDir: string, log: (l: string) => void): s
 function loadModel(o: ImagenetReproduceOptions, log: (l: string) => void): LoadedModel {
   const path = o.model ? resolve(o.model) : defaultModelPath(o.modelsDir ?? DEFAULT_MODELS_DIR, log);
   if (!existsSync(path)) throw new ArgumentError(`--model: ${path} does not exist`);
-  const isDir = statSync(path).isDirectory();
-  if (!isDir && /\.(pt|pth|ptc|torchscript)$/i.test(path)) {
-    const size = checkInt(o.inputSize ?? 299, "inputSize", 1);
-    const classifier = loadTorchScriptClassifier(path, {
-      inputShape: [3, size, size],
-      mean: o.mean ?? 0,
-      std: o.std ?? 1,
-    });
-    const names = Array.from({ length: classifier.numClasses }, (_, i) => String(i));
-    return {
-      classifier,
-      path,
-      description: `TorchScript module ${path} (input 3x${size}x${size}, mean ${JSON.stringify(o.mean ?? 0)}, std ${JSON.stringify(o.std ?? 1)})`,
-      classNames: names,
-    };
-  }
-  const probe = loadTfjsLayersModel(path, o.inputScaling ? { inputScaling: o.inputScaling } : {});
-  const meta = isObject(probe.userDefinedMetadata?.vaeguard) ? probe.userDefinedMetadata.vaeguard : {};
-  let classifier = probe;
-  const metaScaling = typeof meta.inputScaling === "string" ? meta.inputScaling : undefined;
-  if (!o.inputScaling && metaScaling && metaScaling !== "unit" && metaScaling in INPUT_SCALINGS) {
-    probe.dispose();
-    classifier = loadTfjsLayersModel(path, { inputScaling: metaScaling as InputScalingName });
-  }
-  const classes =
-    Array.isArray(meta.classes) && meta.classes.length === classifier.numClasses
-      ? (meta.classes as unknown[]).map(String)
-      : Array.from({ length: classifier.numClasses }, (_, i) => String(i));
-  const source = typeof meta.source === "string" ? ` from ${meta.source}` : "";
-  const [c, h, w] = classifier.inputShape;
-  const scaling = o.inputScaling ?? metaScaling ?? "unit";
-  return {
-    classifier,
-    path: isDir ? join(path, "model.json") : path,
-    description:
-      `TF.js Layers model ${isDir ? join(path, "model.json") : path}${source}: ${classifier.layers.length} layers, ` +
-      `input ${c}x${h}x${w}, ${classifier.numClasses} classes (${classes.join(", ")}), input scaling "${scaling}"`,
-    classNames: classes,
-  };
+  return loadClassifierFile(path, {
+    inputScaling: o.inputScaling,
+    inputSize: o.inputSize,
+    mean: o.mean,
+    std: o.std,
+  });
 }
 
 // ---------------------------------------------------------------- data
