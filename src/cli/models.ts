@@ -2,8 +2,13 @@
 import type { Command } from "commander";
 import { resolve } from "node:path";
 import { runAction, parseListArg } from "./common.js";
-import { NSFWJS_MODELS, extractNsfwjsModels, findNsfwjsPackage, type NsfwjsModelName } from "../models/tfjs-nsfwjs.js";
-import { DEFAULT_MODELS_DIR } from "../eval/reproduce-imagenet.js";
+import {
+  DEFAULT_NSFWJS_DIR,
+  NSFWJS_MODELS,
+  extractNsfwjsModels,
+  findNsfwjsPackage,
+  type NsfwjsModelName,
+} from "../models/tfjs-nsfwjs.js";
 import { UsageError } from "./common.js";
 
 interface ImportOpts {
@@ -19,7 +24,7 @@ export function register(program: Command): void {
     .description(
       "turn the networks inside the npm package nsfwjs (Inception V3 299x299, MobileNetV2 224x224; 5 classes) into plain TF.js folders (model.json + .bin shards)",
     )
-    .option("--out <dir>", "folder for the models, one sub-folder per model", DEFAULT_MODELS_DIR)
+    .option("--out <dir>", "folder for the models, one sub-folder per model", DEFAULT_NSFWJS_DIR)
     .option(
       "--models <list>",
       `comma-separated: ${Object.keys(NSFWJS_MODELS).join(", ")} (default: all that the package ships)`,
@@ -52,8 +57,6 @@ export function register(program: Command): void {
             `  ${m.name.padEnd(17)} ${m.modelJson}  ${m.inputSize}x${m.inputSize}, ${(m.weightBytes / 1e6).toFixed(1)} MB in ${m.shards.length} shard(s)${note}`,
           );
         }
-        const inception = written.find((m) => m.name === "inception_v3");
-        if (inception) console.log(`Use it with: vaeguard reproduce-imagenet --model ${inception.modelJson}`);
       }),
     );
 }
