@@ -19,3 +19,7 @@ export { relativeL2, averageRelativeL2 } from "./eval/metrics.js";
 export * as report from "./report/index.js";
 export { createAttack, FGSM, IFGSM, PGD, SquareAttack } from "./attacks/index.js";
 export { createDefense, listDefenses, JpegDefense, VaeDefense, DefendedModel } from "./defenses/index.js";
+export { TfliteClassifier, loadTfliteModel, tfliteModelFromBytes, type TfliteImportOptions } from "./models/tflite/index.js";
+export { ResizedClassifier, type ResizedClassifierOptions } from "./models/resized-classifier.js";
+export { loadClassifierFile, type ClassifierFileOptions, type LoadedClassifier } from "./models/load-classifier.js";
+export { labelMapFromWnids, loadWnidsLabelMap, type LabelMap } from "./models/label-map.js";

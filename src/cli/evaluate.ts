@@ -15,9 +15,9 @@ import { createAttack, describeAttacks, type AttackName, type AttackableModel } 
 import { createDefense, listDefenses, type Defense } from "../defenses/index.js";
 import { datasetSize, deriveSeed, takeFirst, type ImageDataset } from "../data/index.js";
 import { loadCheckpoint } from "../models/checkpoint.js";
+import { classifierFormat, loadClassifierFile } from "../models/load-classifier.js";
 import type { ImageClassifier } from "../models/classifiers.js";
 import { ConvVae } from "../models/vae.js";
-import type { Module } from "../nn/module.js";
 import { accuracy } from "../train/trainer.js";
 import { reportSoftwareVersions, writeReportBundle, type BundlePaths } from "../report/bundle.js";
 import type { GridCell } from "../report/grid.js";
@@ -82,13 +82,18 @@ function rowSeed(seed: number, attack: string, mode: AttackMode, epsilon: number
   return deriveSeed(seed, h.readUInt32LE(0), h.readUInt32LE(4));
 }
 
-function loadClassifier(file: string): Module & ImageClassifier {
+function loadClassifier(file: string): ImageClassifier & { dispose(): void } {
+  // Pretrained classifiers from outside (.tflite, TorchScript, TF.js); vaeguard checkpoints below.
+  if (classifierFormat(file) !== "checkpoint") {
+    const { classifier } = loadClassifierFile(file);
+    return classifier as ImageClassifier & { dispose(): void };
+  }
   const ck = loadCheckpoint(file);
   if (ck.arch === ConvVae.arch) {
     ck.model.dispose();
     throw new CheckpointError(file, `holds a '${ck.arch}' model but --classifier needs a classifier`);
   }
-  return ck.model as Module & ImageClassifier;
+  return ck.model as unknown as ImageClassifier & { dispose(): void };
 }
 
 function loadVae(file: string): ConvVae {

@@ -1,6 +1,9 @@
-/** `vaeguard models ...`: pretrained classifiers from outside (nsfwjs' TF.js networks). */
+/** `vaeguard models ...`: pretrained classifiers from outside (nsfwjs' TF.js networks, TFLite files). */
 import type { Command } from "commander";
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { loadTfliteModel, type TfliteSummary } from "../models/tflite/model.js";
+import { writeFileAtomic } from "../io/atomic.js";
 import { runAction, parseListArg } from "./common.js";
 import {
   DEFAULT_NSFWJS_DIR,
@@ -59,4 +62,56 @@ export function register(program: Command): void {
         }
       }),
     );
+
+  models
+    .command("import")
+    .argument("<file>", "a TensorFlow Lite model (.tflite)")
+    .description(
+      "read a TFLite classifier, rebuild it as a differentiable model (uint8/int8 weights dequantised to float32) and print what it holds: ops, parameters, input and output; --out keeps a checked copy",
+    )
+    .option("--out <path>", "copy the checked file here (written atomically)")
+    .option("--json", "print the summary as JSON")
+    .action((file: string, opts: { out?: string; json?: boolean }) =>
+      runAction(() => {
+        if (!/\.tflite$/i.test(file)) {
+          throw new UsageError(
+            `Expected a .tflite file for models import but received ${JSON.stringify(file)} (TF.js models from nsfwjs: models import-nsfwjs)`,
+          );
+        }
+        const path = resolve(file);
+        const model = loadTfliteModel(path);
+        const summary = model.summary;
+        model.dispose();
+        let written: string | undefined;
+        if (opts.out) {
+          written = resolve(opts.out);
+          writeFileAtomic(written, readFileSync(path));
+        }
+        if (opts.json) {
+          console.log(JSON.stringify({ ...summary, written: written ?? null }, null, 2));
+          return;
+        }
+        for (const line of describeTflite(summary)) console.log(line);
+        if (written) console.log(`Written: ${written}`);
+        console.log(`Use it with: vaeguard reproduce imagenet --model ${written ?? path}`);
+      }),
+    );
+}
+
+/** The lines `models import` prints. */
+export function describeTflite(s: TfliteSummary): string[] {
+  const ops = Object.entries(s.opCounts)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ");
+  const i = s.inputTensor;
+  const o = s.outputTensor;
+  const q = i.scale === null ? "" : `, scale ${i.scale}, zero point ${i.zeroPoint}`;
+  const { scale, offset } = s.inputScaling;
+  return [
+    `TFLite model ${s.source} (schema ${s.schemaVersion}${s.description ? `, "${s.description}"` : ""})`,
+    `  operators:  ${s.operators} (${ops})`,
+    `  parameters: ${s.parameters.toLocaleString("en-US")} (${s.quantized ? "quantised; dequantised to float32" : "float"})`,
+    `  input:      '${i.name}' ${i.type} [${i.shape.join(", ")}]${q}; takes images x in [0, 1] as x * ${+scale.toPrecision(6)} ${offset < 0 ? "-" : "+"} ${+Math.abs(offset).toPrecision(6)}`,
+    `  output:     '${o.name}' ${o.type} [${o.shape.join(", ")}]; ${s.numClasses} ${s.endsWithSoftmax ? "logits (taken before the final softmax)" : "outputs"}`,
+  ];
 }
