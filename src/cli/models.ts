@@ -5,6 +5,7 @@ import { resolve } from "node:path";
 import { loadTfliteModel, type TfliteSummary } from "../models/tflite/model.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { runAction, parseListArg } from "./common.js";
+import { REMOTE_MODELS, fetchModel } from "../models/fetch.js";
 import {
   DEFAULT_NSFWJS_DIR,
   NSFWJS_MODELS,
@@ -94,6 +95,25 @@ export function register(program: Command): void {
         for (const line of describeTflite(summary)) console.log(line);
         if (written) console.log(`Written: ${written}`);
         console.log(`Use it with: vaeguard reproduce imagenet --model ${written ?? path}`);
+      }),
+    );
+
+  models
+    .command("fetch")
+    .argument("<name>", `one of ${Object.keys(REMOTE_MODELS).join(", ")}`)
+    .description("download a pretrained classifier from its published location and check its SHA-256 (needs internet access)")
+    .option("--out <dir>", "where models are kept (one sub-folder per model)", "runs/models")
+    .option("--timeout <seconds>", "seconds to wait for the server", "30")
+    .action((name: string, opts: { out: string; timeout: string }) =>
+      runAction(async () => {
+        if (!(name in REMOTE_MODELS)) {
+          throw new UsageError(
+            `Expected one of ${Object.keys(REMOTE_MODELS).join(", ")} for name but received ${JSON.stringify(name)}`,
+          );
+        }
+        const model = await fetchModel(name, { modelsRoot: resolve(opts.out), timeoutSeconds: Number(opts.timeout) });
+        console.log(`${REMOTE_MODELS[name].name}: ${model}`);
+        console.log(`Use it with: vaeguard reproduce imagenet --model ${model}`);
       }),
     );
 }

@@ -17,6 +17,7 @@ import {
   type PatchSize,
 } from "../eval/imagenet/settings.js";
 import { reproduceImagenet } from "../eval/imagenet/reproduce.js";
+import { renderTextTable } from "../report/table.js";
 
 interface Opts {
   images?: string;
@@ -37,6 +38,7 @@ interface Opts {
   attacks?: string[];
   ifgsmSteps: number;
   evalBatchSize: number;
+  evalMinutes?: number;
   gridImages: number;
   trainOnly?: boolean;
   quick?: boolean;
@@ -122,6 +124,11 @@ function define(cmd: Command): void {
     .option("--attacks <list>", "comma-separated: fgsm,ifgsm", parseListArg(String))
     .option("--ifgsm-steps <n>", "I-FGSM iterations (the paper: 10)", parseIntArg("ifgsm-steps", 1), IFGSM_STEPS)
     .option("--eval-batch-size <n>", "images per attack and defense batch", parseIntArg("eval-batch-size", 1), 8)
+    .option(
+      "--eval-minutes <x>",
+      "start no new batch of images after this many minutes; the report covers the images done, a later run continues",
+      parseNumberArg("eval-minutes", 0),
+    )
     .option("--grid-images <n>", "images in the picture grid", parseIntArg("grid-images", 1), 4)
     .option("--train-only", "train (or resume) the patch VAEs and stop")
     .option("--quick", "a short run: 4 images, tiny VAE training, FGSM at 0 and 0.03, I-FGSM at 0.03")
@@ -168,6 +175,7 @@ function define(cmd: Command): void {
           attacks: opts.attacks as ("fgsm" | "ifgsm")[] | undefined,
           ifgsmSteps: opts.ifgsmSteps,
           evalBatchSize: opts.evalBatchSize,
+          evalMinutes: opts.evalMinutes,
           gridImages: opts.gridImages,
           trainOnly: Boolean(opts.trainOnly),
           quick: Boolean(opts.quick),
@@ -188,6 +196,16 @@ function define(cmd: Command): void {
             `VAE ${v.patchSize}x${v.patchSize}: ${v.history.length} epoch(s), stopped: ${v.stopReason}, ${(v.trainSeconds / 60).toFixed(1)} min, ${v.checkpoint}`,
           );
         }
+        const rows = result.rows ?? [];
+        for (const attack of [...new Set(rows.map((r) => r.attack))]) {
+          console.log(`\n${attack} (gray-box), top-1 accuracy on ${result.images} evaluation images (true labels)`);
+          console.log(renderTextTable(rows.filter((r) => r.attack === attack)));
+        }
+        for (const c of result.claims ?? []) console.log(`claim (${c.id}) ${c.claim}: ${c.outcome}`);
+        for (const a of result.acceptance?.checks ?? []) {
+          console.log(`clean accuracy kept by ${a.column}: ${a.ratio.toFixed(3)} of undefended (${a.passes ? "passes" : "FAILS"} >= 0.85)`);
+        }
+        if (result.paths) console.log(`\nReport: ${result.paths.report}`);
         console.log(`(${seconds.toFixed(0)} s)`);
       }),
     );

@@ -11,12 +11,32 @@
  * 5. report: tables beside the paper's, plots, loss curves, picture grid,
  *    the paper's claims checked (report.ts).
  */
-import { resolve } from "node:path";
+import { statSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
+import { getNumThreads } from "../../core/engine.js";
 import { ArgumentError } from "../../core/errors.js";
-import { checkInt } from "../../core/validate.js";
-import { loadTrainingPatches, splitImages } from "./data.js";
-import { PATCH_SIZES, type PatchSize } from "./settings.js";
+import { checkInt, checkNumber } from "../../core/validate.js";
+import type { BundlePaths } from "../../report/bundle.js";
+import type { ResultRow } from "../../report/types.js";
+import { checkClaims, cleanAcceptance, type AcceptanceCheck, type ClaimCheck } from "./claims.js";
+import { loadImagenetClassifier, modelName } from "./classifier.js";
+import { loadEvaluationImages, loadTrainingPatches, splitImages } from "./data.js";
+import { buildColumns, evaluateImagenet, resultRows, type EvaluationPoint } from "./evaluate.js";
+import { gridHeaders, pictureGrid } from "./grid.js";
+import { writeImagenetReport } from "./report.js";
+import {
+  DEFAULT_FGSM_EPS,
+  DEFAULT_IFGSM_EPS,
+  IFGSM_STEPS,
+  PATCH_SIZES,
+  QUICK_FGSM_EPS,
+  QUICK_IFGSM_EPS,
+  type PatchSize,
+} from "./settings.js";
 import { trainPatchVaes, type PatchVaeSummary } from "./train-vaes.js";
+
+/** Images evaluated by --quick. */
+export const QUICK_SAMPLES = 4;
 
 export interface ImagenetOptions {
   /** Folder in the NIPS 2017 layout (dev_dataset.csv, images/). */
@@ -41,6 +61,8 @@ export interface ImagenetOptions {
   attacks?: ("fgsm" | "ifgsm")[];
   ifgsmSteps?: number;
   evalBatchSize: number;
+  /** Start no new evaluation batch after this many minutes (a later run continues). */
+  evalMinutes?: number;
   gridImages?: number;
   /** Train (or resume) the VAEs and stop. */
   trainOnly?: boolean;
@@ -57,6 +79,30 @@ export interface ImagenetOptions {
 export interface ImagenetResult {
   vaes: PatchVaeSummary[];
   split: { rule: string; evaluation: number; training: number };
+  /** The rest is absent with trainOnly. */
+  rows?: ResultRow[];
+  images?: number;
+  claims?: ClaimCheck[];
+  acceptance?: { undefended: number; checks: AcceptanceCheck[] };
+  paths?: BundlePaths;
+}
+
+/** The (attack, epsilon) points: the clean point once, then each attack's epsilons above 0. */
+export function evaluationPoints(o: Pick<ImagenetOptions, "fgsmEpsilons" | "ifgsmEpsilons" | "attacks" | "quick">): EvaluationPoint[] {
+  const attacks = o.attacks ?? ["fgsm", "ifgsm"];
+  const fgsm = o.fgsmEpsilons ?? (o.quick ? QUICK_FGSM_EPS : DEFAULT_FGSM_EPS);
+  const ifgsm = o.ifgsmEpsilons ?? (o.quick ? QUICK_IFGSM_EPS : DEFAULT_IFGSM_EPS);
+  const points: EvaluationPoint[] = [{ attack: "clean", epsilon: 0 }];
+  const add = (attack: "fgsm" | "ifgsm", eps: number[]) => {
+    for (const e of [...new Set(eps)].sort((a, b) => a - b)) {
+      checkNumber(e, `${attack} epsilon`, 0, 1);
+      if (e > 0) points.push({ attack, epsilon: e });
+    }
+  };
+  if (attacks.includes("fgsm")) add("fgsm", fgsm);
+  if (attacks.includes("ifgsm")) add("ifgsm", ifgsm);
+  if (points.length === 1) throw new ArgumentError("No attack to run");
+  return points;
 }
 
 export async function reproduceImagenet(o: ImagenetOptions): Promise<ImagenetResult> {
@@ -64,40 +110,140 @@ export async function reproduceImagenet(o: ImagenetOptions): Promise<ImagenetRes
   const patchSizes = o.patchSizes ?? [...PATCH_SIZES];
   if (!o.trainOnly && !o.model) throw new ArgumentError("--model is required (a classifier file) unless --train-only");
   if (o.samples !== undefined) checkInt(o.samples, "samples", 1);
+  const points = evaluationPoints(o);
+  const ifgsmSteps = checkInt(o.ifgsmSteps ?? IFGSM_STEPS, "ifgsmSteps", 1);
+  const t0 = performance.now();
 
   // 1. Data.
   const split = splitImages(resolve(o.images));
   log(`data: ${split.description}`);
+  // 3 (checked early). The classifier: a bad model file fails before an hour of VAE training.
+  const model = o.trainOnly ? undefined : loadImagenetClassifier(o.model!, o.classOrder);
+  const tData = (performance.now() - t0) / 1000;
 
   // 2. Patch VAEs.
-  const source = await loadTrainingPatches(split);
-  const { models, summaries } = await trainPatchVaes({
-    images: source,
-    imageIds: split.training.map((e) => e.id),
-    patchSizes,
-    epochPatches: o.epochPatches,
-    maxMinutes: o.trainMinutes,
-    maxEpochs: o.maxEpochs,
-    convergence: o.convergence,
-    beta: o.beta,
-    lr: o.lr,
-    batchSize: o.batchSize,
-    flip: o.flip,
-    seed: o.seed,
-    quick: o.quick,
-    checkpointDir: o.checkpointDir,
-    restart: o.restart,
-    quiet: o.quiet,
-    log,
-  });
+  const t1 = performance.now();
+  let trained: Awaited<ReturnType<typeof trainPatchVaes>>;
   try {
-    const result: ImagenetResult = {
+    const source = await loadTrainingPatches(split);
+    trained = await trainPatchVaes({
+      images: source,
+      imageIds: split.training.map((e) => e.id),
+      patchSizes,
+      epochPatches: o.epochPatches,
+      maxMinutes: o.trainMinutes,
+      maxEpochs: o.maxEpochs,
+      convergence: o.convergence,
+      beta: o.beta,
+      lr: o.lr,
+      batchSize: o.batchSize,
+      flip: o.flip,
+      seed: o.seed,
+      quick: o.quick,
+      checkpointDir: o.checkpointDir,
+      restart: o.restart,
+      quiet: o.quiet,
+      log,
+    });
+  } catch (e) {
+    model?.classifier.dispose?.();
+    throw e;
+  }
+  const { models, summaries } = trained;
+  const tTrain = (performance.now() - t1) / 1000;
+  const result: ImagenetResult = {
+    vaes: summaries,
+    split: { rule: split.rule, evaluation: split.evaluation.length, training: split.training.length },
+  };
+  try {
+    if (!model) return result;
+    const classifier = model.classifier;
+    classifier.eval();
+
+    // 4. Evaluation.
+    const limit = o.samples ?? (o.quick ? QUICK_SAMPLES : undefined);
+    const entries = limit === undefined ? split.evaluation : split.evaluation.slice(0, limit);
+    const columns = buildColumns(models);
+    const resultsFile = join(o.outDir, "evaluation.json");
+    const stat = statSync(model.path);
+    const evaluation = await evaluateImagenet({
+      classifier,
+      split,
+      entries,
+      columns,
+      points,
+      ifgsmSteps,
+      batchSize: o.evalBatchSize,
+      seed: o.seed,
+      resultsFile,
+      fingerprint: {
+        experiment: "nips2017",
+        split: split.rule,
+        model: { name: modelName(model), bytes: stat.size, classOrder: model.classOrder ? basename(model.classOrder) : null },
+        vaes: summaries.map((v) => ({ checkpoint: basename(v.checkpoint), epochs: v.history.length })),
+      },
+      restart: o.restart,
+      maxSeconds: o.evalMinutes === undefined ? undefined : checkNumber(o.evalMinutes, "evalMinutes", 0) * 60,
+      quiet: o.quiet,
+      log,
+    });
+    const labels = evaluation.images.map((e) => e.label);
+    if (evaluation.images.length === 0) throw new ArgumentError("No image was evaluated (the time cap came first)");
+    const rows = resultRows(evaluation, points, labels);
+    const claims = checkClaims({ rows, results: evaluation, points, labels });
+    const acceptance = cleanAcceptance(rows);
+
+    // 5. Report.
+    const t3 = performance.now();
+    const k = Math.min(o.gridImages ?? 4, evaluation.images.length);
+    const gridEntries = evaluation.images.slice(0, k);
+    const gridImages = await loadEvaluationImages(split, gridEntries);
+    const gridPoint = points.find((p) => p.attack === "ifgsm") ?? points.find((p) => p.attack === "fgsm")!;
+    const gridEps = gridPoint.attack === "ifgsm" ? (points.filter((p) => p.attack === "ifgsm").find((p) => p.epsilon >= 0.03)?.epsilon ?? gridPoint.epsilon) : gridPoint.epsilon;
+    let cells;
+    try {
+      cells = await pictureGrid({
+        classifier,
+        columns,
+        images: gridImages,
+        labels: gridEntries.map((e) => e.label),
+        ids: gridEntries.map((e) => e.id),
+        attack: gridPoint.attack as "fgsm" | "ifgsm",
+        epsilon: gridEps,
+        ifgsmSteps,
+        classNames: model.classNames.map((n) => n.split(",")[0]),
+        seed: o.seed,
+      });
+    } finally {
+      gridImages.dispose();
+    }
+    const paths = await writeImagenetReport({
+      outDir: o.outDir,
+      rows,
+      columns: evaluation.columns,
+      images: evaluation.images.length,
+      evaluationHalf: split.evaluation.length,
+      splitDescription: split.description,
+      classifierDescription: model.description,
+      classOrder: model.classOrder,
       vaes: summaries,
-      split: { rule: split.rule, evaluation: split.evaluation.length, training: split.training.length },
-    };
-    if (o.trainOnly) return result;
-    throw new ArgumentError("evaluation is not written yet");
+      training: { beta: o.beta, lr: o.lr, batchSize: o.batchSize, flip: o.flip, convergence: o.convergence ?? 0.01 },
+      claims,
+      acceptance,
+      ifgsmSteps,
+      grid: {
+        cells,
+        headers: gridHeaders(columns),
+        caption: `The first ${k} evaluation images, clean and under ${gridPoint.attack === "ifgsm" ? "I-FGSM" : "FGSM"} epsilon ${gridEps}: the input, then each defense's output, with the classifier's prediction.`,
+      },
+      seconds: { data: tData, training: tTrain, evaluation: evaluation.seconds, report: (performance.now() - t3) / 1000 },
+      threads: getNumThreads(),
+      seed: o.seed,
+      command: o.command,
+    });
+    return { ...result, rows, images: evaluation.images.length, claims, acceptance, paths };
   } finally {
     for (const m of models.values()) m.dispose();
+    model?.classifier.dispose?.();
   }
 }
