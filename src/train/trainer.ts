@@ -121,8 +121,12 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
   let startEpoch = 0;
   let history: EpochStats[] = [];
   if (existsSync(opts.checkpoint) && !opts.restart) {
+    // A throwaway model names the architecture to expect; its tensors are freed at once.
+    const probe = opts.makeModel();
+    const arch = describeModel(probe).arch;
+    probe.dispose();
     const ck = loadCheckpoint<M>(opts.checkpoint, {
-      expectArch: describeModel(opts.makeModel()).arch,
+      expectArch: arch,
       optimizer: makeOptimizer,
     });
     model = ck.model;

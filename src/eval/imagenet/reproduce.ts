@@ -106,7 +106,7 @@ export function evaluationPoints(o: Pick<ImagenetOptions, "fgsmEpsilons" | "ifgs
 }
 
 export async function reproduceImagenet(o: ImagenetOptions): Promise<ImagenetResult> {
-  const log = o.log ?? ((l: string) => process.stderr.write(l + "\n"));
+  const log = o.log ?? (o.quiet ? () => {} : (l: string) => process.stderr.write(l + "\n"));
   const patchSizes = o.patchSizes ?? [...PATCH_SIZES];
   if (!o.trainOnly && !o.model) throw new ArgumentError("--model is required (a classifier file) unless --train-only");
   if (o.samples !== undefined) checkInt(o.samples, "samples", 1);
