@@ -15,14 +15,18 @@ import { binding } from "../src/binding.js";
 import { MnistCnn, Cifar10Cnn } from "../src/models/classifiers.js";
 import { ConvVae, VAE_PRESETS } from "../src/models/vae.js";
 import { benchClassifier, benchVae } from "./classifiers.js";
-import { benchLarge } from "./large-images.js";
+import { benchLarge, LARGE_PARTS } from "./large-images.js";
 
 const program = new Command()
   .name("bench")
   .option("--threads <n>", "intra-op threads for both engines", "2")
   .option("--seconds <s>", "seconds per measurement", "3")
   .option("--rounds <n>", "alternating rounds per engine (best of)", "2")
-  .option("--only <list>", "comma-separated: mnist,cifar10,vae,large (large: patch VAEs and Inception V3 on 299x299 images)", "mnist,cifar10,vae")
+  .option(
+    "--only <list>",
+    "comma-separated: mnist,cifar10,vae,large (large: patch VAEs and Inception V3 on 299x299 images; or a part of it: large-recon, large-train, large-inception)",
+    "mnist,cifar10,vae",
+  )
   .option("--python <path>", "python with torch for the comparison", "/usr/bin/python3")
   .option("--json", "print JSON only")
   .parse();
@@ -78,8 +82,11 @@ const theirs: Record<string, number> = {};
 for (let r = 0; r < rounds; r++) {
   best(theirs, theirsOnce());
   best(ours, oursOnce());
-  if (only.includes("large")) {
-    const large = benchLarge({ threads, seconds, python: o.python });
+  const largeParts = only.includes("large")
+    ? LARGE_PARTS
+    : LARGE_PARTS.filter((p) => only.includes(`large-${p}`));
+  if (largeParts.length > 0) {
+    const large = benchLarge({ threads, seconds, python: o.python, parts: largeParts });
     best(ours, large.ours);
     best(theirs, large.theirs);
     if (r === rounds - 1) torchNote = [torchNote, ...large.notes].filter(Boolean).join("\n");

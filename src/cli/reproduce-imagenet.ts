@@ -10,7 +10,8 @@ import { UsageError, parseIntArg, parseListArg, parseNumberArg, runAction } from
 import {
   DEFAULT_FGSM_EPS,
   DEFAULT_IFGSM_EPS,
-  DEFAULT_TRAIN_MINUTES,
+  DEFAULT_BATCH,
+  DEFAULT_TRAIN_CPU_MINUTES,
   EPOCH_PATCHES,
   IFGSM_STEPS,
   PATCH_SIZES,
@@ -27,11 +28,12 @@ interface Opts {
   patchSizes?: number[];
   epochPatches?: string;
   trainMinutes?: string;
+  trainCpuMinutes?: string;
   maxEpochs?: number;
   convergence: number;
   beta: number;
   lr: number;
-  batchSize: number;
+  batchSize?: string;
   flip: boolean;
   eps?: number[];
   ifgsmEps?: number[];
@@ -39,6 +41,7 @@ interface Opts {
   ifgsmSteps: number;
   evalBatchSize: number;
   evalMinutes?: number;
+  shard?: string;
   gridImages: number;
   trainOnly?: boolean;
   quick?: boolean;
@@ -101,9 +104,10 @@ function define(cmd: Command): void {
     .option("--patch-sizes <list>", "patch VAEs: 16,32,64", parseListArg(parseIntArg("patch-sizes", 1)))
     .option("--epoch-patches <spec>", `fresh training patches per epoch: N or 16=N,32=N,64=N (default ${spec(EPOCH_PATCHES)})`)
     .option(
-      "--train-minutes <spec>",
-      `training-time cap per VAE, all sessions together: N or 16=N,32=N,64=N (default ${spec(DEFAULT_TRAIN_MINUTES)}); a larger cap later resumes`,
+      "--train-cpu-minutes <spec>",
+      `cap on the CPU time of training per VAE, all sessions together: N or 16=N,32=N,64=N (default ${spec(DEFAULT_TRAIN_CPU_MINUTES)}); a larger cap later resumes`,
     )
+    .option("--train-minutes <spec>", "the same cap in wall-clock minutes (none by default)")
     .option("--max-epochs <n>", "most training epochs per VAE", parseIntArg("max-epochs", 1))
     .option(
       "--convergence <x>",
@@ -113,7 +117,7 @@ function define(cmd: Command): void {
     )
     .option("--beta <x>", "weight of the VAE's KL term (the authors: 0.01)", parseNumberArg("beta", 0), 0.01)
     .option("--lr <x>", "Adam learning rate for the VAEs (the authors: 0.001)", parseNumberArg("lr", 0), 1e-3)
-    .option("--batch-size <n>", "VAE training batch size", parseIntArg("batch-size", 1), 64)
+    .option("--batch-size <spec>", `VAE training batch: N or 16=N,32=N,64=N (default ${spec(DEFAULT_BATCH)})`)
     .option("--no-flip", "no random horizontal flips of the training patches")
     .option("--eps <list>", `FGSM epsilons (default ${DEFAULT_FGSM_EPS.join(",")})`, parseListArg(parseNumberArg("eps", 0, 1)))
     .option(
@@ -128,6 +132,10 @@ function define(cmd: Command): void {
       "--eval-minutes <x>",
       "start no new batch of images after this many minutes; the report covers the images done, a later run continues",
       parseNumberArg("eval-minutes", 0),
+    )
+    .option(
+      "--shard <k/n>",
+      "evaluate only the k-th of n shares of the image batches, in its own results file and without a report (run n such processes, then one without --shard to merge and report)",
     )
     .option("--grid-images <n>", "images in the picture grid", parseIntArg("grid-images", 1), 4)
     .option("--train-only", "train (or resume) the patch VAEs and stop")
@@ -153,6 +161,19 @@ function define(cmd: Command): void {
         const epochPatches = opts.epochPatches === undefined ? undefined : parsePerPatchSize("epoch-patches", opts.epochPatches, 1, true);
         const trainMinutes =
           opts.trainMinutes === undefined ? undefined : parsePerPatchSize("train-minutes", opts.trainMinutes, 0, false);
+        const trainCpuMinutes =
+          opts.trainCpuMinutes === undefined
+            ? undefined
+            : parsePerPatchSize("train-cpu-minutes", opts.trainCpuMinutes, 0, false);
+        const batchSize = opts.batchSize === undefined ? undefined : parsePerPatchSize("batch-size", opts.batchSize, 1, true);
+        let shard: { index: number; count: number } | undefined;
+        if (opts.shard !== undefined) {
+          const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(opts.shard);
+          if (!m || Number(m[2]) < 1 || Number(m[1]) < 1 || Number(m[1]) > Number(m[2])) {
+            throw new UsageError(`Expected k/n with 1 <= k <= n (for example 1/2) for --shard but received ${opts.shard}`);
+          }
+          shard = { index: Number(m[1]), count: Number(m[2]) };
+        }
         if (opts.threads) setNumThreads(opts.threads);
         const out = resolve(opts.out ?? join("runs", `imagenet${opts.quick ? "-quick" : ""}`));
         const t0 = performance.now();
@@ -163,12 +184,13 @@ function define(cmd: Command): void {
           samples: opts.samples,
           patchSizes: opts.patchSizes as PatchSize[] | undefined,
           epochPatches: perSize(epochPatches),
-          trainMinutes: perSize(trainMinutes) ?? (opts.quick ? undefined : DEFAULT_TRAIN_MINUTES),
+          trainMinutes: perSize(trainMinutes),
+          trainCpuMinutes: perSize(trainCpuMinutes) ?? (opts.quick ? undefined : DEFAULT_TRAIN_CPU_MINUTES),
           maxEpochs: opts.maxEpochs,
           convergence: opts.convergence,
           beta: opts.beta,
           lr: opts.lr,
-          batchSize: opts.batchSize,
+          batchSize: perSize(batchSize),
           flip: opts.flip,
           fgsmEpsilons: opts.eps,
           ifgsmEpsilons: opts.ifgsmEps,
@@ -176,6 +198,7 @@ function define(cmd: Command): void {
           ifgsmSteps: opts.ifgsmSteps,
           evalBatchSize: opts.evalBatchSize,
           evalMinutes: opts.evalMinutes,
+          shard,
           gridImages: opts.gridImages,
           trainOnly: Boolean(opts.trainOnly),
           quick: Boolean(opts.quick),

@@ -15,7 +15,7 @@ import { existsSync } from "node:fs";
 import { dispose, manualSeed, noGrad, tidy } from "../core/engine.js";
 import type { Tensor } from "../core/tensor.js";
 import { checkInt, checkNumber } from "../core/validate.js";
-import { crossEntropy } from "../nn/functional.js";
+import { bceLoss, crossEntropy } from "../nn/functional.js";
 import type { Module } from "../nn/module.js";
 import { Adam, type Optimizer } from "../optim/optimizer.js";
 import { loadCheckpoint, saveCheckpoint } from "../models/checkpoint.js";
@@ -48,9 +48,14 @@ export interface StopCriterion {
   monitor?: string;
   /** Stop after the epoch during which the training time (all sessions) reached this many seconds. */
   maxSeconds?: number;
+  /**
+   * The same for the process CPU time of training (all threads, all sessions): on a
+   * shared machine it measures the work done, where wall time measures the neighbours too.
+   */
+  maxCpuSeconds?: number;
 }
 
-export type StopReason = "epochs" | "converged" | "time cap";
+export type StopReason = "epochs" | "converged" | "time cap" | "CPU time cap";
 
 /** Why training should stop after the epochs in `history`, or null to go on. */
 export function stopReason(history: readonly EpochStats[], maxEpochs: number, stop?: StopCriterion): StopReason | null {
@@ -61,6 +66,9 @@ export function stopReason(history: readonly EpochStats[], maxEpochs: number, st
   if (history.length >= maxEpochs) return "epochs";
   if (stop?.maxSeconds !== undefined && history.reduce((t, h) => t + h.seconds, 0) >= stop.maxSeconds) {
     return "time cap";
+  }
+  if (stop?.maxCpuSeconds !== undefined && history.reduce((t, h) => t + (h.cpuSeconds ?? 0), 0) >= stop.maxCpuSeconds) {
+    return "CPU time cap";
   }
   return null;
 }
@@ -287,10 +295,14 @@ const VALIDATION_SEED = 0x5eed;
 /**
  * Train a VAE with Adam on reconstruction + beta * KL. Each epoch reports the
  * means of both terms; validation reports the loss's reconstruction term (per
- * image, latent noise drawn from a fixed seed) and the deterministic
- * reconstruction's squared error (mse, per image).
+ * image, latent noise drawn from a fixed seed), the deterministic
+ * reconstruction's squared error (mse, per image) and, for BCE, the
+ * reconstruction term above its floor (reconstructionExcess): a BCE against
+ * targets in [0, 1] cannot go below the targets' own entropy, the BCE of a
+ * perfect reconstruction, so only the excess measures how well the VAE reconstructs.
  */
 export function trainVae<M extends ConvVae>(opts: FitOptions<M> & { loss: VaeLossOptions }): Promise<FitResult<M>> {
+  const bce = (opts.loss.reconstruction ?? "bce") === "bce";
   return fit(opts, {
     step: (m, x) => {
       const { loss, reconstruction, kl } = m.loss(x, opts.loss);
@@ -299,20 +311,22 @@ export function trainVae<M extends ConvVae>(opts: FitOptions<M> & { loss: VaeLos
     validate: (m, ds, bs) => {
       let rec = 0;
       let sq = 0;
+      let floor = 0;
       manualSeed(VALIDATION_SEED);
       for (const b of batches(ds, { batchSize: bs })) {
         const k = b.indices.length;
-        [rec, sq] = tidy(() =>
+        [rec, sq, floor] = tidy(() =>
           noGrad(() => [
             rec + m.loss(b.x, opts.loss).reconstruction.item() * k,
             sq + m.reconstruct(b.x, { deterministic: true }).sub(b.x).square().sum().item(),
+            floor + (bce ? bceLoss(b.x, b.x, "sum").item() : 0),
           ]),
         );
         b.x.dispose();
         b.y.dispose();
       }
       const n = datasetSize(ds);
-      return { reconstruction: rec / n, mse: sq / n };
+      return { reconstruction: rec / n, mse: sq / n, ...(bce ? { reconstructionExcess: (rec - floor) / n } : {}) };
     },
   });
 }

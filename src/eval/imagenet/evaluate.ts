@@ -96,6 +96,14 @@ export interface EvaluateOptions {
   restart: boolean;
   /** Start no new batch after this many seconds (the images done so far are kept; a later run continues). */
   maxSeconds?: number;
+  /**
+   * Evaluate only batches b with b mod count = index (0-based): several
+   * processes share the work, each with its own results file. Batches and
+   * seeds are those of an unsharded run, so the numbers are the same.
+   */
+  shard?: { index: number; count: number };
+  /** Results files of shards to take finished images from (same settings required). */
+  mergeFiles?: readonly string[];
   quiet?: boolean;
   log: (line: string) => void;
 }
@@ -193,6 +201,20 @@ export async function evaluateImagenet(o: EvaluateOptions): Promise<EvaluationRe
   const previous = o.restart ? undefined : loadResults(o.resultsFile, fingerprint, columns);
   const store: ResultsFile = previous ?? { format: "vaeguard-imagenet/1", fingerprint, columns, points: {} };
   for (const p of o.points) store.points[pointKey(p)] ??= {};
+  for (const f of o.restart ? [] : (o.mergeFiles ?? [])) {
+    const shard = loadResults(f, fingerprint, columns);
+    if (!shard) continue;
+    let taken = 0;
+    for (const p of o.points) {
+      for (const [id, r] of Object.entries(shard.points[pointKey(p)] ?? {})) {
+        if (store.points[pointKey(p)][id] === undefined) {
+          store.points[pointKey(p)][id] = r;
+          taken++;
+        }
+      }
+    }
+    if (taken > 0) o.log(`evaluate: took ${taken} image results from ${f}`);
+  }
   const isDone = (id: string) => o.points.every((p) => store.points[pointKey(p)][id] !== undefined);
   const already = o.entries.filter((e) => isDone(e.id)).length;
   if (already > 0) o.log(`evaluate: resuming ${o.resultsFile} (${already} of ${o.entries.length} images done)`);
@@ -207,6 +229,7 @@ export async function evaluateImagenet(o: EvaluateOptions): Promise<EvaluationRe
   bar.update(already);
   for (let start = 0; start < o.entries.length; start += o.batchSize) {
     const batch = o.entries.slice(start, start + o.batchSize);
+    if (o.shard && Math.floor(start / o.batchSize) % o.shard.count !== o.shard.index) continue;
     if (batch.every((e) => isDone(e.id))) continue;
     if (o.maxSeconds !== undefined && (performance.now() - t0) / 1000 >= o.maxSeconds) {
       o.log(`evaluate: time cap of ${(o.maxSeconds / 60).toFixed(0)} min reached; stopping before image ${start + 1}`);
@@ -244,7 +267,7 @@ export async function evaluateImagenet(o: EvaluateOptions): Promise<EvaluationRe
     await new Promise((r) => setImmediate(r));
   }
   bar.stop();
-  if (!existsSync(o.resultsFile)) writeJsonAtomic(o.resultsFile, store);
+  writeJsonAtomic(o.resultsFile, store);
   // Only a prefix of the images done: a later, longer run extends the same prefix.
   const firstMissing = o.entries.findIndex((e) => !isDone(e.id));
   const images = firstMissing < 0 ? [...o.entries] : o.entries.slice(0, firstMissing);

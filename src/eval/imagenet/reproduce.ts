@@ -11,7 +11,7 @@
  * 5. report: tables beside the paper's, plots, loss curves, picture grid,
  *    the paper's claims checked (report.ts).
  */
-import { statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { getNumThreads } from "../../core/engine.js";
 import { ArgumentError } from "../../core/errors.js";
@@ -50,11 +50,12 @@ export interface ImagenetOptions {
   patchSizes?: PatchSize[];
   epochPatches?: Partial<Record<PatchSize, number>>;
   trainMinutes?: Partial<Record<PatchSize, number>>;
+  trainCpuMinutes?: Partial<Record<PatchSize, number>>;
   maxEpochs?: number;
   convergence?: number;
   beta: number;
   lr: number;
-  batchSize: number;
+  batchSize?: Partial<Record<PatchSize, number>>;
   flip: boolean;
   fgsmEpsilons?: number[];
   ifgsmEpsilons?: number[];
@@ -63,6 +64,8 @@ export interface ImagenetOptions {
   evalBatchSize: number;
   /** Start no new evaluation batch after this many minutes (a later run continues). */
   evalMinutes?: number;
+  /** Evaluate one share of the images in this process (1-based index of count) and write no report. */
+  shard?: { index: number; count: number };
   gridImages?: number;
   /** Train (or resume) the VAEs and stop. */
   trainOnly?: boolean;
@@ -132,6 +135,7 @@ export async function reproduceImagenet(o: ImagenetOptions): Promise<ImagenetRes
       patchSizes,
       epochPatches: o.epochPatches,
       maxMinutes: o.trainMinutes,
+      maxCpuMinutes: o.trainCpuMinutes,
       maxEpochs: o.maxEpochs,
       convergence: o.convergence,
       beta: o.beta,
@@ -164,7 +168,18 @@ export async function reproduceImagenet(o: ImagenetOptions): Promise<ImagenetRes
     const limit = o.samples ?? (o.quick ? QUICK_SAMPLES : undefined);
     const entries = limit === undefined ? split.evaluation : split.evaluation.slice(0, limit);
     const columns = buildColumns(models);
-    const resultsFile = join(o.outDir, "evaluation.json");
+    const shard = o.shard;
+    if (shard) {
+      checkInt(shard.count, "shard count", 1);
+      checkInt(shard.index, "shard index", 1, shard.count);
+    }
+    const resultsFile = join(o.outDir, shard ? `evaluation.shard${shard.index}-of-${shard.count}.json` : "evaluation.json");
+    const shardFiles = shard
+      ? []
+      : (existsSync(o.outDir) ? readdirSync(o.outDir) : [])
+          .filter((f) => /^evaluation\.shard\d+-of-\d+\.json$/.test(f))
+          .sort()
+          .map((f) => join(o.outDir, f));
     const stat = statSync(model.path);
     const evaluation = await evaluateImagenet({
       classifier,
@@ -184,9 +199,14 @@ export async function reproduceImagenet(o: ImagenetOptions): Promise<ImagenetRes
       },
       restart: o.restart,
       maxSeconds: o.evalMinutes === undefined ? undefined : checkNumber(o.evalMinutes, "evalMinutes", 0) * 60,
+      ...(shard ? { shard: { index: shard.index - 1, count: shard.count } } : { mergeFiles: shardFiles }),
       quiet: o.quiet,
       log,
     });
+    if (shard) {
+      log(`evaluate: shard ${shard.index} of ${shard.count} done; run without --shard to merge the shards and write the report`);
+      return result;
+    }
     const labels = evaluation.images.map((e) => e.label);
     if (evaluation.images.length === 0) throw new ArgumentError("No image was evaluated (the time cap came first)");
     const rows = resultRows(evaluation, points, labels);
@@ -227,7 +247,7 @@ export async function reproduceImagenet(o: ImagenetOptions): Promise<ImagenetRes
       classifierDescription: model.description,
       classOrder: model.classOrder,
       vaes: summaries,
-      training: { beta: o.beta, lr: o.lr, batchSize: o.batchSize, flip: o.flip, convergence: o.convergence ?? 0.01 },
+      training: { beta: o.beta, lr: o.lr, flip: o.flip, convergence: o.convergence ?? 0.01 },
       claims,
       acceptance,
       ifgsmSteps,

@@ -40,8 +40,16 @@ export const QUICK_MONITOR_PATCHES = 32;
 export const CONVERGENCE = 0.01;
 
 /**
- * Default training-time caps per VAE in minutes (about an hour for all three
- * on a 2-core CPU); a later run with a larger cap resumes the checkpoints.
+ * Default caps on the CPU time of training per VAE in minutes (about an hour of
+ * CPU for all three); a later run with a larger cap resumes the checkpoints.
+ * CPU time, not wall time: on a shared machine it measures the work done.
  */
-export const DEFAULT_TRAIN_MINUTES: Record<PatchSize, number> = { 16: 12, 32: 15, 64: 33 };
+export const DEFAULT_TRAIN_CPU_MINUTES: Record<PatchSize, number> = { 16: 12, 32: 15, 64: 33 };
+
+/**
+ * Training batch per patch size: small batches for the small VAEs (more Adam
+ * steps for the same computation); 32 for the 64x64 VAE, whose Adam update of
+ * 100M parameters would otherwise cost as much as the batch itself.
+ */
+export const DEFAULT_BATCH: Record<PatchSize, number> = { 16: 16, 32: 16, 64: 32 };
 export const DEFAULT_MAX_EPOCHS = 500;

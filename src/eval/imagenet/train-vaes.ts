@@ -23,6 +23,7 @@ import { ConvVae, VAE_PRESETS } from "../../models/vae.js";
 import { trainVae, type EpochStats, type StopReason } from "../../train/trainer.js";
 import {
   CONVERGENCE,
+  DEFAULT_BATCH,
   DEFAULT_MAX_EPOCHS,
   EPOCH_PATCHES,
   MONITOR_PATCHES,
@@ -43,11 +44,14 @@ export interface PatchVaeTrainingOptions {
   /** Stop when the monitored reconstruction term changes by less than this fraction (default 0.01). */
   convergence?: number;
   maxEpochs?: number;
-  /** Training-time cap per VAE in minutes (all sessions together); none by default. */
+  /** Training-time cap per VAE in minutes of wall time (all sessions together); none by default. */
   maxMinutes?: Partial<Record<PatchSize, number>>;
+  /** The same in minutes of process CPU time. */
+  maxCpuMinutes?: Partial<Record<PatchSize, number>>;
   beta: number;
   lr: number;
-  batchSize: number;
+  /** Batch per patch size (default DEFAULT_BATCH). */
+  batchSize?: Partial<Record<PatchSize, number>>;
   flip: boolean;
   seed: number;
   quick: boolean;
@@ -57,8 +61,12 @@ export interface PatchVaeTrainingOptions {
   log: (line: string) => void;
 }
 
+/** The validation figure whose relative change stops training. */
+export const MONITOR = "reconstructionExcess";
+
 export interface PatchVaeSummary {
   patchSize: PatchSize;
+  batchSize: number;
   checkpoint: string;
   parameters: number;
   epochPatches: number;
@@ -76,11 +84,15 @@ export function idsTag(ids: readonly string[]): string {
   return createHash("sha256").update(ids.join("\n")).digest("hex").slice(0, 8);
 }
 
+function batchOf(o: PatchVaeTrainingOptions, p: PatchSize): number {
+  return checkInt(o.batchSize?.[p] ?? DEFAULT_BATCH[p], `batchSize[${p}]`, 1);
+}
+
 export function patchVaeCheckpoint(o: PatchVaeTrainingOptions, p: PatchSize): string {
   const per = epochPatchesOf(o, p);
   return join(
     o.checkpointDir,
-    `nips2017-patch${p}-train${o.imageIds.length}-${idsTag(o.imageIds)}-e${per}-bs${o.batchSize}-beta${o.beta}-lr${o.lr}` +
+    `nips2017-patch${p}-train${o.imageIds.length}-${idsTag(o.imageIds)}-e${per}-bs${batchOf(o, p)}-beta${o.beta}-lr${o.lr}` +
       `${o.flip ? "" : "-noflip"}-s${o.seed}${o.quick ? "-quick" : ""}.safetensors`,
   );
 }
@@ -99,6 +111,7 @@ export async function trainPatchVae(
   const convergence = checkNumber(o.convergence ?? CONVERGENCE, "convergence", 0, 1);
   const maxEpochs = checkInt(o.maxEpochs ?? DEFAULT_MAX_EPOCHS, "maxEpochs", 1);
   const minutes = o.maxMinutes?.[p];
+  const cpuMinutes = o.maxCpuMinutes?.[p];
   const checkpoint = patchVaeCheckpoint(o, p);
   const source = `${o.imageIds.length} training images`;
   // A stream of its own, so monitor patches never coincide with an epoch's patches.
@@ -112,10 +125,12 @@ export async function trainPatchVae(
       epochs: maxEpochs,
       stop: {
         relativeChange: convergence,
-        monitor: "reconstruction",
+        // The BCE above its floor (the patches' own entropy): see trainVae.
+        monitor: MONITOR,
         ...(minutes !== undefined ? { maxSeconds: checkNumber(minutes, `maxMinutes[${p}]`, 0) * 60 } : {}),
+        ...(cpuMinutes !== undefined ? { maxCpuSeconds: checkNumber(cpuMinutes, `maxCpuMinutes[${p}]`, 0) * 60 } : {}),
       },
-      batchSize: o.batchSize,
+      batchSize: batchOf(o, p),
       lr: o.lr,
       seed: o.seed,
       checkpoint,
@@ -127,6 +142,7 @@ export async function trainPatchVae(
     });
     const summary: PatchVaeSummary = {
       patchSize: p,
+      batchSize: batchOf(o, p),
       checkpoint,
       parameters: fit.model.parameters().reduce((a, t) => a + t.size, 0),
       epochPatches: perEpoch,
@@ -157,7 +173,9 @@ export async function trainPatchVaes(
       const last = summary.history.at(-1);
       o.log(
         `vae ${p}x${p}: ${summary.history.length} epoch(s), stopped: ${summary.stopReason}` +
-          (last?.validation ? `, monitor reconstruction ${last.validation.reconstruction.toFixed(2)}` : "") +
+          (last?.validation?.[MONITOR] !== undefined
+            ? `, reconstruction term above its floor ${last.validation[MONITOR].toFixed(2)}`
+            : "") +
           `, ${(summary.trainSeconds / 60).toFixed(1)} min of training`,
       );
     }

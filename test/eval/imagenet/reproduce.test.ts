@@ -119,9 +119,12 @@ const common = (out: string) => [
   join(dir, "ck"),
   "--out",
   out,
+  "--eval-batch-size",
+  "1",
   "--json",
   "--quiet",
 ];
+let firstRows: Output["rows"] | undefined;
 
 interface Output {
   rows: { attack: string; epsilon: number; relL2: number; accuracy: Record<string, number> }[];
@@ -190,6 +193,25 @@ test("reproduce imagenet --quick: split, training half only, every output file, 
     [true, true],
   );
   assert.deepEqual(res2.rows, res.rows);
+  firstRows = res.rows;
+});
+
+test("shards: two processes share the images, a third merges them and gets the unsharded numbers", () => {
+  assert.ok(firstRows, "runs after the first test");
+  const out = join(dir, "sharded");
+  for (const k of ["1/2", "2/2"]) {
+    const r = run(["reproduce", "imagenet", ...common(out), "--shard", k]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as Partial<Output>).rows, undefined, "a shard writes no report");
+  }
+  assert.ok(existsSync(join(out, "evaluation.shard1-of-2.json")) && existsSync(join(out, "evaluation.shard2-of-2.json")));
+  assert.equal(existsSync(join(out, "report.md")), false);
+  const merged = run(["reproduce", "imagenet", ...common(out)]);
+  assert.equal(merged.code, 0, merged.stderr);
+  assert.deepEqual((JSON.parse(merged.stdout) as Output).rows, firstRows);
+  const bad = run(["reproduce", "imagenet", ...common(out), "--shard", "3/2"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /Expected k\/n with 1 <= k <= n \(for example 1\/2\) for --shard but received 3\/2/);
 });
 
 test("bad input: one line, exit code 2", async () => {
