@@ -93,13 +93,28 @@ export function benchLarge(o: LargeBenchOptions): LargeBenchResult {
     vae.train();
     const opt = new Adam(vae.parameters(), { lr: 1e-3 });
     const xb = rand([PATCH64_TRAIN_BATCH, 3, 64, 64]);
+    // Phases, for the profile: forward with the loss, backward, Adam update (seconds summed over the timed steps).
+    const phase = { forward: 0, backward: 0, adam: 0 };
     const step = () =>
       tidy(() => {
+        const t0 = performance.now();
         opt.zeroGrad();
-        vae.loss(xb, { beta: 0.01, reconstruction: "bce", clip: 5 }).loss.backward();
+        const l = vae.loss(xb, { beta: 0.01, reconstruction: "bce", clip: 5 }).loss;
+        const t1 = performance.now();
+        l.backward();
+        const t2 = performance.now();
         opt.step();
+        const t3 = performance.now();
+        phase.forward += t1 - t0;
+        phase.backward += t2 - t1;
+        phase.adam += t3 - t2;
       });
     ours["patch64.trainStep"] = PATCH64_TRAIN_BATCH * timeit(step, o.seconds);
+    const total = phase.forward + phase.backward + phase.adam;
+    notes.push(
+      `large: 64x64 VAE training step, vaeguard time shares: forward+loss ${((100 * phase.forward) / total).toFixed(0)}%, ` +
+        `backward ${((100 * phase.backward) / total).toFixed(0)}%, Adam ${((100 * phase.adam) / total).toFixed(0)}%`,
+    );
     opt.dispose();
     vae.dispose();
     xb.dispose();
@@ -140,13 +155,26 @@ export function benchLarge(o: LargeBenchOptions): LargeBenchResult {
   if (existsSync(o.python)) {
     const r = spawnSync(
       o.python,
-      [script, String(o.threads), String(o.seconds), String(batch), existsSync(modelJson) ? modelJson : "-", parts.join(",")],
+      [
+        script,
+        String(o.threads),
+        String(o.seconds),
+        String(batch),
+        existsSync(modelJson) ? modelJson : "-",
+        parts.join(","),
+      ],
       { encoding: "utf8", maxBuffer: 1 << 24 },
     );
     if (r.status === 0) {
       const parsed = JSON.parse(r.stdout.trim().split("\n").pop()!) as Record<string, number | number[] | string>;
       theirs = {};
       for (const [k, v] of Object.entries(parsed)) if (typeof v === "number" && k.includes(".")) theirs[k] = v;
+      const shares = parsed["patch64.trainStep.shares"];
+      if (Array.isArray(shares)) {
+        notes.push(
+          `large: 64x64 VAE training step, PyTorch time shares: forward+loss ${shares[0]}%, backward ${shares[1]}%, Adam ${shares[2]}%`,
+        );
+      }
       const tcheck = parsed["inception.check"];
       if (check && Array.isArray(tcheck)) {
         const diff = Math.max(...check.map((v, i) => Math.abs(v - tcheck[i])));

@@ -93,6 +93,8 @@ for (let r = 0; r < rounds; r++) {
   }
 }
 const haveTorch = Object.keys(theirs).length > 0;
+/** Whole numbers for large rates, three significant digits for small ones (the 64x64 VAE: a few patches/s). */
+const fmt = (v: number) => (v >= 100 ? v.toFixed(0) : v.toPrecision(3));
 const rows = Object.keys(ours).map((k) => ({
   figure: k,
   vaeguard: ours[k],
@@ -108,8 +110,8 @@ if (o.json) {
   for (const r of rows) {
     console.log(
       r.figure.padEnd(22) +
-        r.vaeguard.toFixed(0).padStart(12) +
-        (r.pytorch?.toFixed(0) ?? "-").padStart(12) +
+        fmt(r.vaeguard).padStart(12) +
+        (r.pytorch === undefined ? "-" : fmt(r.pytorch)).padStart(12) +
         (r.ratio ? r.ratio.toFixed(2) + "x" : "-").padStart(8),
     );
   }

@@ -299,12 +299,23 @@ def main():
         opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
         xb = torch.rand(TRAIN_BATCH, 3, 64, 64)
 
+        phase = [0.0, 0.0, 0.0]
+
         def train_step():
+            t0 = time.perf_counter()
             opt.zero_grad()
-            vae.loss(xb).backward()
+            loss = vae.loss(xb)
+            t1 = time.perf_counter()
+            loss.backward()
+            t2 = time.perf_counter()
             opt.step()
+            t3 = time.perf_counter()
+            phase[0] += t1 - t0
+            phase[1] += t2 - t1
+            phase[2] += t3 - t2
 
         out["patch64.trainStep"] = TRAIN_BATCH * timeit(train_step, seconds)
+        out["patch64.trainStep.shares"] = [round(100 * p / sum(phase)) for p in phase]
         del vae, opt
     if "inception" in parts and model_json != "-" and os.path.exists(model_json):
         net = KerasGraph(model_json).eval()

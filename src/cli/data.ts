@@ -19,7 +19,8 @@ export function register(program: Command): void {
     .action((name: string, opts: { dataRoot: string; archive?: string; timeout: string }) =>
       runAction(async () => {
         if (name === "nips2017") {
-          if (opts.archive) throw new UsageError("--archive is for archive data sets; nips2017 is fetched file by file");
+          if (opts.archive)
+            throw new UsageError("--archive is for archive data sets; nips2017 is fetched file by file");
           let bar: ReturnType<typeof progress> | undefined;
           const dir = await fetchNips2017({
             dataRoot: resolve(opts.dataRoot),

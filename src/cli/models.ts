@@ -101,7 +101,9 @@ export function register(program: Command): void {
   models
     .command("fetch")
     .argument("<name>", `one of ${Object.keys(REMOTE_MODELS).join(", ")}`)
-    .description("download a pretrained classifier from its published location and check its SHA-256 (needs internet access)")
+    .description(
+      "download a pretrained classifier from its published location and check its SHA-256 (needs internet access)",
+    )
     .option("--out <dir>", "where models are kept (one sub-folder per model)", "runs/models")
     .option("--timeout <seconds>", "seconds to wait for the server", "30")
     .action((name: string, opts: { out: string; timeout: string }) =>

@@ -77,7 +77,9 @@ export function parsePerPatchSize(
   return out;
 }
 
-function perSize(x: number | Partial<Record<PatchSize, number>> | undefined): Partial<Record<PatchSize, number>> | undefined {
+function perSize(
+  x: number | Partial<Record<PatchSize, number>> | undefined,
+): Partial<Record<PatchSize, number>> | undefined {
   if (x === undefined || typeof x === "object") return x;
   return Object.fromEntries(PATCH_SIZES.map((p) => [p, x]));
 }
@@ -94,15 +96,28 @@ function define(cmd: Command): void {
       "the paper's NIPS 2017 experiment (Tables 6 and 7): split the images into an evaluation and a training half, train the patch VAEs of Table 3 " +
         "on the training half, attack the classifier with FGSM and I-FGSM (gray-box) on the evaluation half with true labels, defend with JPEG, patch VAEs and their ensemble, write a report",
     )
-    .option("--images <dir>", "the NIPS 2017 development set: dev_dataset.csv (ImageId, TrueLabel) and images/<ImageId>.png, 299x299")
-    .option("--model <path>", "classifier: TF.js Layers model.json (or its folder) or TorchScript .pt; 1001 outputs (TrueLabel) or 1000")
+    .option(
+      "--images <dir>",
+      "the NIPS 2017 development set: dev_dataset.csv (ImageId, TrueLabel) and images/<ImageId>.png, 299x299",
+    )
+    .option(
+      "--model <path>",
+      "classifier: TF.js Layers model.json (or its folder) or TorchScript .pt; 1001 outputs (TrueLabel) or 1000",
+    )
     .option(
       "--class-order <file>",
       "for a 1000-class model: its outputs' WordNet ids, one per line (default: the only *wnids.txt beside the model; none: the standard sorted order)",
     )
-    .option("--samples <n>", "evaluate the first n images of the evaluation half (default: all 500)", parseIntArg("samples", 1))
+    .option(
+      "--samples <n>",
+      "evaluate the first n images of the evaluation half (default: all 500)",
+      parseIntArg("samples", 1),
+    )
     .option("--patch-sizes <list>", "patch VAEs: 16,32,64", parseListArg(parseIntArg("patch-sizes", 1)))
-    .option("--epoch-patches <spec>", `fresh training patches per epoch: N or 16=N,32=N,64=N (default ${spec(EPOCH_PATCHES)})`)
+    .option(
+      "--epoch-patches <spec>",
+      `fresh training patches per epoch: N or 16=N,32=N,64=N (default ${spec(EPOCH_PATCHES)})`,
+    )
     .option(
       "--train-cpu-minutes <spec>",
       `cap on the CPU time of training per VAE, all sessions together: N or 16=N,32=N,64=N (default ${spec(DEFAULT_TRAIN_CPU_MINUTES)}); a larger cap later resumes`,
@@ -119,7 +134,11 @@ function define(cmd: Command): void {
     .option("--lr <x>", "Adam learning rate for the VAEs (the authors: 0.001)", parseNumberArg("lr", 0), 1e-3)
     .option("--batch-size <spec>", `VAE training batch: N or 16=N,32=N,64=N (default ${spec(DEFAULT_BATCH)})`)
     .option("--no-flip", "no random horizontal flips of the training patches")
-    .option("--eps <list>", `FGSM epsilons (default ${DEFAULT_FGSM_EPS.join(",")})`, parseListArg(parseNumberArg("eps", 0, 1)))
+    .option(
+      "--eps <list>",
+      `FGSM epsilons (default ${DEFAULT_FGSM_EPS.join(",")})`,
+      parseListArg(parseNumberArg("eps", 0, 1)),
+    )
     .option(
       "--ifgsm-eps <list>",
       `I-FGSM epsilons (default ${DEFAULT_IFGSM_EPS.join(",")})`,
@@ -156,21 +175,27 @@ function define(cmd: Command): void {
         }
         for (const p of opts.patchSizes ?? []) {
           if (!(PATCH_SIZES as readonly number[]).includes(p))
-            throw new UsageError(`Expected patch sizes among ${PATCH_SIZES.join(", ")} in --patch-sizes but received ${p}`);
+            throw new UsageError(
+              `Expected patch sizes among ${PATCH_SIZES.join(", ")} in --patch-sizes but received ${p}`,
+            );
         }
-        const epochPatches = opts.epochPatches === undefined ? undefined : parsePerPatchSize("epoch-patches", opts.epochPatches, 1, true);
+        const epochPatches =
+          opts.epochPatches === undefined ? undefined : parsePerPatchSize("epoch-patches", opts.epochPatches, 1, true);
         const trainMinutes =
           opts.trainMinutes === undefined ? undefined : parsePerPatchSize("train-minutes", opts.trainMinutes, 0, false);
         const trainCpuMinutes =
           opts.trainCpuMinutes === undefined
             ? undefined
             : parsePerPatchSize("train-cpu-minutes", opts.trainCpuMinutes, 0, false);
-        const batchSize = opts.batchSize === undefined ? undefined : parsePerPatchSize("batch-size", opts.batchSize, 1, true);
+        const batchSize =
+          opts.batchSize === undefined ? undefined : parsePerPatchSize("batch-size", opts.batchSize, 1, true);
         let shard: { index: number; count: number } | undefined;
         if (opts.shard !== undefined) {
           const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(opts.shard);
           if (!m || Number(m[2]) < 1 || Number(m[1]) < 1 || Number(m[1]) > Number(m[2])) {
-            throw new UsageError(`Expected k/n with 1 <= k <= n (for example 1/2) for --shard but received ${opts.shard}`);
+            throw new UsageError(
+              `Expected k/n with 1 <= k <= n (for example 1/2) for --shard but received ${opts.shard}`,
+            );
           }
           shard = { index: Number(m[1]), count: Number(m[2]) };
         }
@@ -226,7 +251,9 @@ function define(cmd: Command): void {
         }
         for (const c of result.claims ?? []) console.log(`claim (${c.id}) ${c.claim}: ${c.outcome}`);
         for (const a of result.acceptance?.checks ?? []) {
-          console.log(`clean accuracy kept by ${a.column}: ${a.ratio.toFixed(3)} of undefended (${a.passes ? "passes" : "FAILS"} >= 0.85)`);
+          console.log(
+            `clean accuracy kept by ${a.column}: ${a.ratio.toFixed(3)} of undefended (${a.passes ? "passes" : "FAILS"} >= 0.85)`,
+          );
         }
         if (result.paths) console.log(`\nReport: ${result.paths.report}`);
         console.log(`(${seconds.toFixed(0)} s)`);

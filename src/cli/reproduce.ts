@@ -40,7 +40,10 @@ export function register(program: Command): void {
     .description(
       "reproduce the paper's experiment on a data set: train (or reuse) the classifier and the VAE, sweep FGSM and I-FGSM, write a report",
     )
-    .argument("<dataset>", `one of ${Object.keys(RECIPES).join(", ")} (and imagenet: see \`vaeguard reproduce imagenet --help\`)`)
+    .argument(
+      "<dataset>",
+      `one of ${Object.keys(RECIPES).join(", ")} (and imagenet: see \`vaeguard reproduce imagenet --help\`)`,
+    )
     .option("--quick", "a short run on subsets (10,000 training and 1,000 test images, fewer epochs and epsilons)")
     .option("--out <dir>", "report folder (default runs/<dataset>[-quick])")
     .option("--checkpoints <dir>", "where trained models are kept and reused", "runs/checkpoints")

@@ -33,8 +33,7 @@ export const NIPS2017_REMOTE = {
   folder: "nips2017-dev",
 };
 
-const base = () =>
-  `https://raw.githubusercontent.com/${NIPS2017_REMOTE.repository}/${NIPS2017_REMOTE.commit}/dataset/`;
+const base = () => `https://raw.githubusercontent.com/${NIPS2017_REMOTE.repository}/${NIPS2017_REMOTE.commit}/dataset/`;
 
 /** SHA-256 over "<sha>  <path>\n" lines sorted by path: one number for a whole set of files. */
 export function manifestDigest(files: readonly { path: string; sha256: string }[]): string {
@@ -85,7 +84,10 @@ export async function fetchNips2017(o: Nips2017FetchOptions): Promise<string> {
         const i = next++;
         if (i >= ids.length) return;
         const path = `images/${ids[i]}.png`;
-        const sha256 = await downloadFile(`${base()}${path}`, join(work, path), { timeoutSeconds: o.timeoutSeconds, help });
+        const sha256 = await downloadFile(`${base()}${path}`, join(work, path), {
+          timeoutSeconds: o.timeoutSeconds,
+          help,
+        });
         files.push({ path, sha256 });
         o.onProgress?.(files.length, ids.length);
       }

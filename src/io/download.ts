@@ -68,7 +68,10 @@ export async function downloadFile(url: string, target: string, o: DownloadOptio
     }
     const sum = await sha256File(tmp);
     if (o.sha256 && sum !== o.sha256) {
-      throw new DataError(url, `SHA-256 ${sum} does not match the expected ${o.sha256}: the file is damaged or another file.${help}`);
+      throw new DataError(
+        url,
+        `SHA-256 ${sum} does not match the expected ${o.sha256}: the file is damaged or another file.${help}`,
+      );
     }
     renameSync(tmp, target);
     return sum;

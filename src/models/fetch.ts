@@ -63,7 +63,10 @@ export async function fetchModel(key: string, o: ModelFetchOptions): Promise<str
     if (existsSync(target)) {
       const sum = await sha256File(target);
       if (sum !== f.sha256) {
-        throw new DataError(target, `SHA-256 ${sum} does not match the published ${f.sha256}; delete it and fetch again`);
+        throw new DataError(
+          target,
+          `SHA-256 ${sum} does not match the published ${f.sha256}; delete it and fetch again`,
+        );
       }
       continue;
     }

@@ -59,7 +59,9 @@ describe("indexNips2017", () => {
       await png(join(dir, "badsize", "images", `${id}.png`), id === "cc" ? 300 : 299);
     }
     const csv = (labels: number[]) =>
-      ["ImageId,URL,TrueLabel,TargetClass", ...["aa", "bb", "cc", "dd"].map((id, i) => `${id},u,${labels[i]},5`)].join("\n");
+      ["ImageId,URL,TrueLabel,TargetClass", ...["aa", "bb", "cc", "dd"].map((id, i) => `${id},u,${labels[i]},5`)].join(
+        "\n",
+      );
     writeFileSync(join(dir, "good", "dev_dataset.csv"), csv([1, 2, 3, 1000]));
     writeFileSync(join(dir, "badlabel", "dev_dataset.csv"), csv([1, 2, 1001, 4]));
     writeFileSync(join(dir, "badsize", "dev_dataset.csv"), csv([1, 2, 3, 4]));

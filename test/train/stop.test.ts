@@ -43,7 +43,11 @@ describe("trainVae with a stopping rule", () => {
   let dir: string;
   before(() => (dir = mkdtempSync(join(tmpdir(), "vaeguard-stop-"))));
   after(() => rmSync(dir, { recursive: true, force: true }));
-  const cfg = { inputShape: [1, 4, 4] as [number, number, number], encoder: [{ channels: 2, pool: true }], latentDim: 2 };
+  const cfg = {
+    inputShape: [1, 4, 4] as [number, number, number],
+    encoder: [{ channels: 2, pool: true }],
+    latentDim: 2,
+  };
   const set = (seed: number): ImageDataset => ({
     images: tensor(Float32Array.from({ length: 256 }, mulberry32(seed)), [16, 1, 4, 4]),
     labels: tensor(new BigInt64Array(16), [16]),

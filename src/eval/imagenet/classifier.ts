@@ -30,7 +30,9 @@ export function findClassNames(model: string): string | undefined {
   const path = resolve(model);
   const dir = existsSync(path) && statSync(path).isDirectory() ? path : dirname(path);
   if (!existsSync(dir)) return undefined;
-  for (const n of readdirSync(dir).filter((f) => /labels.*\.txt$/i.test(f)).sort()) {
+  for (const n of readdirSync(dir)
+    .filter((f) => /labels.*\.txt$/i.test(f))
+    .sort()) {
     const lines = readFileSync(join(dir, n), "utf8").split(/\r?\n/);
     while (lines.length > 0 && lines[lines.length - 1].trim() === "") lines.pop();
     if (lines.length === NIPS2017_CLASSES) return join(dir, n);

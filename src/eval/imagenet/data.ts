@@ -27,7 +27,10 @@ export async function loadTrainingPatches(split: Nips2017Split): Promise<PatchSo
 }
 
 /** Evaluation images [N, 3, 299, 299] float32 in [0, 1], in the order of `entries`; the caller disposes them. */
-export async function loadEvaluationImages(split: Nips2017Split, entries: readonly ImageFolderEntry[]): Promise<Tensor> {
+export async function loadEvaluationImages(
+  split: Nips2017Split,
+  entries: readonly ImageFolderEntry[],
+): Promise<Tensor> {
   const data = await loadImageFolderEntries(split.index, entries, { size: NIPS2017_SIZE, exactSize: true });
   dispose([data.labels, data.targets]);
   return data.images;

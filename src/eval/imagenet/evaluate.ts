@@ -151,7 +151,11 @@ function predict(classifier: ImageClassifier, x: Tensor): number[] {
 }
 
 /** Predictions of every column on attacked images `adv`. */
-async function predictColumns(classifier: ImageClassifier, columns: readonly Defense[], adv: Tensor): Promise<number[][]> {
+async function predictColumns(
+  classifier: ImageClassifier,
+  columns: readonly Defense[],
+  adv: Tensor,
+): Promise<number[][]> {
   const out: number[][] = [];
   let sum: Tensor | null = null;
   let members = 0;

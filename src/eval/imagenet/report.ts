@@ -50,7 +50,12 @@ function lossPoints(vaes: readonly PatchVaeSummary[]): LossPoint[] {
       if (h.validation?.reconstruction !== undefined)
         out.push({ model, kind: "reconstruction term", epoch: h.epoch, value: h.validation.reconstruction / values });
       if (h.validation?.[MONITOR] !== undefined)
-        out.push({ model, kind: "above its floor (stopping rule)", epoch: h.epoch, value: h.validation[MONITOR] / values });
+        out.push({
+          model,
+          kind: "above its floor (stopping rule)",
+          epoch: h.epoch,
+          value: h.validation[MONITOR] / values,
+        });
     }
   }
   return out;
@@ -121,7 +126,9 @@ export async function writeImagenetReport(d: ReportData): Promise<BundlePaths & 
     `**Classifier:** ${d.classifierDescription}.${d.classOrder ? ` Its 1000 outputs are mapped to the 1001-class index by ${d.classOrder}.` : ""} ` +
       "The paper's classifier is Inception V3 (clean accuracy 0.945 on all 1,000 images); its weights are not available here.",
     `**Data:** ${d.splitDescription}. Evaluated: the first ${n} image(s) of the evaluation half (sorted by ImageId)` +
-      (n < d.evaluationHalf ? `, of ${d.evaluationHalf}; a later run with the same settings continues where this one stopped` : "") +
+      (n < d.evaluationHalf
+        ? `, of ${d.evaluationHalf}; a later run with the same settings continues where this one stopped`
+        : "") +
       ". The patch VAEs never saw an evaluation image (the paper trained its VAEs on the same 1,000 images it evaluated).",
     `**Labels:** the true labels (TrueLabel of dev_dataset.csv, the 1001-class index with 0 = background). ` +
       `With ${n} images, an accuracy near 0.5 has a 95% confidence half-width of about ${halfWidth.toFixed(3)}; ` +
@@ -192,7 +199,9 @@ export async function writeImagenetReport(d: ReportData): Promise<BundlePaths & 
     },
     rows: d.rows,
     defenses: d.columns,
-    grid: d.grid ? { cells: d.grid.cells, options: { columnHeaders: d.grid.headers, minSize: 64 }, caption: d.grid.caption } : undefined,
+    grid: d.grid
+      ? { cells: d.grid.cells, options: { columnHeaders: d.grid.headers, minSize: 64 }, caption: d.grid.caption }
+      : undefined,
     notes,
     paperComparisons: [
       { paper: PAPER_TABLE_6, attack: "FGSM" },

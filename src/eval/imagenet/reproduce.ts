@@ -91,7 +91,9 @@ export interface ImagenetResult {
 }
 
 /** The (attack, epsilon) points: the clean point once, then each attack's epsilons above 0. */
-export function evaluationPoints(o: Pick<ImagenetOptions, "fgsmEpsilons" | "ifgsmEpsilons" | "attacks" | "quick">): EvaluationPoint[] {
+export function evaluationPoints(
+  o: Pick<ImagenetOptions, "fgsmEpsilons" | "ifgsmEpsilons" | "attacks" | "quick">,
+): EvaluationPoint[] {
   const attacks = o.attacks ?? ["fgsm", "ifgsm"];
   const fgsm = o.fgsmEpsilons ?? (o.quick ? QUICK_FGSM_EPS : DEFAULT_FGSM_EPS);
   const ifgsm = o.ifgsmEpsilons ?? (o.quick ? QUICK_IFGSM_EPS : DEFAULT_IFGSM_EPS);
@@ -173,7 +175,10 @@ export async function reproduceImagenet(o: ImagenetOptions): Promise<ImagenetRes
       checkInt(shard.count, "shard count", 1);
       checkInt(shard.index, "shard index", 1, shard.count);
     }
-    const resultsFile = join(o.outDir, shard ? `evaluation.shard${shard.index}-of-${shard.count}.json` : "evaluation.json");
+    const resultsFile = join(
+      o.outDir,
+      shard ? `evaluation.shard${shard.index}-of-${shard.count}.json` : "evaluation.json",
+    );
     const shardFiles = shard
       ? []
       : (existsSync(o.outDir) ? readdirSync(o.outDir) : [])
@@ -194,7 +199,11 @@ export async function reproduceImagenet(o: ImagenetOptions): Promise<ImagenetRes
       fingerprint: {
         experiment: "nips2017",
         split: split.rule,
-        model: { name: modelName(model), bytes: stat.size, classOrder: model.classOrder ? basename(model.classOrder) : null },
+        model: {
+          name: modelName(model),
+          bytes: stat.size,
+          classOrder: model.classOrder ? basename(model.classOrder) : null,
+        },
         vaes: summaries.map((v) => ({ checkpoint: basename(v.checkpoint), epochs: v.history.length })),
       },
       restart: o.restart,
@@ -204,7 +213,9 @@ export async function reproduceImagenet(o: ImagenetOptions): Promise<ImagenetRes
       log,
     });
     if (shard) {
-      log(`evaluate: shard ${shard.index} of ${shard.count} done; run without --shard to merge the shards and write the report`);
+      log(
+        `evaluate: shard ${shard.index} of ${shard.count} done; run without --shard to merge the shards and write the report`,
+      );
       return result;
     }
     const labels = evaluation.images.map((e) => e.label);
@@ -219,7 +230,10 @@ export async function reproduceImagenet(o: ImagenetOptions): Promise<ImagenetRes
     const gridEntries = evaluation.images.slice(0, k);
     const gridImages = await loadEvaluationImages(split, gridEntries);
     const gridPoint = points.find((p) => p.attack === "ifgsm") ?? points.find((p) => p.attack === "fgsm")!;
-    const gridEps = gridPoint.attack === "ifgsm" ? (points.filter((p) => p.attack === "ifgsm").find((p) => p.epsilon >= 0.03)?.epsilon ?? gridPoint.epsilon) : gridPoint.epsilon;
+    const gridEps =
+      gridPoint.attack === "ifgsm"
+        ? (points.filter((p) => p.attack === "ifgsm").find((p) => p.epsilon >= 0.03)?.epsilon ?? gridPoint.epsilon)
+        : gridPoint.epsilon;
     let cells;
     try {
       cells = await pictureGrid({
@@ -256,7 +270,12 @@ export async function reproduceImagenet(o: ImagenetOptions): Promise<ImagenetRes
         headers: gridHeaders(columns),
         caption: `The first ${k} evaluation images, clean and under ${gridPoint.attack === "ifgsm" ? "I-FGSM" : "FGSM"} epsilon ${gridEps}: the input, then each defense's output, with the classifier's prediction.`,
       },
-      seconds: { data: tData, training: tTrain, evaluation: evaluation.seconds, report: (performance.now() - t3) / 1000 },
+      seconds: {
+        data: tData,
+        training: tTrain,
+        evaluation: evaluation.seconds,
+        report: (performance.now() - t3) / 1000,
+      },
       threads: getNumThreads(),
       seed: o.seed,
       command: o.command,

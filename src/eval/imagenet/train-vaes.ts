@@ -107,7 +107,11 @@ export async function trainPatchVae(
   p: PatchSize,
 ): Promise<{ model: ConvVae; summary: PatchVaeSummary }> {
   const perEpoch = epochPatchesOf(o, p);
-  const monitorCount = checkInt(o.monitorPatches ?? (o.quick ? QUICK_MONITOR_PATCHES : MONITOR_PATCHES), "monitorPatches", 1);
+  const monitorCount = checkInt(
+    o.monitorPatches ?? (o.quick ? QUICK_MONITOR_PATCHES : MONITOR_PATCHES),
+    "monitorPatches",
+    1,
+  );
   const convergence = checkNumber(o.convergence ?? CONVERGENCE, "convergence", 0, 1);
   const maxEpochs = checkInt(o.maxEpochs ?? DEFAULT_MAX_EPOCHS, "maxEpochs", 1);
   const minutes = o.maxMinutes?.[p];
@@ -115,7 +119,12 @@ export async function trainPatchVae(
   const checkpoint = patchVaeCheckpoint(o, p);
   const source = `${o.imageIds.length} training images`;
   // A stream of its own, so monitor patches never coincide with an epoch's patches.
-  const monitor = o.images.dataset({ patchSize: p, count: monitorCount, seed: deriveSeed(o.seed, 0x6d6f6e, p), source });
+  const monitor = o.images.dataset({
+    patchSize: p,
+    count: monitorCount,
+    seed: deriveSeed(o.seed, 0x6d6f6e, p),
+    source,
+  });
   try {
     const fit = await trainVae({
       makeModel: () => new ConvVae(VAE_PRESETS[`patch${p}`]),

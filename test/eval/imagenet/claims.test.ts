@@ -5,7 +5,12 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { checkClaims, cleanAcceptance, signTestP } from "../../../src/eval/imagenet/claims.js";
-import { pointKey, resultRows, type EvaluationPoint, type EvaluationResults } from "../../../src/eval/imagenet/evaluate.js";
+import {
+  pointKey,
+  resultRows,
+  type EvaluationPoint,
+  type EvaluationResults,
+} from "../../../src/eval/imagenet/evaluate.js";
 
 describe("signTestP", () => {
   test("exact two-sided binomial tail", () => {
@@ -18,7 +23,16 @@ describe("signTestP", () => {
   });
 });
 
-const columns = ["No defense", "JPEG 10", "JPEG 23", "VAE 16x16 s16", "VAE 32x32 s32", "VAE 64x64 s32", "VAE 64x64 s64", "Ensemble"];
+const columns = [
+  "No defense",
+  "JPEG 10",
+  "JPEG 23",
+  "VAE 16x16 s16",
+  "VAE 32x32 s32",
+  "VAE 64x64 s32",
+  "VAE 64x64 s64",
+  "Ensemble",
+];
 const points: EvaluationPoint[] = [
   { attack: "clean", epsilon: 0 },
   { attack: "fgsm", epsilon: 0.005 },
@@ -80,7 +94,10 @@ describe("checkClaims", () => {
     );
     // (c) looks only at small I-FGSM perturbations (rel-L2 <= 0.03): one point here.
     assert.equal(claims[2].verdicts.length, 1);
-    assert.match(claims[0].verdicts[0].evidence, /JPEG 23 0\.900 vs Ensemble 0\.800 \(right under JPEG 23 only: 1 images, under Ensemble only: 0; sign test p = 1\.000\)/);
+    assert.match(
+      claims[0].verdicts[0].evidence,
+      /JPEG 23 0\.900 vs Ensemble 0\.800 \(right under JPEG 23 only: 1 images, under Ensemble only: 0; sign test p = 1\.000\)/,
+    );
   });
 
   test("claims that the data contradicts are reported as not reproduced", () => {

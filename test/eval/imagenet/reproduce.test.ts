@@ -72,7 +72,14 @@ before(async () => {
   const L = tf.layers;
   const m = tf.sequential({
     layers: [
-      L.conv2d({ inputShape: [299, 299, 3], filters: 4, kernelSize: 3, strides: 4, padding: "valid", activation: "relu" }),
+      L.conv2d({
+        inputShape: [299, 299, 3],
+        filters: 4,
+        kernelSize: 3,
+        strides: 4,
+        padding: "valid",
+        activation: "relu",
+      }),
       L.globalAveragePooling2d({}),
       L.dense({ units: 1001, activation: "softmax" }),
     ],
@@ -170,7 +177,16 @@ test("reproduce imagenet --quick: split, training half only, every output file, 
     ["a", "b", "c"],
   );
   assert.equal(res.acceptance.checks.length, 2);
-  for (const f of ["report.md", "results.json", "results.csv", "evaluation.json", "grid.png", "loss-curves.png", "plot-fgsm-gray-box.png", "plot-i-fgsm-gray-box.png"]) {
+  for (const f of [
+    "report.md",
+    "results.json",
+    "results.csv",
+    "evaluation.json",
+    "grid.png",
+    "loss-curves.png",
+    "plot-fgsm-gray-box.png",
+    "plot-i-fgsm-gray-box.png",
+  ]) {
     assert.ok(existsSync(join(out, f)), `${f} written`);
   }
   const report = readFileSync(join(out, "report.md"), "utf8");
@@ -204,7 +220,9 @@ test("shards: two processes share the images, a third merges them and gets the u
     assert.equal(r.code, 0, r.stderr);
     assert.equal((JSON.parse(r.stdout) as Partial<Output>).rows, undefined, "a shard writes no report");
   }
-  assert.ok(existsSync(join(out, "evaluation.shard1-of-2.json")) && existsSync(join(out, "evaluation.shard2-of-2.json")));
+  assert.ok(
+    existsSync(join(out, "evaluation.shard1-of-2.json")) && existsSync(join(out, "evaluation.shard2-of-2.json")),
+  );
   assert.equal(existsSync(join(out, "report.md")), false);
   const merged = run(["reproduce", "imagenet", ...common(out)]);
   assert.equal(merged.code, 0, merged.stderr);
@@ -224,7 +242,17 @@ test("bad input: one line, exit code 2", async () => {
   mkdirSync(join(bad, "images"), { recursive: true });
   for (const id of ["aa", "bb"]) await writePng(join(bad, "images", `${id}.png`), 7, id === "bb" ? 224 : 299);
   writeFileSync(join(bad, "dev_dataset.csv"), "ImageId,TrueLabel\naa,3\nbb,4\n");
-  const size = run(["reproduce", "imagenet", "--images", bad, "--train-only", "--quick", "--quiet", "--checkpoints", join(dir, "ck2")]);
+  const size = run([
+    "reproduce",
+    "imagenet",
+    "--images",
+    bad,
+    "--train-only",
+    "--quick",
+    "--quiet",
+    "--checkpoints",
+    join(dir, "ck2"),
+  ]);
   assert.equal(size.code, 2);
   assert.match(size.stderr.trim(), /^vaeguard: error: .*bb\.png: is 224x224 pixels; expected 299x299$/);
 
