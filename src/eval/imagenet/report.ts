@@ -208,7 +208,13 @@ export async function writeImagenetReport(d: ReportData): Promise<BundlePaths & 
       { paper: PAPER_TABLE_7, attack: "I-FGSM" },
     ]
       .filter((c) => attacks.includes(c.attack))
-      .map((c) => ({ ...c, mode: "gray-box" as const, pairs, maxDistance: COMPARISON_MAX_DISTANCE })),
+      .map((c) => ({
+        ...c,
+        mode: "gray-box" as const,
+        pairs,
+        maxDistance: COMPARISON_MAX_DISTANCE,
+        attackedOnly: true,
+      })),
   });
   return { ...paths, ...(lossCurves ? { lossCurves } : {}) };
 }
