@@ -6,6 +6,10 @@
  *   images, for the paper's 16/8, 32/16 and 64/32, with random-weight VAEs of
  *   the Table 3 presets (sampled latents, noise clipped to [-5, 5]; grid,
  *   unfold, VAE, fold, overlap average, 5x5 smoothing);
+ * - patch64.trainStep: one Adam step (lr 1e-3) of the 64x64 patch VAE of
+ *   Table 3 (100M parameters, nearly all in its dense layers) on a batch of
+ *   32 random patches, BCE + 0.01 KL with clipped noise, in patches/s: the
+ *   step that `reproduce imagenet` repeats when it trains that VAE;
  * - inception.infer / inception.inputGrad: the imported TF.js Inception V3 of
  *   nsfwjs (299x299, 5 classes) forward, and the input gradient of the
  *   cross-entropy (what every attack step costs). PyTorch runs the same
@@ -24,6 +28,10 @@ import { patchReconstruct, smooth } from "../src/defenses/patch-vae.js";
 import { loadTfjsLayersModel } from "../src/models/tfjs.js";
 import { extractNsfwjsModels } from "../src/models/tfjs-nsfwjs.js";
 import { timeit } from "./classifiers.js";
+import { Adam } from "../src/optim/optimizer.js";
+
+/** The 64x64 VAE's training batch in `reproduce imagenet` (DEFAULT_BATCH[64]); torch_large.py uses the same. */
+export const PATCH64_TRAIN_BATCH = 32;
 
 export const LARGE_GEOMETRIES: readonly [number, number][] = [
   [16, 8],
@@ -40,7 +48,12 @@ export interface LargeBenchOptions {
   python: string;
   /** nsfwjs' Inception V3 model.json (default runs/models/nsfwjs/inception_v3, extracted when missing). */
   modelJson?: string;
+  /** Which figures (default all): patch reconstructions, the 64x64 VAE training step, Inception V3. */
+  parts?: readonly LargePart[];
 }
+
+export type LargePart = "recon" | "train" | "inception";
+export const LARGE_PARTS: readonly LargePart[] = ["recon", "train", "inception"];
 
 export interface LargeBenchResult {
   ours: Record<string, number>;
@@ -60,8 +73,9 @@ export function benchLarge(o: LargeBenchOptions): LargeBenchResult {
   const batch = o.batch ?? 4;
   const ours: Record<string, number> = {};
   const notes: string[] = [`large: batch ${batch} of 299x299 images`];
+  const parts = o.parts ?? LARGE_PARTS;
   const x = rand([batch, 3, 299, 299]);
-  for (const [p, s] of LARGE_GEOMETRIES) {
+  for (const [p, s] of parts.includes("recon") ? LARGE_GEOMETRIES : []) {
     const vae = new ConvVae(VAE_PRESETS[`patch${p}`]);
     vae.eval();
     const run = () =>
@@ -74,12 +88,46 @@ export function benchLarge(o: LargeBenchOptions): LargeBenchResult {
     vae.dispose();
   }
 
+  if (parts.includes("train")) {
+    const vae = new ConvVae(VAE_PRESETS.patch64);
+    vae.train();
+    const opt = new Adam(vae.parameters(), { lr: 1e-3 });
+    const xb = rand([PATCH64_TRAIN_BATCH, 3, 64, 64]);
+    // Phases, for the profile: forward with the loss, backward, Adam update (seconds summed over the timed steps).
+    const phase = { forward: 0, backward: 0, adam: 0 };
+    const step = () =>
+      tidy(() => {
+        const t0 = performance.now();
+        opt.zeroGrad();
+        const l = vae.loss(xb, { beta: 0.01, reconstruction: "bce", clip: 5 }).loss;
+        const t1 = performance.now();
+        l.backward();
+        const t2 = performance.now();
+        opt.step();
+        const t3 = performance.now();
+        phase.forward += t1 - t0;
+        phase.backward += t2 - t1;
+        phase.adam += t3 - t2;
+      });
+    ours["patch64.trainStep"] = PATCH64_TRAIN_BATCH * timeit(step, o.seconds);
+    const total = phase.forward + phase.backward + phase.adam;
+    notes.push(
+      `large: 64x64 VAE training step, vaeguard time shares: forward+loss ${((100 * phase.forward) / total).toFixed(0)}%, ` +
+        `backward ${((100 * phase.backward) / total).toFixed(0)}%, Adam ${((100 * phase.adam) / total).toFixed(0)}%`,
+    );
+    opt.dispose();
+    vae.dispose();
+    xb.dispose();
+  }
+
   let modelJson = o.modelJson ? resolve(o.modelJson) : resolve("runs/models/nsfwjs/inception_v3/model.json");
   let check: number[] | undefined;
-  if (!existsSync(modelJson) && !o.modelJson) {
+  if (!parts.includes("inception")) {
+    modelJson = "-";
+  } else if (!existsSync(modelJson) && !o.modelJson) {
     modelJson = extractNsfwjsModels(resolve("runs/models/nsfwjs"), { models: ["inception_v3"] })[0].modelJson;
   }
-  if (existsSync(modelJson)) {
+  if (modelJson !== "-" && existsSync(modelJson)) {
     const model = loadTfjsLayersModel(modelJson);
     const y = randint(0, model.numClasses, [batch]);
     check = tidy(() => noGrad(() => model.forward(fixedInput(1, 299)).toArray()));
@@ -97,7 +145,7 @@ export function benchLarge(o: LargeBenchOptions): LargeBenchResult {
       );
     y.dispose();
     model.dispose();
-  } else {
+  } else if (modelJson !== "-") {
     notes.push(`large: no Inception V3 at ${modelJson}; run vaeguard models import-nsfwjs`);
   }
   x.dispose();
@@ -107,13 +155,26 @@ export function benchLarge(o: LargeBenchOptions): LargeBenchResult {
   if (existsSync(o.python)) {
     const r = spawnSync(
       o.python,
-      [script, String(o.threads), String(o.seconds), String(batch), existsSync(modelJson) ? modelJson : "-"],
+      [
+        script,
+        String(o.threads),
+        String(o.seconds),
+        String(batch),
+        existsSync(modelJson) ? modelJson : "-",
+        parts.join(","),
+      ],
       { encoding: "utf8", maxBuffer: 1 << 24 },
     );
     if (r.status === 0) {
       const parsed = JSON.parse(r.stdout.trim().split("\n").pop()!) as Record<string, number | number[] | string>;
       theirs = {};
       for (const [k, v] of Object.entries(parsed)) if (typeof v === "number" && k.includes(".")) theirs[k] = v;
+      const shares = parsed["patch64.trainStep.shares"];
+      if (Array.isArray(shares)) {
+        notes.push(
+          `large: 64x64 VAE training step, PyTorch time shares: forward+loss ${shares[0]}%, backward ${shares[1]}%, Adam ${shares[2]}%`,
+        );
+      }
       const tcheck = parsed["inception.check"];
       if (check && Array.isArray(tcheck)) {
         const diff = Math.max(...check.map((v, i) => Math.abs(v - tcheck[i])));

@@ -15,7 +15,7 @@ import { binding } from "../src/binding.js";
 import { MnistCnn, Cifar10Cnn } from "../src/models/classifiers.js";
 import { ConvVae, VAE_PRESETS } from "../src/models/vae.js";
 import { benchClassifier, benchVae } from "./classifiers.js";
-import { benchLarge } from "./large-images.js";
+import { benchLarge, LARGE_PARTS } from "./large-images.js";
 import { benchServe, renderServeBench } from "./serve.js";
 
 const program = new Command()
@@ -25,7 +25,7 @@ const program = new Command()
   .option("--rounds <n>", "alternating rounds per engine (best of)", "2")
   .option(
     "--only <list>",
-    "comma-separated: mnist,cifar10,vae,large,serve (large: patch VAEs and Inception V3 on 299x299 images; serve: HTTP load on vaeguard serve)",
+    "comma-separated: mnist,cifar10,vae,large,serve (large: patch VAEs and Inception V3 on 299x299 images, or a part of it: large-recon, large-train, large-inception; serve: HTTP load on vaeguard serve)",
     "mnist,cifar10,vae",
   )
   .option("--python <path>", "python with torch for the comparison", "/usr/bin/python3")
@@ -116,14 +116,19 @@ const theirs: Record<string, number> = {};
 for (let r = 0; r < rounds; r++) {
   best(theirs, theirsOnce());
   best(ours, oursOnce());
-  if (only.includes("large")) {
-    const large = benchLarge({ threads, seconds, python: o.python });
+  const largeParts = only.includes("large")
+    ? LARGE_PARTS
+    : LARGE_PARTS.filter((p) => only.includes(`large-${p}`));
+  if (largeParts.length > 0) {
+    const large = benchLarge({ threads, seconds, python: o.python, parts: largeParts });
     best(ours, large.ours);
     best(theirs, large.theirs);
     if (r === rounds - 1) torchNote = [torchNote, ...large.notes].filter(Boolean).join("\n");
   }
 }
 const haveTorch = Object.keys(theirs).length > 0;
+/** Whole numbers for large rates, three significant digits for small ones (the 64x64 VAE: a few patches/s). */
+const fmt = (v: number) => (v >= 100 ? v.toFixed(0) : v.toPrecision(3));
 const rows = Object.keys(ours).map((k) => ({
   figure: k,
   vaeguard: ours[k],
@@ -139,8 +144,8 @@ if (o.json) {
   for (const r of rows) {
     console.log(
       r.figure.padEnd(22) +
-        r.vaeguard.toFixed(0).padStart(12) +
-        (r.pytorch?.toFixed(0) ?? "-").padStart(12) +
+        fmt(r.vaeguard).padStart(12) +
+        (r.pytorch === undefined ? "-" : fmt(r.pytorch)).padStart(12) +
         (r.ratio ? r.ratio.toFixed(2) + "x" : "-").padStart(8),
     );
   }

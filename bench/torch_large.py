@@ -1,6 +1,6 @@
 """PyTorch counterparts of bench/large-images.ts, run by it in the same `npm run bench` run.
 
-Usage: torch_large.py THREADS SECONDS BATCH MODEL_JSON|-
+Usage: torch_large.py THREADS SECONDS BATCH MODEL_JSON|- [PARTS]  (PARTS: comma list of recon,train,inception; default all)
 
 Prints one JSON object: {figure: images_per_second, ...} plus "inception.check", the logits of
 the first image of a fixed input, so the TypeScript side can prove both engines ran the same network.
@@ -12,6 +12,8 @@ Same work as the TypeScript side:
   run of positions, every patch through the VAE as one batch (chunks of at most
   min(4096, 2^22 / (3 p^2)) patches), F.fold back, overlaps divided by their counts, then the
   5x5 smoothing filter (PIL SMOOTH_MORE) with the two border rows and columns copied;
+- patch64.trainStep: one Adam step of the 64x64 VAE (Table 3, 100M parameters) on 32 random patches,
+  BCE + 0.01 KL with clipped latent noise, in patches/s;
 - inception.infer / inception.inputGrad: the TF.js Layers Inception V3 of nsfwjs, rebuilt here
   from its model.json and weight shards (Conv2D, BatchNormalization, Activation, pooling,
   Concatenate, Dense, Dropout, Flatten), NCHW, final softmax removed (logits, as vaeguard's
@@ -27,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+TRAIN_BATCH = 32  # bench/large-images.ts PATCH64_TRAIN_BATCH: the 64x64 VAE's training batch in reproduce imagenet
 SMOOTH = [[1, 1, 1, 1, 1], [1, 5, 5, 5, 1], [1, 5, 44, 5, 1], [1, 5, 5, 5, 1], [1, 1, 1, 1, 1]]
 PRESETS = {
     16: ((64, 32, 16), 512),
@@ -54,15 +57,29 @@ class ConvVae(nn.Module):
             [nn.ConvTranspose2d(full[i + 1], full[i], 3, padding=1) for i in reversed(range(len(chans)))]
         )
 
-    def forward(self, x):
+    def encode(self, x):
         h = x
         for i, conv in enumerate(self.enc):
             h = F.relu(conv(h))
             if i == 0:
                 h = F.max_pool2d(h, 2)
         f = h.flatten(1)
-        mu, logvar = self.fc_mu(f), self.fc_logvar(f)
-        z = mu + (0.5 * logvar).exp() * torch.randn_like(mu).clamp(-5, 5)
+        return self.fc_mu(f), self.fc_logvar(f)
+
+    def forward(self, x):
+        mu, logvar = self.encode(x)
+        return self.decode(mu + (0.5 * logvar).exp() * torch.randn_like(mu).clamp(-5, 5))
+
+    def loss(self, x, beta=0.01):
+        """src/models/vae.ts ConvVae.loss: BCE summed over pixels + beta * KL summed over latents, per image."""
+        mu, logvar = self.encode(x)
+        r = self.decode(mu + (0.5 * logvar).exp() * torch.randn_like(mu).clamp(-5, 5))
+        n = x.shape[0]
+        rec = F.binary_cross_entropy(r, x, reduction="sum") / n
+        kl = -0.5 * (1 + logvar - mu.square() - logvar.exp()).sum() / n
+        return rec + beta * kl
+
+    def decode(self, z):
         h = F.relu(self.fc_dec(z)).reshape(z.shape[0], *self.bottleneck)
         n = len(self.dec)
         for j, conv in enumerate(self.dec):
@@ -266,16 +283,41 @@ def fixed_input(batch, size):
 def main():
     threads, seconds, batch = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
     model_json = sys.argv[4] if len(sys.argv) > 4 else "-"
+    parts = sys.argv[5].split(",") if len(sys.argv) > 5 else ["recon", "train", "inception"]
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     out = {"torch": torch.__version__, "threads": torch.get_num_threads()}
     x = torch.rand(batch, 3, 299, 299)
     with torch.no_grad():
-        for p, s in ((16, 8), (32, 16), (64, 32)):
+        for p, s in ((16, 8), (32, 16), (64, 32)) if "recon" in parts else ():
             vae = ConvVae(p).eval()
             out[f"patch{p}/{s}.recon"] = batch * timeit(lambda: patch_reconstruct(x, vae, p, s), seconds)
             del vae
-    if model_json != "-" and os.path.exists(model_json):
+    if "train" in parts:
+        # patch64.trainStep: one Adam step (lr 1e-3) of the 64x64 VAE on TRAIN_BATCH random patches.
+        vae = ConvVae(64).train()
+        opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
+        xb = torch.rand(TRAIN_BATCH, 3, 64, 64)
+
+        phase = [0.0, 0.0, 0.0]
+
+        def train_step():
+            t0 = time.perf_counter()
+            opt.zero_grad()
+            loss = vae.loss(xb)
+            t1 = time.perf_counter()
+            loss.backward()
+            t2 = time.perf_counter()
+            opt.step()
+            t3 = time.perf_counter()
+            phase[0] += t1 - t0
+            phase[1] += t2 - t1
+            phase[2] += t3 - t2
+
+        out["patch64.trainStep"] = TRAIN_BATCH * timeit(train_step, seconds)
+        out["patch64.trainStep.shares"] = [round(100 * p / sum(phase)) for p in phase]
+        del vae, opt
+    if "inception" in parts and model_json != "-" and os.path.exists(model_json):
         net = KerasGraph(model_json).eval()
         with torch.no_grad():
             out["inception.check"] = net(fixed_input(1, 299))[0].tolist()

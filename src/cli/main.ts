@@ -15,6 +15,8 @@ const program = new Command()
   .name("vaeguard")
   .description("Defend image classifiers against adversarial attacks with VAEs, and measure such defenses honestly.")
   .version("0.1.0")
+  // Lets a subcommand's subcommand own its options (`reproduce imagenet --quick`).
+  .enablePositionalOptions()
   .showHelpAfterError("(run with --help for usage)")
   .configureOutput({ outputError: (str, write) => write(`vaeguard: ${str.replace(/^error: /, "error: ")}`) })
   .exitOverride((err) => {

@@ -5,8 +5,14 @@ import { resolve } from "node:path";
 import { loadTfliteModel, type TfliteSummary } from "../models/tflite/model.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { runAction, parseListArg } from "./common.js";
-import { NSFWJS_MODELS, extractNsfwjsModels, findNsfwjsPackage, type NsfwjsModelName } from "../models/tfjs-nsfwjs.js";
-import { DEFAULT_MODELS_DIR } from "../eval/reproduce-imagenet.js";
+import { REMOTE_MODELS, fetchModel } from "../models/fetch.js";
+import {
+  DEFAULT_NSFWJS_DIR,
+  NSFWJS_MODELS,
+  extractNsfwjsModels,
+  findNsfwjsPackage,
+  type NsfwjsModelName,
+} from "../models/tfjs-nsfwjs.js";
 import { UsageError } from "./common.js";
 
 interface ImportOpts {
@@ -22,7 +28,7 @@ export function register(program: Command): void {
     .description(
       "turn the networks inside the npm package nsfwjs (Inception V3 299x299, MobileNetV2 224x224; 5 classes) into plain TF.js folders (model.json + .bin shards)",
     )
-    .option("--out <dir>", "folder for the models, one sub-folder per model", DEFAULT_MODELS_DIR)
+    .option("--out <dir>", "folder for the models, one sub-folder per model", DEFAULT_NSFWJS_DIR)
     .option(
       "--models <list>",
       `comma-separated: ${Object.keys(NSFWJS_MODELS).join(", ")} (default: all that the package ships)`,
@@ -55,8 +61,6 @@ export function register(program: Command): void {
             `  ${m.name.padEnd(17)} ${m.modelJson}  ${m.inputSize}x${m.inputSize}, ${(m.weightBytes / 1e6).toFixed(1)} MB in ${m.shards.length} shard(s)${note}`,
           );
         }
-        const inception = written.find((m) => m.name === "inception_v3");
-        if (inception) console.log(`Use it with: vaeguard reproduce-imagenet --model ${inception.modelJson}`);
       }),
     );
 
@@ -90,7 +94,28 @@ export function register(program: Command): void {
         }
         for (const line of describeTflite(summary)) console.log(line);
         if (written) console.log(`Written: ${written}`);
-        console.log(`Use it with: vaeguard reproduce-imagenet --model ${written ?? path}`);
+        console.log(`Use it with: vaeguard reproduce imagenet --model ${written ?? path}`);
+      }),
+    );
+
+  models
+    .command("fetch")
+    .argument("<name>", `one of ${Object.keys(REMOTE_MODELS).join(", ")}`)
+    .description(
+      "download a pretrained classifier from its published location and check its SHA-256 (needs internet access)",
+    )
+    .option("--out <dir>", "where models are kept (one sub-folder per model)", "runs/models")
+    .option("--timeout <seconds>", "seconds to wait for the server", "30")
+    .action((name: string, opts: { out: string; timeout: string }) =>
+      runAction(async () => {
+        if (!(name in REMOTE_MODELS)) {
+          throw new UsageError(
+            `Expected one of ${Object.keys(REMOTE_MODELS).join(", ")} for name but received ${JSON.stringify(name)}`,
+          );
+        }
+        const model = await fetchModel(name, { modelsRoot: resolve(opts.out), timeoutSeconds: Number(opts.timeout) });
+        console.log(`${REMOTE_MODELS[name].name}: ${model}`);
+        console.log(`Use it with: vaeguard reproduce imagenet --model ${model}`);
       }),
     );
 }

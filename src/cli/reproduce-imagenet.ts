@@ -1,4 +1,8 @@
-/** `vaeguard reproduce-imagenet`: the paper's large-image experiment (Tables 6 and 7) on local photographs. */
+/**
+ * `vaeguard reproduce imagenet` (alias `vaeguard reproduce-imagenet`): the
+ * paper's NIPS 2017 experiment, Tables 6 and 7, on the competition's
+ * development images with their true labels.
+ */
 import type { Command } from "commander";
 import { join, resolve } from "node:path";
 import { setNumThreads } from "../core/engine.js";
@@ -6,47 +10,40 @@ import { UsageError, parseIntArg, parseListArg, parseNumberArg, progressBars, ru
 import {
   DEFAULT_FGSM_EPS,
   DEFAULT_IFGSM_EPS,
-  DEFAULT_MODELS_DIR,
-  DEFAULT_PATCHES,
-  DEFAULT_TRAIN_SOURCES,
+  DEFAULT_BATCH,
+  DEFAULT_TRAIN_CPU_MINUTES,
+  EPOCH_PATCHES,
+  IFGSM_STEPS,
   PATCH_SIZES,
-  QUICK_PATCHES,
-  reproduceImagenet,
   type PatchSize,
-} from "../eval/reproduce-imagenet.js";
-import { INPUT_SCALINGS, type InputScalingName } from "../models/tfjs.js";
+} from "../eval/imagenet/settings.js";
+import { reproduceImagenet } from "../eval/imagenet/reproduce.js";
 import { renderTextTable } from "../report/table.js";
 
 interface Opts {
   images?: string;
   model?: string;
-  modelsDir: string;
-  inputScaling?: string;
-  inputSize?: number;
-  mean?: number[];
-  std?: number[];
-  trainSources?: string[];
-  evalSources?: string[];
-  sourceColumn: string;
-  trainImages?: string;
-  labels: string;
-  labelOffset: number;
+  classOrder?: string;
   samples?: number;
   patchSizes?: number[];
-  patches?: string;
-  epochsVae: number;
+  epochPatches?: string;
+  trainMinutes?: string;
+  trainCpuMinutes?: string;
+  maxEpochs?: number;
+  convergence: number;
   beta: number;
   lr: number;
-  batchSize: number;
+  batchSize?: string;
   flip: boolean;
   eps?: number[];
   ifgsmEps?: number[];
   attacks?: string[];
   ifgsmSteps: number;
-  mode: string;
   evalBatchSize: number;
-  passes: number;
+  evalMinutes?: number;
+  shard?: string;
   gridImages: number;
+  trainOnly?: boolean;
   quick?: boolean;
   out?: string;
   checkpoints: string;
@@ -57,16 +54,22 @@ interface Opts {
   quiet?: boolean;
 }
 
-/** "4000" for every patch size, or "16=4000,32=2000,64=1000". */
-export function parsePatches(v: string): number | Partial<Record<PatchSize, number>> {
+/** "12" for every patch size, or "16=12,32=15,64=33". */
+export function parsePerPatchSize(
+  flag: string,
+  v: string,
+  min: number,
+  integer: boolean,
+): number | Partial<Record<PatchSize, number>> {
   const t = v.trim();
-  if (/^\d+$/.test(t) && Number(t) >= 1) return Number(t);
+  const ok = (x: number) => Number.isFinite(x) && x >= min && (!integer || Number.isInteger(x));
+  if (t !== "" && !t.includes("=") && ok(Number(t))) return Number(t);
   const out: Partial<Record<PatchSize, number>> = {};
   for (const part of t.split(",")) {
-    const m = /^\s*(\d+)\s*=\s*(\d+)\s*$/.exec(part);
-    if (!m || !(PATCH_SIZES as readonly number[]).includes(Number(m[1])) || Number(m[2]) < 1) {
+    const m = /^\s*(\d+)\s*=\s*([0-9.eE+-]+)\s*$/.exec(part);
+    if (!m || !(PATCH_SIZES as readonly number[]).includes(Number(m[1])) || !ok(Number(m[2]))) {
       throw new UsageError(
-        `Expected a count of at least 1 or a list like 16=4000,32=2000,64=1000 for --patches but received ${v}`,
+        `Expected ${integer ? "an integer" : "a number"} of at least ${min} or a list like 16=N,32=N,64=N for --${flag} but received ${v}`,
       );
     }
     out[Number(m[1]) as PatchSize] = Number(m[2]);
@@ -74,116 +77,98 @@ export function parsePatches(v: string): number | Partial<Record<PatchSize, numb
   return out;
 }
 
-export function register(program: Command): void {
-  program
-    .command("reproduce-imagenet")
+function perSize(
+  x: number | Partial<Record<PatchSize, number>> | undefined,
+): Partial<Record<PatchSize, number>> | undefined {
+  if (x === undefined || typeof x === "object") return x;
+  return Object.fromEntries(PATCH_SIZES.map((p) => [p, x]));
+}
+
+const spec = (r: Record<number, number>) =>
+  Object.entries(r)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(",");
+
+/** Options and action of the command, on `cmd` (the subcommand and its alias share them). */
+function define(cmd: Command): void {
+  cmd
     .description(
-      "the paper's large-image experiment (Tables 6 and 7): train the patch VAEs of Table 3 on photographs not used for evaluation, " +
-        "attack a pretrained classifier with FGSM and I-FGSM (gray-box), defend with JPEG, patch VAEs and their ensemble, write a report",
+      "the paper's NIPS 2017 experiment (Tables 6 and 7): split the images into an evaluation and a training half, train the patch VAEs of Table 3 " +
+        "on the training half, attack the classifier with FGSM and I-FGSM (gray-box) on the evaluation half with true labels, defend with JPEG, patch VAEs and their ensemble, write a report",
     )
     .option(
       "--images <dir>",
-      "image folder: CSV layout (NIPS 2017: ImageId, TrueLabel, optional Source column) or class folders (default: the Debian photo set in .cache/photos, built when missing)",
+      "the NIPS 2017 development set: dev_dataset.csv (ImageId, TrueLabel) and images/<ImageId>.png, 299x299",
     )
     .option(
       "--model <path>",
-      "classifier: a TFLite .tflite file, a TF.js Layers model.json (or its folder) or a TorchScript .pt file (default: nsfwjs' Inception V3, extracted when missing)",
-    )
-    .option("--models-dir <dir>", "where the default nsfwjs models are extracted", DEFAULT_MODELS_DIR)
-    .option(
-      "--input-scaling <name>",
-      `TF.js input scaling: ${Object.keys(INPUT_SCALINGS).join(", ")} (default: the model.json's vaeguard metadata, else unit)`,
-    )
-    .option("--input-size <n>", "TorchScript: square input size", parseIntArg("input-size", 1), undefined)
-    .option(
-      "--mean <list>",
-      "TorchScript: per-channel mean subtracted from [0, 1] images",
-      parseListArg(parseNumberArg("mean")),
-    )
-    .option("--std <list>", "TorchScript: per-channel standard deviation", parseListArg(parseNumberArg("std", 1e-12)))
-    .option(
-      "--train-sources <list>",
-      `sources (CSV Source column, e.g. Debian packages) whose images train the VAEs (default ${DEFAULT_TRAIN_SOURCES.join(",")})`,
-      parseListArg(String),
+      "classifier: TF.js Layers model.json (or its folder) or TorchScript .pt; 1001 outputs (TrueLabel) or 1000",
     )
     .option(
-      "--eval-sources <list>",
-      "sources to evaluate (default: every source not used for training)",
-      parseListArg(String),
-    )
-    .option("--source-column <name>", "CSV column that names each image's source", "Source")
-    .option("--train-images <dir>", "a separate folder of training images (then every image of --images is evaluated)")
-    .option(
-      "--labels <kind>",
-      "clean: the classifier's clean predictions (\"agreement with the clean prediction\"); dataset: the folder's labels",
-      "clean",
+      "--class-order <file>",
+      "for a 1000-class model: its outputs' WordNet ids, one per line (default: the only *wnids.txt beside the model; none: the standard sorted order)",
     )
     .option(
-      "--label-offset <n>",
-      "added to the folder's labels with --labels dataset (NIPS 2017 CSV with a 1000-class model: -1)",
-      parseIntArg("label-offset"),
-      0,
+      "--samples <n>",
+      "evaluate the first n images of the evaluation half (default: all 500)",
+      parseIntArg("samples", 1),
     )
-    .option("--samples <n>", "evaluate at most this many images (default: all; quick: 4)", parseIntArg("samples", 1))
+    .option("--patch-sizes <list>", "patch VAEs: 16,32,64", parseListArg(parseIntArg("patch-sizes", 1)))
     .option(
-      "--patch-sizes <list>",
-      "patch VAEs to train and evaluate: 16,32,64 (64x64 has ~100M parameters in its dense layers and trains slowly on a CPU)",
-      parseListArg(parseIntArg("patch-sizes", 1)),
+      "--epoch-patches <spec>",
+      `fresh training patches per epoch: N or 16=N,32=N,64=N (default ${spec(EPOCH_PATCHES)})`,
     )
     .option(
-      "--patches <spec>",
-      `training patches per VAE: N, or 16=N,32=N,64=N (default ${Object.entries(DEFAULT_PATCHES)
-        .map(([k, v]) => `${k}=${v}`)
-        .join(",")}; quick ${Object.entries(QUICK_PATCHES)
-        .map(([k, v]) => `${k}=${v}`)
-        .join(",")})`,
+      "--train-cpu-minutes <spec>",
+      `cap on the CPU time of training per VAE, all sessions together: N or 16=N,32=N,64=N (default ${spec(DEFAULT_TRAIN_CPU_MINUTES)}); a larger cap later resumes`,
     )
+    .option("--train-minutes <spec>", "the same cap in wall-clock minutes (none by default)")
+    .option("--max-epochs <n>", "most training epochs per VAE", parseIntArg("max-epochs", 1))
     .option(
-      "--epochs-vae <n>",
-      "VAE training epochs over the patches (resumes a checkpoint with fewer)",
-      parseIntArg("epochs-vae", 1),
-      1,
+      "--convergence <x>",
+      "stop training when the reconstruction term changes by less than this fraction per epoch (the paper's criterion)",
+      parseNumberArg("convergence", 0, 1),
+      0.01,
     )
-    .option("--beta <x>", "weight of the VAE's KL term (the authors' code: 0.01)", parseNumberArg("beta", 0), 0.01)
-    .option("--lr <x>", "Adam learning rate for the VAEs", parseNumberArg("lr", 0), 1e-3)
-    .option("--batch-size <n>", "VAE training batch size", parseIntArg("batch-size", 1), 32)
+    .option("--beta <x>", "weight of the VAE's KL term (the authors: 0.01)", parseNumberArg("beta", 0), 0.01)
+    .option("--lr <x>", "Adam learning rate for the VAEs (the authors: 0.001)", parseNumberArg("lr", 0), 1e-3)
+    .option("--batch-size <spec>", `VAE training batch: N or 16=N,32=N,64=N (default ${spec(DEFAULT_BATCH)})`)
     .option("--no-flip", "no random horizontal flips of the training patches")
     .option(
       "--eps <list>",
-      `FGSM epsilons (default ${DEFAULT_FGSM_EPS.join(",")}; quick 0,0.03)`,
+      `FGSM epsilons (default ${DEFAULT_FGSM_EPS.join(",")})`,
       parseListArg(parseNumberArg("eps", 0, 1)),
     )
     .option(
       "--ifgsm-eps <list>",
-      `I-FGSM epsilons (default ${DEFAULT_IFGSM_EPS.join(",")}; quick 0.03)`,
+      `I-FGSM epsilons (default ${DEFAULT_IFGSM_EPS.join(",")})`,
       parseListArg(parseNumberArg("ifgsm-eps", 0, 1)),
     )
     .option("--attacks <list>", "comma-separated: fgsm,ifgsm", parseListArg(String))
-    .option("--ifgsm-steps <n>", "I-FGSM iterations (the paper: 10)", parseIntArg("ifgsm-steps", 1), 10)
-    .option("--mode <mode>", "gray-box (the paper's) or adaptive (attacks see the defense)", "gray-box")
-    .option("--eval-batch-size <n>", "images per attack and defense batch", parseIntArg("eval-batch-size", 1), 16)
-    .option("--passes <n>", "forward passes per randomized defense (scored as their mean)", parseIntArg("passes", 1), 1)
+    .option("--ifgsm-steps <n>", "I-FGSM iterations (the paper: 10)", parseIntArg("ifgsm-steps", 1), IFGSM_STEPS)
+    .option("--eval-batch-size <n>", "images per attack and defense batch", parseIntArg("eval-batch-size", 1), 8)
+    .option(
+      "--eval-minutes <x>",
+      "start no new batch of images after this many minutes; the report covers the images done, a later run continues",
+      parseNumberArg("eval-minutes", 0),
+    )
+    .option(
+      "--shard <k/n>",
+      "evaluate only the k-th of n shares of the image batches, in its own results file and without a report (run n such processes, then one without --shard to merge and report)",
+    )
     .option("--grid-images <n>", "images in the picture grid", parseIntArg("grid-images", 1), 4)
+    .option("--train-only", "train (or resume) the patch VAEs and stop")
     .option("--quick", "a short run: 4 images, tiny VAE training, FGSM at 0 and 0.03, I-FGSM at 0.03")
     .option("--out <dir>", "report folder (default runs/imagenet[-quick])")
-    .option("--checkpoints <dir>", "where trained VAEs are kept and reused", "runs/checkpoints")
+    .option("--checkpoints <dir>", "where trained VAEs are kept, reused and resumed", "runs/checkpoints")
     .option("--seed <n>", "random seed", parseIntArg("seed", 0), 0)
     .option("--restart", "ignore existing checkpoints and results; train and evaluate from scratch")
     .option("--threads <n>", "libtorch threads (default: all cores)", parseIntArg("threads", 1))
-    .option("--json", "print the result rows as JSON on stdout")
+    .option("--json", "print the results as JSON on stdout")
     .option("--quiet", "no progress output")
     .action((opts: Opts) =>
       runAction(async () => {
-        if (!["gray-box", "adaptive"].includes(opts.mode)) {
-          throw new UsageError(
-            `Expected one of "gray-box", "adaptive" for --mode but received ${JSON.stringify(opts.mode)}`,
-          );
-        }
-        if (!["clean", "dataset"].includes(opts.labels)) {
-          throw new UsageError(
-            `Expected one of "clean", "dataset" for --labels but received ${JSON.stringify(opts.labels)}`,
-          );
-        }
+        if (!opts.images) throw new UsageError("--images is required (the NIPS 2017 development set folder)");
         for (const a of opts.attacks ?? []) {
           if (a !== "fgsm" && a !== "ifgsm")
             throw new UsageError(`Expected "fgsm" or "ifgsm" in --attacks but received ${JSON.stringify(a)}`);
@@ -194,13 +179,25 @@ export function register(program: Command): void {
               `Expected patch sizes among ${PATCH_SIZES.join(", ")} in --patch-sizes but received ${p}`,
             );
         }
-        if (opts.inputScaling !== undefined && !(opts.inputScaling in INPUT_SCALINGS)) {
-          throw new UsageError(
-            `Expected one of ${Object.keys(INPUT_SCALINGS).join(", ")} for --input-scaling but received ${JSON.stringify(opts.inputScaling)}`,
-          );
-        }
-        if (opts.trainImages && (opts.trainSources || opts.evalSources)) {
-          throw new UsageError("Give either --train-images or --train-sources/--eval-sources, not both");
+        const epochPatches =
+          opts.epochPatches === undefined ? undefined : parsePerPatchSize("epoch-patches", opts.epochPatches, 1, true);
+        const trainMinutes =
+          opts.trainMinutes === undefined ? undefined : parsePerPatchSize("train-minutes", opts.trainMinutes, 0, false);
+        const trainCpuMinutes =
+          opts.trainCpuMinutes === undefined
+            ? undefined
+            : parsePerPatchSize("train-cpu-minutes", opts.trainCpuMinutes, 0, false);
+        const batchSize =
+          opts.batchSize === undefined ? undefined : parsePerPatchSize("batch-size", opts.batchSize, 1, true);
+        let shard: { index: number; count: number } | undefined;
+        if (opts.shard !== undefined) {
+          const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(opts.shard);
+          if (!m || Number(m[2]) < 1 || Number(m[1]) < 1 || Number(m[1]) > Number(m[2])) {
+            throw new UsageError(
+              `Expected k/n with 1 <= k <= n (for example 1/2) for --shard but received ${opts.shard}`,
+            );
+          }
+          shard = { index: Number(m[1]), count: Number(m[2]) };
         }
         if (opts.threads) setNumThreads(opts.threads);
         const out = resolve(opts.out ?? join("runs", `imagenet${opts.quick ? "-quick" : ""}`));
@@ -208,65 +205,69 @@ export function register(program: Command): void {
         const result = await reproduceImagenet({
           images: opts.images,
           model: opts.model,
-          modelsDir: opts.modelsDir,
-          inputScaling: opts.inputScaling as InputScalingName | undefined,
-          inputSize: opts.inputSize,
-          mean: opts.mean,
-          std: opts.std,
-          trainSources: opts.trainSources,
-          evalSources: opts.evalSources,
-          sourceColumn: opts.sourceColumn,
-          trainImages: opts.trainImages,
-          labels: opts.labels as "clean" | "dataset",
-          labelOffset: opts.labelOffset,
+          classOrder: opts.classOrder,
           samples: opts.samples,
           patchSizes: opts.patchSizes as PatchSize[] | undefined,
-          patches: opts.patches === undefined ? undefined : parsePatches(opts.patches),
-          epochsVae: opts.epochsVae,
+          epochPatches: perSize(epochPatches),
+          trainMinutes: perSize(trainMinutes),
+          trainCpuMinutes: perSize(trainCpuMinutes) ?? (opts.quick ? undefined : DEFAULT_TRAIN_CPU_MINUTES),
+          maxEpochs: opts.maxEpochs,
+          convergence: opts.convergence,
           beta: opts.beta,
           lr: opts.lr,
-          batchSize: opts.batchSize,
+          batchSize: perSize(batchSize),
           flip: opts.flip,
           fgsmEpsilons: opts.eps,
           ifgsmEpsilons: opts.ifgsmEps,
           attacks: opts.attacks as ("fgsm" | "ifgsm")[] | undefined,
           ifgsmSteps: opts.ifgsmSteps,
-          mode: opts.mode as "gray-box" | "adaptive",
           evalBatchSize: opts.evalBatchSize,
-          passes: opts.passes,
+          evalMinutes: opts.evalMinutes,
+          shard,
           gridImages: opts.gridImages,
+          trainOnly: Boolean(opts.trainOnly),
           quick: Boolean(opts.quick),
           outDir: out,
+          progress: progressBars(opts.quiet),
           checkpointDir: resolve(opts.checkpoints),
           seed: opts.seed,
           restart: Boolean(opts.restart),
           command: ["vaeguard", ...process.argv.slice(2)].join(" "),
           quiet: opts.quiet,
-          progress: progressBars(opts.quiet),
         });
         const seconds = (performance.now() - t0) / 1000;
         if (opts.json) {
-          console.log(
-            JSON.stringify(
-              {
-                rows: result.rows,
-                evalImages: result.evalImages,
-                trainImages: result.trainImages,
-                vaes: result.vaes,
-                report: result.paths.report,
-                seconds,
-              },
-              null,
-              2,
-            ),
-          );
+          console.log(JSON.stringify({ ...result, seconds }, null, 2));
           return;
         }
-        for (const attack of [...new Set(result.rows.map((r) => r.attack))]) {
-          console.log(`\n${attack} (${opts.mode}); agreement with the clean prediction by defense`);
-          console.log(renderTextTable(result.rows.filter((r) => r.attack === attack)));
+        for (const v of result.vaes) {
+          console.log(
+            `VAE ${v.patchSize}x${v.patchSize}: ${v.history.length} epoch(s), stopped: ${v.stopReason}, ${(v.trainSeconds / 60).toFixed(1)} min, ${v.checkpoint}`,
+          );
         }
-        console.log(`\nReport: ${result.paths.report} (${seconds.toFixed(0)} s)`);
+        const rows = result.rows ?? [];
+        for (const attack of [...new Set(rows.map((r) => r.attack))]) {
+          console.log(`\n${attack} (gray-box), top-1 accuracy on ${result.images} evaluation images (true labels)`);
+          console.log(renderTextTable(rows.filter((r) => r.attack === attack)));
+        }
+        for (const c of result.claims ?? []) console.log(`claim (${c.id}) ${c.claim}: ${c.outcome}`);
+        for (const a of result.acceptance?.checks ?? []) {
+          console.log(
+            `clean accuracy kept by ${a.column}: ${a.ratio.toFixed(3)} of undefended (${a.passes ? "passes" : "FAILS"} >= 0.85)`,
+          );
+        }
+        if (result.paths) console.log(`\nReport: ${result.paths.report}`);
+        console.log(`(${seconds.toFixed(0)} s)`);
       }),
     );
+}
+
+/** `vaeguard reproduce imagenet`, on the `reproduce` command. */
+export function registerImagenetSubcommand(reproduce: Command): void {
+  define(reproduce.command("imagenet"));
+}
+
+/** `vaeguard reproduce-imagenet`: the same command under its older name. */
+export function register(program: Command): void {
+  define(program.command("reproduce-imagenet"));
 }

@@ -5,6 +5,7 @@ import { setNumThreads } from "../core/engine.js";
 import { UsageError, parseIntArg, parseListArg, parseNumberArg, progressBars, runAction } from "./common.js";
 import { reproduceSmall, RECIPES, DEFAULT_DEFENSES, type SmallDataset } from "../eval/reproduce.js";
 import { renderTextTable } from "../report/table.js";
+import { registerImagenetSubcommand } from "./reproduce-imagenet.js";
 
 interface Opts {
   quick?: boolean;
@@ -32,12 +33,17 @@ interface Opts {
 }
 
 export function register(program: Command): void {
-  program
+  const reproduce = program
     .command("reproduce")
+    // Options after `reproduce imagenet` belong to the imagenet subcommand.
+    .enablePositionalOptions()
     .description(
       "reproduce the paper's experiment on a data set: train (or reuse) the classifier and the VAE, sweep FGSM and I-FGSM, write a report",
     )
-    .argument("<dataset>", `one of ${Object.keys(RECIPES).join(", ")}`)
+    .argument(
+      "<dataset>",
+      `one of ${Object.keys(RECIPES).join(", ")} (and imagenet: see \`vaeguard reproduce imagenet --help\`)`,
+    )
     .option("--quick", "a short run on subsets (10,000 training and 1,000 test images, fewer epochs and epsilons)")
     .option("--out <dir>", "report folder (default runs/<dataset>[-quick])")
     .option("--checkpoints <dir>", "where trained models are kept and reused", "runs/checkpoints")
@@ -73,7 +79,7 @@ export function register(program: Command): void {
         if (!(dataset in RECIPES)) {
           throw new UsageError(
             `Expected one of ${Object.keys(RECIPES).join(", ")} for dataset but received ${JSON.stringify(dataset)}` +
-              (dataset === "imagenet" ? " (large images: see `vaeguard reproduce-imagenet`)" : ""),
+              " (large images: `vaeguard reproduce imagenet`)",
           );
         }
         if (!["gray-box", "adaptive"].includes(opts.mode)) {
@@ -132,4 +138,5 @@ export function register(program: Command): void {
         console.log(`Report: ${paths.report} (${seconds.toFixed(0)} s)`);
       }),
     );
+  registerImagenetSubcommand(reproduce);
 }

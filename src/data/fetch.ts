@@ -6,12 +6,11 @@
  * files by hand.
  */
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from "node:fs";
+import { createReadStream, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
-import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { DataError, VaeguardError } from "../core/errors.js";
+import { downloadFile } from "../io/download.js";
 
 export interface RemoteDataset {
   name: string;
@@ -72,23 +71,11 @@ export async function fetchDataset(key: string, o: FetchOptions): Promise<string
     let archive = o.archive;
     if (!archive) {
       archive = join(work, "archive.tar.gz");
-      let res: Response;
-      try {
-        res = await fetch(ds.url, { signal: AbortSignal.timeout((o.timeoutSeconds ?? 30) * 1000) });
-      } catch (e) {
-        const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-        const why = cause?.code ?? cause?.message ?? (e as Error).message;
-        throw new DataError(ds.url, `cannot be reached from this machine (${why}); it may have no internet access. ${manualHelp(ds, target)}`);
-      }
-      if (!res.ok || !res.body) throw new DataError(ds.url, `the server answered ${res.status} ${res.statusText}. ${manualHelp(ds, target)}`);
-      const total = Number(res.headers.get("content-length")) || undefined;
-      let received = 0;
-      const body = Readable.fromWeb(res.body as import("node:stream/web").ReadableStream);
-      body.on("data", (c: Buffer) => {
-        received += c.length;
-        o.onProgress?.(received, total);
+      await downloadFile(ds.url, archive, {
+        timeoutSeconds: o.timeoutSeconds,
+        onProgress: o.onProgress,
+        help: manualHelp(ds, target),
       });
-      await pipeline(body, createWriteStream(archive));
     } else if (!existsSync(archive)) {
       throw new DataError(archive, "no such archive file");
     }

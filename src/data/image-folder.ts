@@ -81,6 +81,8 @@ export interface LoadImagesOptions {
   kernel?: "nearest" | "linear" | "cubic" | "mitchell" | "lanczos2" | "lanczos3";
   /** Images decoded at once. Default 8. */
   concurrency?: number;
+  /** Fail on an image that is not already of the output size instead of resizing it (default false). */
+  exactSize?: boolean;
 }
 
 export interface ReadImageFolderOptions extends ImageFolderOptions, LoadImagesOptions {
@@ -538,8 +540,20 @@ export async function decodeImage(
   file: string,
   size: readonly [number, number],
   kernel: LoadImagesOptions["kernel"] = "lanczos3",
+  exactSize = false,
 ): Promise<Uint8Array> {
   const [h, w] = size;
+  if (exactSize) {
+    let meta: sharp.Metadata;
+    try {
+      meta = await sharp(file).metadata();
+    } catch (e) {
+      throw new DataError(file, `cannot be decoded as an image: ${(e as Error).message}`, { cause: e });
+    }
+    if (meta.width !== w || meta.height !== h) {
+      throw new DataError(file, `is ${meta.width}x${meta.height} pixels; expected ${w}x${h}`);
+    }
+  }
   let out: { data: Buffer; info: sharp.OutputInfo };
   try {
     out = await sharp(file)
@@ -578,7 +592,7 @@ export async function loadImages(files: readonly string[], options: LoadImagesOp
     for (;;) {
       const i = next++;
       if (i >= files.length) return;
-      const rgb = await decodeImage(files[i], [h, w], options.kernel);
+      const rgb = await decodeImage(files[i], [h, w], options.kernel, options.exactSize ?? false);
       const base = i * 3 * plane;
       for (let p = 0; p < plane; p++) {
         out[base + p] = rgb[3 * p] / 255;

@@ -104,6 +104,21 @@ export function samplePatches(
   } finally {
     if (src !== images) src.dispose();
   }
+  return { patches: cutPatches(data, 1, [n, c, h, w], positions, p), positions };
+}
+
+/**
+ * Copy the patches at `positions` out of images stored flat as [N, C, H, W]
+ * (float values, or bytes with scale 1/255) into a float32 tensor [P, C, p, p].
+ */
+function cutPatches(
+  data: Float32Array | Uint8Array,
+  scale: number,
+  dims: readonly [number, number, number, number],
+  positions: readonly PatchPosition[],
+  p: number,
+): Tensor {
+  const [, c, h, w] = dims;
   const per = c * p * p;
   const out = new Float32Array(positions.length * per);
   positions.forEach((pos, i) => {
@@ -111,15 +126,57 @@ export function samplePatches(
       for (let r = 0; r < p; r++) {
         const from = ((pos.image * c + ch) * h + pos.top + r) * w + pos.left;
         const to = i * per + (ch * p + r) * p;
-        if (!pos.flipped) {
+        if (scale === 1 && !pos.flipped) {
           out.set(data.subarray(from, from + p), to);
         } else {
-          for (let q = 0; q < p; q++) out[to + q] = data[from + p - 1 - q];
+          for (let q = 0; q < p; q++) out[to + q] = data[pos.flipped ? from + p - 1 - q : from + q] * scale;
         }
       }
     }
   });
-  return { patches: tensor(out, [positions.length, c, p, p]), positions };
+  return tensor(out, [positions.length, c, p, p]);
+}
+
+/**
+ * Images kept as 8-bit values (a quarter of float32's memory, and exact for
+ * images decoded from 8-bit files) from which fresh random patches are drawn,
+ * for example a new set every training epoch.
+ */
+export class PatchSource {
+  readonly dims: [number, number, number, number];
+  private readonly bytes: Uint8Array;
+
+  /** From images [N, C, H, W] float32 in [0, 1] (values are rounded to multiples of 1/255). */
+  constructor(images: Tensor) {
+    if (images.rank !== 4) {
+      throw new ShapeError(`PatchSource: expected images [N, C, H, W] but received [${images.shape.join(", ")}]`);
+    }
+    if (images.dtype !== "float32") {
+      throw new ArgumentError(`PatchSource: expected float32 images but received ${images.dtype}`);
+    }
+    this.dims = images.dims as [number, number, number, number];
+    const src = images.contiguous();
+    try {
+      const f = src.dataSync() as Float32Array;
+      this.bytes = new Uint8Array(f.length);
+      for (let i = 0; i < f.length; i++) this.bytes[i] = Math.round(Math.min(1, Math.max(0, f[i])) * 255);
+    } finally {
+      if (src !== images) src.dispose();
+    }
+  }
+
+  /** Random patches [count, C, p, p] float32 in [0, 1], as samplePatches would draw them. */
+  sample(options: PatchSampleOptions): { patches: Tensor; positions: PatchPosition[] } {
+    const [n, , h, w] = this.dims;
+    const positions = samplePatchPositions(n, h, w, options);
+    return { patches: cutPatches(this.bytes, 1 / 255, this.dims, positions, options.patchSize), positions };
+  }
+
+  /** A data set of random patches (labels all 0); the caller disposes it. */
+  dataset(options: PatchDatasetOptions): ImageDataset {
+    const o = checkPatchOptions(options);
+    return patchSetOf(this.sample(o).patches, o, options.name, options.source ?? `${this.dims[0]} images`);
+  }
 }
 
 export interface PatchDatasetOptions extends PatchSampleOptions {
@@ -139,6 +196,15 @@ export function patchDataset(images: Tensor | ImageDataset, options: PatchDatase
     "images" in images && "labels" in images ? `${datasetSize(images)} images of ${images.source}` : undefined;
   const o = checkPatchOptions(options);
   const { patches } = samplePatches(t, o);
+  return patchSetOf(patches, o, options.name, options.source ?? from ?? `${t.dims[0]} images`);
+}
+
+function patchSetOf(
+  patches: Tensor,
+  o: Required<PatchSampleOptions>,
+  name: string | undefined,
+  source: string,
+): ImageDataset {
   let labels: Tensor;
   try {
     labels = tensor(new BigInt64Array(o.count), [o.count]);
@@ -147,12 +213,11 @@ export function patchDataset(images: Tensor | ImageDataset, options: PatchDatase
     throw e;
   }
   const what = `${o.count} random ${o.patchSize}x${o.patchSize} patches (seed ${o.seed}${o.flip ? ", random horizontal flips" : ""})`;
-  const source = options.source ?? from ?? `${t.dims[0]} images`;
   return {
     images: patches,
     labels,
     classNames: ["patch"],
-    name: options.name ?? `patches${o.patchSize}`,
+    name: name ?? `patches${o.patchSize}`,
     split: "train",
     source: `${what} of ${source}`,
   };

@@ -18,6 +18,9 @@ import { writeFileAtomic } from "../io/atomic.js";
 import { CheckpointError } from "../core/errors.js";
 import { fail } from "../core/validate.js";
 
+/** Where `vaeguard models import-nsfwjs` puts the nsfwjs models by default. */
+export const DEFAULT_NSFWJS_DIR = "runs/models/nsfwjs";
+
 export const NSFWJS_CLASSES = ["Drawing", "Hentai", "Neutral", "Porn", "Sexy"] as const;
 
 /** The models nsfwjs 4.x ships, and the input size its loader uses for each. */

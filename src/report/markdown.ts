@@ -36,6 +36,8 @@ export interface PaperComparison {
   mode?: AttackMode;
   pairs?: readonly DefensePair[];
   maxDistance?: number;
+  /** Leave our unattacked row (epsilon 0) out of the matching, so it never stands in for a paper row of an attack. */
+  attackedOnly?: boolean;
 }
 
 export interface ReportInput {
@@ -162,7 +164,10 @@ export function renderMarkdownReport(input: ReportInput, options: RenderOptions 
       parts.push(
         `Our ${groupLabel(group)} sweep against ${c.paper.reference} (${c.paper.caption}). ` +
           "Each paper row is matched to our row with the nearest average relative L2 difference.",
-        renderPaperComparison(group.rows, c.paper, { pairs: c.pairs, maxDistance: c.maxDistance }).trimEnd(),
+        renderPaperComparison(c.attackedOnly ? group.rows.filter((r) => r.epsilon > 0) : group.rows, c.paper, {
+          pairs: c.pairs,
+          maxDistance: c.maxDistance,
+        }).trimEnd(),
       );
     }
     out.push(parts.join("\n\n"));

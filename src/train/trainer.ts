@@ -3,12 +3,19 @@
  * and exact resume: batch order comes from (seed, epoch), and libtorch's
  * generator is reseeded from (seed, epoch) at each epoch start, so a killed
  * run continues where its last checkpoint left off.
+ *
+ * Besides a fixed number of epochs, training can stop on a criterion
+ * (`stop`): when a validation figure changes by less than a fraction from one
+ * epoch to the next (the paper trains "until the first term in the loss
+ * function changes very little"), or when the training time of all sessions
+ * together reaches a cap. The criterion is checked from the saved history, so
+ * a resumed run stops exactly where an uninterrupted one would.
  */
 import { existsSync } from "node:fs";
-import { manualSeed, noGrad, tidy } from "../core/engine.js";
-import { Tensor } from "../core/tensor.js";
+import { dispose, manualSeed, noGrad, tidy } from "../core/engine.js";
+import type { Tensor } from "../core/tensor.js";
 import { checkInt, checkNumber } from "../core/validate.js";
-import { crossEntropy } from "../nn/functional.js";
+import { bceLoss, crossEntropy } from "../nn/functional.js";
 import type { Module } from "../nn/module.js";
 import { Adam, type Optimizer } from "../optim/optimizer.js";
 import { loadCheckpoint, saveCheckpoint } from "../models/checkpoint.js";
@@ -21,21 +28,69 @@ import { silentProgress, type ProgressFactory } from "../core/progress.js";
 export interface EpochStats {
   epoch: number;
   trainLoss: number;
+  /** Means over the epoch of the loss's named terms (for a VAE: reconstruction, kl). */
+  terms?: Record<string, number>;
+  seconds: number;
+  /** CPU time of the process during the epoch (user + system, all threads). */
+  cpuSeconds?: number;
+  imagesPerSecond: number;
   /** The learning rate of this epoch. */
   lr?: number;
-  /** VAE: the mean reconstruction term of this epoch's training batches. */
-  trainReconstruction?: number;
-  seconds: number;
-  imagesPerSecond: number;
   validation?: Record<string, number>;
+}
+
+export interface StopCriterion {
+  /**
+   * Stop once validation[`monitor`] changes by less than this fraction of its
+   * previous value from one epoch to the next (for example 0.01). Needs a
+   * validation set.
+   */
+  relativeChange?: number;
+  /** The figure watched by relativeChange. */
+  monitor?: string;
+  /** Where `monitor` is read: the validation figures (default) or the epoch's mean training loss terms. */
+  source?: "validation" | "train";
+  /** Stop after the epoch during which the training time (all sessions) reached this many seconds. */
+  maxSeconds?: number;
+  /**
+   * The same for the process CPU time of training (all threads, all sessions): on a
+   * shared machine it measures the work done, where wall time measures the neighbours too.
+   */
+  maxCpuSeconds?: number;
+}
+
+export type StopReason = "epochs" | "converged" | "time cap" | "CPU time cap";
+
+/** Why training should stop after the epochs in `history`, or null to go on. */
+export function stopReason(history: readonly EpochStats[], maxEpochs: number, stop?: StopCriterion): StopReason | null {
+  if (stop?.relativeChange !== undefined && stop.monitor && history.length >= 2) {
+    const figures = (h: EpochStats) => (stop.source === "train" ? h.terms : h.validation);
+    const [a, b] = history.slice(-2).map((h) => figures(h)?.[stop.monitor!]);
+    if (a !== undefined && b !== undefined && Math.abs(b - a) < stop.relativeChange * Math.abs(a)) return "converged";
+  }
+  if (history.length >= maxEpochs) return "epochs";
+  if (stop?.maxSeconds !== undefined && history.reduce((t, h) => t + h.seconds, 0) >= stop.maxSeconds) {
+    return "time cap";
+  }
+  if (stop?.maxCpuSeconds !== undefined && history.reduce((t, h) => t + (h.cpuSeconds ?? 0), 0) >= stop.maxCpuSeconds) {
+    return "CPU time cap";
+  }
+  return null;
 }
 
 export interface FitOptions<M extends Module> {
   /** Build a fresh, untrained model (also used to rebuild before loading a checkpoint). */
   makeModel: () => M;
-  train: ImageDataset;
+  /**
+   * The training set, or a function giving epoch e its own training set (for
+   * example fresh random patches; it must depend only on e, so a resumed run
+   * sees the same data). Sets made by the function are disposed after their epoch.
+   */
+  train: ImageDataset | ((epoch: number) => ImageDataset);
   validation?: ImageDataset;
+  /** Epochs to train; with `stop`, the most epochs. */
   epochs: number;
+  stop?: StopCriterion;
   batchSize: number;
   lr: number;
   seed: number;
@@ -62,17 +117,15 @@ export interface FitOptions<M extends Module> {
   log?: (line: string) => void;
 }
 
-interface Hooks<M> {
-  /** The loss to minimise, and optionally the reconstruction term to track (VAEs). */
-  step(model: M, x: Tensor, y: Tensor): Tensor | { loss: Tensor; reconstruction: Tensor };
-  validate(model: M, ds: ImageDataset, batchSize: number): Record<string, number>;
-  /** Stop after this epoch (its checkpoint marked complete) even if epochs remain. */
-  converged?(history: EpochStats[]): boolean;
-}
-
 /** The learning rate of a 0-based epoch under a multi-step schedule. */
 export function scheduledLr(baseLr: number, epoch: number, milestones: readonly number[] = [], gamma = 0.1): number {
   return baseLr * gamma ** milestones.filter((m) => epoch >= m).length;
+}
+
+interface Hooks<M> {
+  /** The loss to minimise, optionally with named terms to report (scalars). */
+  step(model: M, x: Tensor, y: Tensor): Tensor | { loss: Tensor; terms: Record<string, Tensor> };
+  validate(model: M, ds: ImageDataset, batchSize: number): Record<string, number>;
 }
 
 export interface FitResult<M> {
@@ -80,6 +133,8 @@ export interface FitResult<M> {
   history: EpochStats[];
   /** True when the model came from a finished checkpoint without training. */
   reused: boolean;
+  /** Why training stopped (with `stop`; "epochs" otherwise). */
+  stopReason: StopReason;
 }
 
 async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Promise<FitResult<M>> {
@@ -97,85 +152,107 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
   let startEpoch = 0;
   let history: EpochStats[] = [];
   if (existsSync(opts.checkpoint) && !opts.restart) {
+    // A throwaway model names the architecture to expect; its tensors are freed at once.
+    const probe = opts.makeModel();
+    const arch = describeModel(probe).arch;
+    probe.dispose();
     const ck = loadCheckpoint<M>(opts.checkpoint, {
-      expectArch: describeModel(opts.makeModel()).arch,
+      expectArch: arch,
       optimizer: makeOptimizer,
     });
     model = ck.model;
     optimizer = ck.optimizer!;
     const done = ck.training?.epoch ?? epochs;
     history = (ck.training?.history as EpochStats[] | undefined) ?? [];
-    if (ck.training?.complete === true || done >= epochs || opts.resume === false) {
-      log(`${label}: using the trained model in ${opts.checkpoint}`);
+    const reason = opts.stop ? stopReason(history, epochs, opts.stop) : done >= epochs ? "epochs" : null;
+    const finished = opts.stop ? reason !== null : ck.training?.complete === true || reason !== null;
+    if (finished || opts.resume === false) {
+      log(`${label}: using the trained model in ${opts.checkpoint}${reason ? ` (stopped: ${reason})` : ""}`);
       optimizer.dispose();
       model.eval();
-      return { model, history, reused: true };
+      return { model, history, reused: true, stopReason: reason ?? "epochs" };
     }
     startEpoch = done;
-    log(`${label}: resuming ${opts.checkpoint} at epoch ${startEpoch + 1} of ${epochs}`);
+    log(`${label}: resuming ${opts.checkpoint} at epoch ${startEpoch + 1} of ${opts.stop ? "at most " : ""}${epochs}`);
   } else {
     manualSeed(deriveSeed(opts.seed, 0xbeef));
     model = opts.makeModel();
     optimizer = makeOptimizer(model);
   }
 
-  const n = datasetSize(opts.train);
+  let reason: StopReason = "epochs";
   try {
     for (let epoch = startEpoch; epoch < epochs; epoch++) {
+      if (opts.stop) {
+        const r = stopReason(history, epochs, opts.stop);
+        if (r) {
+          reason = r;
+          break;
+        }
+      }
+      const train = typeof opts.train === "function" ? opts.train(epoch) : opts.train;
+      const n = datasetSize(train);
       manualSeed(deriveSeed(opts.seed, epoch));
       model.train();
       optimizer.lr = scheduledLr(opts.lr, epoch, milestones, gamma);
       const bar = (opts.quiet ? silentProgress : (opts.progress ?? silentProgress))(
-        `${label} epoch ${epoch + 1}/${epochs}`,
+        `${label} epoch ${epoch + 1}/${opts.stop ? "max " : ""}${epochs}`,
         n,
         "images",
       );
       const t0 = performance.now();
+      const cpu0 = process.cpuUsage();
       let lossSum = 0;
-      let reconSum = 0;
-      let tracksRecon = false;
+      const termSums: Record<string, number> = {};
       let seen = 0;
       let b = 0;
-      for (const batch of batches(opts.train, {
-        batchSize,
-        shuffle: true,
-        seed: opts.seed,
-        epoch,
-        augment: opts.augment,
-      })) {
-        const [loss, recon] = tidy(() => {
-          optimizer.zeroGrad();
-          const out = hooks.step(model, batch.x, batch.y);
-          const l = "loss" in out && !(out instanceof Tensor) ? out.loss : (out as Tensor);
-          l.backward();
-          optimizer.step();
-          return [l.item(), out instanceof Tensor ? NaN : out.reconstruction.item()];
-        });
-        if (!Number.isNaN(recon)) {
-          tracksRecon = true;
-          reconSum += recon * batch.indices.length;
+      try {
+        for (const batch of batches(train, {
+          batchSize,
+          shuffle: true,
+          seed: opts.seed,
+          epoch,
+          augment: opts.augment,
+        })) {
+          const { loss, terms } = tidy(() => {
+            optimizer.zeroGrad();
+            const out = hooks.step(model, batch.x, batch.y);
+            const l = "loss" in out ? out.loss : out;
+            l.backward();
+            optimizer.step();
+            const t = "loss" in out ? Object.fromEntries(Object.entries(out.terms).map(([k, v]) => [k, v.item()])) : {};
+            return { loss: l.item(), terms: t };
+          });
+          batch.x.dispose();
+          batch.y.dispose();
+          if (!Number.isFinite(loss))
+            throw new Error(`${label}: the loss became ${loss} at epoch ${epoch + 1}, batch ${b + 1}`);
+          const k = batch.indices.length;
+          lossSum += loss * k;
+          for (const [name, v] of Object.entries(terms)) termSums[name] = (termSums[name] ?? 0) + v * k;
+          seen += k;
+          b++;
+          bar.update(seen, { loss: lossSum / seen });
+          // Let Node run the finalizers of disposed tensor handles: in a loop that never
+          // yields they pile up, and with them memory (hundreds of MB per epoch).
+          if (b % 20 === 0) await new Promise((r) => setImmediate(r));
         }
-        batch.x.dispose();
-        batch.y.dispose();
-        if (!Number.isFinite(loss))
-          throw new Error(`${label}: the loss became ${loss} at epoch ${epoch + 1}, batch ${b + 1}`);
-        lossSum += loss * batch.indices.length;
-        seen += batch.indices.length;
-        b++;
-        bar.update(seen, { loss: lossSum / seen });
-        // Let Node run the finalizers of disposed tensor handles: in a loop that never
-        // yields they pile up, and with them memory (hundreds of MB per epoch).
-        if (b % 20 === 0) await new Promise((r) => setImmediate(r));
+      } finally {
+        if (train !== opts.train) dispose([train.images, train.labels]);
       }
       bar.stop();
       const seconds = (performance.now() - t0) / 1000;
+      const cpu = process.cpuUsage(cpu0);
       const stats: EpochStats = {
         epoch: epoch + 1,
         trainLoss: lossSum / seen,
+        ...(Object.keys(termSums).length > 0
+          ? { terms: Object.fromEntries(Object.entries(termSums).map(([k, v]) => [k, v / seen])) }
+          : {}),
         seconds,
+        cpuSeconds: (cpu.user + cpu.system) / 1e6,
         imagesPerSecond: seen / seconds,
         lr: optimizer.lr,
-        ...(tracksRecon ? { trainReconstruction: reconSum / seen } : {}),
       };
       if (opts.validation) {
         model.eval();
@@ -188,31 +265,32 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
             .map(([k, v]) => `${k} ${v.toFixed(4)}`)
             .join(" ")
         : "";
-      const converged = hooks.converged?.(history) ?? false;
-      const recLog =
-        stats.trainReconstruction === undefined ? "" : ` reconstruction ${stats.trainReconstruction.toFixed(3)}`;
       log(
-        `${label} epoch ${epoch + 1}/${epochs}: loss ${stats.trainLoss.toFixed(4)}${recLog}${val} lr ${stats.lr!.toExponential(1)} (${seconds.toFixed(0)} s, ${stats.imagesPerSecond.toFixed(0)} images/s)` +
-          (converged ? "; converged, stopping" : ""),
+        `${label} epoch ${epoch + 1}/${epochs}: loss ${stats.trainLoss.toFixed(4)}${val} lr ${optimizer.lr.toExponential(1)} (${seconds.toFixed(0)} s, ${stats.imagesPerSecond.toFixed(0)} images/s)`,
       );
+      const after = opts.stop ? stopReason(history, epochs, opts.stop) : epoch + 1 === epochs ? "epochs" : null;
+      if (after) reason = after;
       saveCheckpoint(opts.checkpoint, model, {
         optimizer,
         training: {
           epoch: epoch + 1,
           epochs,
-          complete: converged || epoch + 1 === epochs,
-          ...(converged ? { converged: true } : {}),
+          complete: after !== null,
+          ...(after ? { stopReason: after } : {}),
           seed: opts.seed,
           history,
         },
       });
-      if (converged) break;
+      if (after) {
+        if (opts.stop) log(`${label}: stopped after epoch ${epoch + 1} (${after})`);
+        break;
+      }
     }
   } finally {
     optimizer.dispose();
   }
   model.eval();
-  return { model, history, reused: false };
+  return { model, history, reused: false, stopReason: reason };
 }
 
 /** Top-1 accuracy of a classifier on a data set (eval mode, no gradients). */
@@ -240,43 +318,58 @@ export function trainClassifier<M extends Module & ImageClassifier>(opts: FitOpt
   });
 }
 
-/** Train a VAE with Adam on reconstruction + beta * KL; validation reports the deterministic reconstruction error. */
+/** A fixed seed for the validation pass, so its sampled reconstruction term depends only on the weights. */
+const VALIDATION_SEED = 0x5eed;
+
+/**
+ * Train a VAE with Adam on reconstruction + beta * KL. Each epoch reports the
+ * means of both terms; validation reports the loss's reconstruction term (per
+ * image, latent noise drawn from a fixed seed), the deterministic
+ * reconstruction's squared error (mse, per image) and, for BCE, the
+ * reconstruction term above its floor (reconstructionExcess): a BCE against
+ * targets in [0, 1] cannot go below the targets' own entropy, the BCE of a
+ * perfect reconstruction, so only the excess measures how well the VAE reconstructs.
+ */
 export function trainVae<M extends ConvVae>(
-  opts: FitOptions<M> & {
+  options: FitOptions<M> & {
     loss: VaeLossOptions;
     /**
-     * Stop once the mean training reconstruction term changes by less than this
-     * fraction from one epoch to the next (0.01: less than 1%); `epochs` stays the cap.
+     * Stop once the epoch's mean training reconstruction term changes by less
+     * than this fraction (0.01 = 1%, the paper's "changes very little"); `epochs` is the cap.
      */
     stopReconstructionChange?: number;
   },
 ): Promise<FitResult<M>> {
-  const tol = opts.stopReconstructionChange;
-  if (tol !== undefined) checkNumber(tol, "stopReconstructionChange", 0, 1);
+  const { stopReconstructionChange, ...opts } = options;
+  if (stopReconstructionChange !== undefined) {
+    checkNumber(stopReconstructionChange, "stopReconstructionChange", 0, 1);
+    opts.stop = { ...opts.stop, relativeChange: stopReconstructionChange, monitor: "reconstruction", source: "train" };
+  }
+  const bce = (opts.loss.reconstruction ?? "bce") === "bce";
   return fit(opts, {
     step: (m, x) => {
-      const { loss, reconstruction } = m.loss(x, opts.loss);
-      return { loss, reconstruction };
+      const { loss, reconstruction, kl } = m.loss(x, opts.loss);
+      return { loss, terms: { reconstruction, kl } };
     },
-    converged:
-      tol === undefined
-        ? undefined
-        : (history) => reconstructionChange(history) !== null && reconstructionChange(history)! < tol,
     validate: (m, ds, bs) => {
-      let sum = 0;
+      let rec = 0;
+      let sq = 0;
+      let floor = 0;
+      manualSeed(VALIDATION_SEED);
       for (const b of batches(ds, { batchSize: bs })) {
-        sum += tidy(() => noGrad(() => m.reconstruct(b.x, { deterministic: true }).sub(b.x).square().sum().item()));
+        const k = b.indices.length;
+        [rec, sq, floor] = tidy(() =>
+          noGrad(() => [
+            rec + m.loss(b.x, opts.loss).reconstruction.item() * k,
+            sq + m.reconstruct(b.x, { deterministic: true }).sub(b.x).square().sum().item(),
+            floor + (bce ? bceLoss(b.x, b.x, "sum").item() : 0),
+          ]),
+        );
         b.x.dispose();
         b.y.dispose();
       }
-      return { mse: sum / datasetSize(ds) };
+      const n = datasetSize(ds);
+      return { reconstruction: rec / n, mse: sq / n, ...(bce ? { reconstructionExcess: (rec - floor) / n } : {}) };
     },
   });
-}
-
-/** Relative change of the training reconstruction term over the last two epochs, or null with fewer than two. */
-export function reconstructionChange(history: readonly EpochStats[]): number | null {
-  const [a, b] = history.slice(-2).map((h) => h.trainReconstruction);
-  if (history.length < 2 || a === undefined || b === undefined || a === 0) return null;
-  return Math.abs(b - a) / Math.abs(a);
 }

@@ -110,3 +110,31 @@ describe("patchDataset", () => {
     assert.equal(memory().numTensors, before);
   });
 });
+
+describe("PatchSource", () => {
+  test("draws the same patches as samplePatches from 8-bit images, and frees nothing of the caller's", async () => {
+    const { PatchSource } = await import("../../src/data/patches.js");
+    const bytes = Float32Array.from({ length: 2 * 3 * 20 * 24 }, (_, i) => ((i * 37) % 256) / 255);
+    const images = tensor(bytes, [2, 3, 20, 24]);
+    const source = new PatchSource(images);
+    const o = { patchSize: 8, count: 50, seed: 4, flip: true };
+    const a = source.sample(o);
+    const b = samplePatches(images, o);
+    assert.deepEqual(a.positions, b.positions);
+    const da = a.patches.dataSync() as Float32Array;
+    const db = b.patches.dataSync() as Float32Array;
+    assert.equal(da.length, 50 * 3 * 64);
+    for (let i = 0; i < da.length; i++) assert.ok(Math.abs(da[i] - db[i]) < 1e-6, `value ${i}: ${da[i]} vs ${db[i]}`);
+    const ds = source.dataset({ ...o, source: "two test images" });
+    assert.equal(datasetSize(ds), 50);
+    assert.match(ds.source, /50 random 8x8 patches \(seed 4, random horizontal flips\) of two test images/);
+    for (const t of [a.patches, b.patches, ds.images, ds.labels, images]) t.dispose();
+  });
+
+  test("rejects what is not a batch of float images", async () => {
+    const { PatchSource } = await import("../../src/data/patches.js");
+    const t = tensor([1, 2, 3]);
+    assert.throws(() => new PatchSource(t), ShapeError);
+    t.dispose();
+  });
+});

@@ -10,8 +10,8 @@ import { loadSafetensors } from "../../src/io/safetensors.js";
 import { MnistCnn } from "../../src/models/classifiers.js";
 import { ConvVae, VAE_PRESETS } from "../../src/models/vae.js";
 import {
-  reconstructionChange,
   scheduledLr,
+  stopReason,
   trainClassifier,
   trainVae,
   type EpochStats,
@@ -26,18 +26,19 @@ test("scheduledLr multiplies by gamma after each milestone epoch, as MultiStepLR
   assert.equal(scheduledLr(0.5, 7), 0.5);
 });
 
-test("reconstructionChange is the relative change over the last two epochs", () => {
+test("a training loss term can be the watched figure: the relative change over the last two epochs", () => {
   const h = (r: number[]): EpochStats[] =>
-    r.map((v, i) => ({ epoch: i + 1, trainLoss: v, seconds: 1, imagesPerSecond: 1, trainReconstruction: v }));
-  assert.equal(reconstructionChange(h([100])), null);
-  assert.ok(Math.abs(reconstructionChange(h([100, 90, 89.1]))! - 0.01) < 1e-12);
-  assert.equal(
-    reconstructionChange([
-      { epoch: 1, trainLoss: 1, seconds: 1, imagesPerSecond: 1 },
-      { epoch: 2, trainLoss: 1, seconds: 1, imagesPerSecond: 1 },
-    ]),
-    null,
-  );
+    r.map((v, i) => ({ epoch: i + 1, trainLoss: v, seconds: 1, imagesPerSecond: 1, terms: { reconstruction: v } }));
+  const stop = { relativeChange: 0.011, monitor: "reconstruction", source: "train" as const };
+  assert.equal(stopReason(h([100]), 10, stop), null);
+  assert.equal(stopReason(h([100, 90]), 10, stop), null);
+  assert.equal(stopReason(h([100, 90, 89.1]), 10, stop), "converged");
+  // Epochs without the term never count as converged.
+  const bare: EpochStats[] = [
+    { epoch: 1, trainLoss: 1, seconds: 1, imagesPerSecond: 1 },
+    { epoch: 2, trainLoss: 1, seconds: 1, imagesPerSecond: 1 },
+  ];
+  assert.equal(stopReason(bare, 10, stop), null);
 });
 
 function inTmp(fn: (dir: string, log: string[]) => Promise<void>): () => Promise<void> {
@@ -123,12 +124,12 @@ test(
       const r = await trainVae({ ...common, epochs: 6, checkpoint, stopReconstructionChange: 1 });
       r.model.dispose();
       assert.equal(r.history.length, 2);
-      assert.ok(r.history.every((h) => typeof h.trainReconstruction === "number" && h.trainReconstruction > 0));
-      assert.match(lines.join("\n"), /epoch 2\/6: .*reconstruction .*converged, stopping/);
+      assert.ok(r.history.every((h) => typeof h.terms?.reconstruction === "number" && h.terms.reconstruction > 0));
+      assert.match(lines.join("\n"), /stopped after epoch 2 \(converged\)/);
       const saved = loadSafetensors(checkpoint);
       dispose([...saved.tensors.values()]);
-      const training = JSON.parse(saved.metadata.training) as { complete: boolean; converged: boolean; epoch: number };
-      assert.deepEqual([training.epoch, training.complete, training.converged], [2, true, true]);
+      const training = JSON.parse(saved.metadata.training) as { complete: boolean; stopReason: string; epoch: number };
+      assert.deepEqual([training.epoch, training.complete, training.stopReason], [2, true, "converged"]);
       const again = await trainVae({ ...common, epochs: 6, checkpoint, stopReconstructionChange: 1 });
       again.model.dispose();
       assert.equal(again.reused, true);

@@ -1,0 +1,264 @@
+/**
+ * `vaeguard reproduce imagenet --quick` end to end on a tiny set in the NIPS
+ * 2017 layout (six generated 299x299 PNGs, dev_dataset.csv with 1001-class
+ * labels) and a tiny TF.js classifier with 1001 outputs built here: the split,
+ * VAE training on the training half only, every output file, the columns,
+ * reuse and resume on a second run, the old command name, and one-line errors
+ * for bad input.
+ */
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import sharp from "sharp";
+import * as tf from "@tensorflow/tfjs";
+
+const bin = join(process.cwd(), "bin", "vaeguard.js");
+let dir: string;
+let images: string;
+let model: string;
+
+function run(args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args], {
+    encoding: "utf8",
+    env: { ...process.env, VAEGUARD_THREADS: "1" },
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
+}
+
+/** A 299x299 picture: colour gradients and a bright square, different per seed. */
+async function writePng(file: string, seed: number, size = 299): Promise<void> {
+  const r = rng(seed);
+  const [a, b] = [r(), r()];
+  const sq = { x: Math.floor(r() * (size - 80)), y: Math.floor(r() * (size - 80)) };
+  const px = Buffer.alloc(size * size * 3);
+  for (let y = 0; y < size; y++)
+    for (let x = 0; x < size; x++) {
+      const inSq = x >= sq.x && x < sq.x + 80 && y >= sq.y && y < sq.y + 80;
+      const i = (y * size + x) * 3;
+      px[i] = inSq ? 250 : Math.round(255 * a * (x / size));
+      px[i + 1] = inSq ? 240 : Math.round(255 * b * (y / size));
+      px[i + 2] = inSq ? 30 : 128;
+    }
+  await sharp(px, { raw: { width: size, height: size, channels: 3 } })
+    .png()
+    .toFile(file);
+}
+
+const IDS = ["0a", "1b", "2c", "3d", "4e", "5f"];
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), "vaeguard-nips-repro-"));
+  images = join(dir, "nips");
+  mkdirSync(join(images, "images"), { recursive: true });
+  const rows = ["ImageId,URL,x1,y1,x2,y2,TrueLabel,TargetClass"];
+  for (const [i, id] of IDS.entries()) {
+    await writePng(join(images, "images", `${id}.png`), 100 + i);
+    rows.push(`${id},http://example.org/${id}.jpg,0,0,1,1,${1 + i * 7},${900 - i}`);
+  }
+  writeFileSync(join(images, "dev_dataset.csv"), rows.join("\n") + "\n");
+
+  await tf.setBackend("cpu");
+  const L = tf.layers;
+  const m = tf.sequential({
+    layers: [
+      L.conv2d({
+        inputShape: [299, 299, 3],
+        filters: 4,
+        kernelSize: 3,
+        strides: 4,
+        padding: "valid",
+        activation: "relu",
+      }),
+      L.globalAveragePooling2d({}),
+      L.dense({ units: 1001, activation: "softmax" }),
+    ],
+  });
+  const r = rng(3);
+  m.setWeights(
+    m.weights.map((w) =>
+      tf.tensor(
+        Float32Array.from({ length: w.shape.reduce((x: number, y) => x * (y as number), 1) }, () => (r() - 0.5) * 2),
+        w.shape as number[],
+      ),
+    ),
+  );
+  model = join(dir, "model");
+  await m.save(
+    tf.io.withSaveHandler(async (a) => {
+      mkdirSync(model, { recursive: true });
+      writeFileSync(join(model, "weights.bin"), new Uint8Array(a.weightData as ArrayBuffer));
+      writeFileSync(
+        join(model, "model.json"),
+        JSON.stringify({
+          format: "layers-model",
+          modelTopology: a.modelTopology,
+          weightsManifest: [{ paths: ["weights.bin"], weights: a.weightSpecs }],
+        }),
+      );
+      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: "JSON" } };
+    }),
+  );
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const common = (out: string) => [
+  "--quick",
+  "--images",
+  images,
+  "--model",
+  model,
+  "--patch-sizes",
+  "16,32",
+  "--max-epochs",
+  "2",
+  "--checkpoints",
+  join(dir, "ck"),
+  "--out",
+  out,
+  "--eval-batch-size",
+  "1",
+  "--json",
+  "--quiet",
+];
+let firstRows: Output["rows"] | undefined;
+
+interface Output {
+  rows: { attack: string; epsilon: number; relL2: number; accuracy: Record<string, number> }[];
+  images: number;
+  split: { rule: string; evaluation: number; training: number };
+  vaes: { patchSize: number; reused: boolean; history: unknown[]; stopReason: string }[];
+  claims: { id: string; outcome: string }[];
+  acceptance: { checks: { column: string }[] };
+}
+
+test("reproduce imagenet --quick: split, training half only, every output file, resume, and the old name", () => {
+  const out = join(dir, "out");
+  const r = run(["reproduce", "imagenet", ...common(out)]);
+  assert.equal(r.code, 0, r.stderr);
+  const res = JSON.parse(r.stdout) as Output;
+  assert.deepEqual(res.split, { rule: "sorted-id-parity", evaluation: 3, training: 3 });
+  assert.equal(res.images, 3);
+  assert.deepEqual(
+    res.rows.map((x) => `${x.attack}@${x.epsilon}`),
+    ["FGSM@0", "FGSM@0.03", "I-FGSM@0", "I-FGSM@0.03"],
+  );
+  for (const row of res.rows) {
+    assert.deepEqual(Object.keys(row.accuracy), [
+      "No defense",
+      "JPEG 10",
+      "JPEG 23",
+      "VAE 16x16 s16",
+      "VAE 32x32 s32",
+      "Ensemble",
+    ]);
+    for (const a of Object.values(row.accuracy)) assert.ok(a >= 0 && a <= 1);
+    assert.equal(row.relL2 > 0, row.epsilon > 0);
+  }
+  assert.deepEqual(
+    res.vaes.map((v) => [v.patchSize, v.reused, v.history.length]),
+    [
+      [16, false, 2],
+      [32, false, 2],
+    ],
+  );
+  assert.deepEqual(
+    res.claims.map((c) => c.id),
+    ["a", "b", "c"],
+  );
+  assert.equal(res.acceptance.checks.length, 2);
+  for (const f of [
+    "report.md",
+    "results.json",
+    "results.csv",
+    "evaluation.json",
+    "grid.png",
+    "loss-curves.png",
+    "plot-fgsm-gray-box.png",
+    "plot-i-fgsm-gray-box.png",
+  ]) {
+    assert.ok(existsSync(join(out, f)), `${f} written`);
+  }
+  const report = readFileSync(join(out, "report.md"), "utf8");
+  assert.match(report, /sorted-id-parity/);
+  assert.match(report, /## The paper's claims/);
+  assert.match(report, /## Acceptance: clean accuracy kept by each patch VAE/);
+  assert.match(report, /Luo & Pfister 2018, Table 6/);
+  // Evaluation images are the even positions of the sorted ids: 0a, 2c, 4e.
+  const evaluation = JSON.parse(readFileSync(join(out, "evaluation.json"), "utf8")) as {
+    points: Record<string, Record<string, unknown>>;
+  };
+  assert.deepEqual(Object.keys(evaluation.points.clean).sort(), ["0a", "2c", "4e"]);
+
+  // Second run under the old name: VAEs reused, evaluation resumed, same numbers.
+  const again = run(["reproduce-imagenet", ...common(out)]);
+  assert.equal(again.code, 0, again.stderr);
+  const res2 = JSON.parse(again.stdout) as Output;
+  assert.deepEqual(
+    res2.vaes.map((v) => v.reused),
+    [true, true],
+  );
+  assert.deepEqual(res2.rows, res.rows);
+  firstRows = res.rows;
+});
+
+test("shards: two processes share the images, a third merges them and gets the unsharded numbers", () => {
+  assert.ok(firstRows, "runs after the first test");
+  const out = join(dir, "sharded");
+  for (const k of ["1/2", "2/2"]) {
+    const r = run(["reproduce", "imagenet", ...common(out), "--shard", k]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as Partial<Output>).rows, undefined, "a shard writes no report");
+  }
+  assert.ok(
+    existsSync(join(out, "evaluation.shard1-of-2.json")) && existsSync(join(out, "evaluation.shard2-of-2.json")),
+  );
+  assert.equal(existsSync(join(out, "report.md")), false);
+  const merged = run(["reproduce", "imagenet", ...common(out)]);
+  assert.equal(merged.code, 0, merged.stderr);
+  assert.deepEqual((JSON.parse(merged.stdout) as Output).rows, firstRows);
+  const bad = run(["reproduce", "imagenet", ...common(out), "--shard", "3/2"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /Expected k\/n with 1 <= k <= n \(for example 1\/2\) for --shard but received 3\/2/);
+});
+
+test("bad input: one line, exit code 2", async () => {
+  const noModel = run(["reproduce", "imagenet", "--images", images, "--quick", "--quiet"]);
+  assert.equal(noModel.code, 2);
+  assert.match(noModel.stderr.trim(), /^vaeguard: error: --model is required/);
+  assert.equal(noModel.stderr.trim().split("\n").length, 1);
+
+  const bad = join(dir, "bad");
+  mkdirSync(join(bad, "images"), { recursive: true });
+  for (const id of ["aa", "bb"]) await writePng(join(bad, "images", `${id}.png`), 7, id === "bb" ? 224 : 299);
+  writeFileSync(join(bad, "dev_dataset.csv"), "ImageId,TrueLabel\naa,3\nbb,4\n");
+  const size = run([
+    "reproduce",
+    "imagenet",
+    "--images",
+    bad,
+    "--train-only",
+    "--quick",
+    "--quiet",
+    "--checkpoints",
+    join(dir, "ck2"),
+  ]);
+  assert.equal(size.code, 2);
+  assert.match(size.stderr.trim(), /^vaeguard: error: .*bb\.png: is 224x224 pixels; expected 299x299$/);
+
+  writeFileSync(join(bad, "dev_dataset.csv"), "ImageId,Label\naa,3\nbb,4\n");
+  const cols = run(["reproduce", "imagenet", "--images", bad, "--train-only", "--quick", "--quiet"]);
+  assert.equal(cols.code, 2);
+  assert.match(cols.stderr.trim(), /dev_dataset\.csv: has no column 'TrueLabel'/);
+  assert.equal(cols.stderr.trim().split("\n").length, 1);
+});
