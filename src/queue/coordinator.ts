@@ -45,7 +45,8 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
 async function closeOrDrop(parts: { close(): Promise<void>; disconnect(): Promise<void> }[]): Promise<void> {
   const closed = Promise.allSettled(parts.map((p) => p.close())).then(() => true);
   if (!(await Promise.race([closed, sleep(3000).then(() => false)]))) {
-    await Promise.allSettled(parts.map((p) => p.disconnect()));
+    // disconnect() can itself wait on a socket that is already gone; never let it hold the process.
+    await Promise.race([Promise.allSettled(parts.map((p) => p.disconnect())), sleep(3000)]);
   }
 }
 
@@ -263,7 +264,12 @@ class Follower {
           return;
         }
         const state = await job.getState();
-        if (state === "completed") {
+        if (state === "completed" && !isCellResult(job.returnvalue)) {
+          // Seen after Redis restarted empty under a running worker: the job came back without its
+          // result. Cells are deterministic, so running it again gives the very numbers it lost.
+          await job.remove();
+          missing.push(id);
+        } else if (state === "completed") {
           this.finish(id, job.returnvalue);
         } else if (state === "failed") {
           if (atStart) {
