@@ -94,9 +94,14 @@ export function benchLarge(o: LargeBenchOptions): LargeBenchResult {
     const opt = new Adam(vae.parameters(), { lr: 1e-3 });
     const xb = rand([PATCH64_TRAIN_BATCH, 3, 64, 64]);
     // Phases, for the profile: forward with the loss, backward, Adam update (seconds summed over the timed steps).
-    const phase = { forward: 0, backward: 0, adam: 0 };
+    const phase = { forward: 0, backward: 0, adam: 0, cpu: 0, steps: 0 };
+    const cpuSeconds = () => {
+      const c = process.cpuUsage();
+      return (c.user + c.system) / 1e6;
+    };
     const step = () =>
       tidy(() => {
+        const c0 = cpuSeconds();
         const t0 = performance.now();
         opt.zeroGrad();
         const l = vae.loss(xb, { beta: 0.01, reconstruction: "bce", clip: 5 }).loss;
@@ -108,12 +113,15 @@ export function benchLarge(o: LargeBenchOptions): LargeBenchResult {
         phase.forward += t1 - t0;
         phase.backward += t2 - t1;
         phase.adam += t3 - t2;
+        phase.cpu += cpuSeconds() - c0;
+        phase.steps++;
       });
     ours["patch64.trainStep"] = PATCH64_TRAIN_BATCH * timeit(step, o.seconds);
     const total = phase.forward + phase.backward + phase.adam;
     notes.push(
       `large: 64x64 VAE training step, vaeguard time shares: forward+loss ${((100 * phase.forward) / total).toFixed(0)}%, ` +
-        `backward ${((100 * phase.backward) / total).toFixed(0)}%, Adam ${((100 * phase.adam) / total).toFixed(0)}%`,
+        `backward ${((100 * phase.backward) / total).toFixed(0)}%, Adam ${((100 * phase.adam) / total).toFixed(0)}%; ` +
+        `${((PATCH64_TRAIN_BATCH * phase.steps) / phase.cpu).toFixed(2)} patches per CPU second (process CPU time, which neighbours on a shared machine disturb less than wall time)`,
     );
     opt.dispose();
     vae.dispose();
@@ -172,7 +180,8 @@ export function benchLarge(o: LargeBenchOptions): LargeBenchResult {
       const shares = parsed["patch64.trainStep.shares"];
       if (Array.isArray(shares)) {
         notes.push(
-          `large: 64x64 VAE training step, PyTorch time shares: forward+loss ${shares[0]}%, backward ${shares[1]}%, Adam ${shares[2]}%`,
+          `large: 64x64 VAE training step, PyTorch time shares: forward+loss ${shares[0]}%, backward ${shares[1]}%, Adam ${shares[2]}%; ` +
+            `${parsed["patch64.trainStep.perCpuSecond"]} patches per CPU second`,
         );
       }
       const tcheck = parsed["inception.check"];
