@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError } from "commander";
 import cliProgress from "cli-progress";
 import { VaeguardError } from "../core/errors.js";
 import { checkInt, checkNumber } from "../core/validate.js";
+import { checkThreads } from "../core/threads.js";
 import { binding } from "../binding.js";
 import { getNumThreads } from "../core/engine.js";
 
@@ -21,6 +22,11 @@ function asUsage<T>(check: () => T): T {
 
 export function parseIntArg(name: string, min?: number, max?: number) {
   return (v: string): number => asUsage(() => checkInt(/^-?\d+$/.test(v.trim()) ? Number(v) : v, name, min, max));
+}
+
+/** --threads: at most a few per core (core/threads.ts), with the bound explained in the message. */
+export function parseThreadsArg() {
+  return (v: string): number => asUsage(() => checkThreads(/^-?\d+$/.test(v.trim()) ? Number(v) : v, "--threads"));
 }
 
 export function parseNumberArg(name: string, min?: number, max?: number) {

@@ -43,7 +43,7 @@ import {
   type SanityFinding,
 } from "../eval/sanity.js";
 import { sweep, type AttackSpec, type GridSample } from "../eval/sweep.js";
-import { parseIntArg, runAction, softwareVersions } from "./common.js";
+import { parseIntArg, runAction, softwareVersions, parseThreadsArg } from "./common.js";
 
 export interface EvaluateRunOptions {
   /** Delete the results files of the modes being run and start over. */
@@ -478,7 +478,7 @@ export function register(program: Command): void {
     .option("--out <dir>", "report folder, also holding the resumable results (default runs/evaluate-<dataset>)")
     .option("--batch-size <n>", `images per attack batch (default ${DEFAULTS.batchSize})`)
     .option("--restart", "discard the results files in --out and evaluate from scratch")
-    .option("--threads <n>", "libtorch threads (default: all cores)", parseIntArg("threads", 1))
+    .option("--threads <n>", "libtorch threads (default: all cores)", parseThreadsArg())
     .option("--json", "print rows, sanity findings and file paths as JSON on stdout")
     .option("--quiet", "no progress output")
     .addHelpText("after", HELP_AFTER)

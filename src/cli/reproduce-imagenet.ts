@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { join, resolve } from "node:path";
 import { setNumThreads } from "../core/engine.js";
-import { UsageError, parseIntArg, parseListArg, parseNumberArg, runAction } from "./common.js";
+import { UsageError, parseIntArg, parseListArg, parseNumberArg, runAction, parseThreadsArg } from "./common.js";
 import {
   DEFAULT_FGSM_EPS,
   DEFAULT_IFGSM_EPS,
@@ -169,7 +169,7 @@ export function register(program: Command): void {
     .option("--checkpoints <dir>", "where trained VAEs are kept and reused", "runs/checkpoints")
     .option("--seed <n>", "random seed", parseIntArg("seed", 0), 0)
     .option("--restart", "ignore existing checkpoints and results; train and evaluate from scratch")
-    .option("--threads <n>", "libtorch threads (default: all cores)", parseIntArg("threads", 1))
+    .option("--threads <n>", "libtorch threads (default: all cores)", parseThreadsArg())
     .option("--json", "print the result rows as JSON on stdout")
     .option("--quiet", "no progress output")
     .action((opts: Opts) =>

@@ -2,7 +2,7 @@
 import type { Command } from "commander";
 import { join, resolve } from "node:path";
 import { setNumThreads } from "../core/engine.js";
-import { UsageError, parseIntArg, parseListArg, parseNumberArg, runAction } from "./common.js";
+import { UsageError, parseIntArg, parseListArg, parseNumberArg, runAction, parseThreadsArg } from "./common.js";
 import { reproduceSmall, RECIPES, DEFAULT_DEFENSES, type SmallDataset } from "../eval/reproduce.js";
 import { renderTextTable } from "../report/table.js";
 
@@ -65,7 +65,7 @@ export function register(program: Command): void {
     .option("--eval-batch-size <n>", "evaluation batch size", parseIntArg("eval-batch-size", 1), 500)
     .option("--passes <n>", "forward passes per randomized defense (scored as their mean)", parseIntArg("passes", 1), 1)
     .option("--restart", "ignore existing checkpoints and results; train and evaluate from scratch")
-    .option("--threads <n>", "libtorch threads (default: all cores)", parseIntArg("threads", 1))
+    .option("--threads <n>", "libtorch threads (default: all cores)", parseThreadsArg())
     .option("--json", "print the result rows as JSON on stdout")
     .option("--quiet", "no progress output")
     .action((dataset: string, opts: Opts) =>

@@ -7,7 +7,7 @@ import { splitValidation, takeFirst, datasetSize } from "../data/index.js";
 import { ConvVae, VAE_PRESETS } from "../models/vae.js";
 import { accuracy, trainClassifier, trainVae } from "../train/trainer.js";
 import { RECIPES, type SmallDataset } from "../eval/reproduce.js";
-import { UsageError, parseIntArg, parseNumberArg, runAction } from "./common.js";
+import { UsageError, parseIntArg, parseNumberArg, runAction, parseThreadsArg } from "./common.js";
 
 interface Opts {
   dataset: string;
@@ -50,7 +50,7 @@ export function register(program: Command): void {
       `VAE architecture (default: the data set's; one of ${Object.keys(VAE_PRESETS).join(", ")})`,
     )
     .option("--augment", "classifier: random crop and flip (CIFAR-10 style)")
-    .option("--threads <n>", "libtorch threads", parseIntArg("threads", 1))
+    .option("--threads <n>", "libtorch threads", parseThreadsArg())
     .option("--quiet", "no progress output")
     .action((kind: string, o: Opts) =>
       runAction(async () => {

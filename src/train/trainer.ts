@@ -126,9 +126,6 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
         seen += batch.indices.length;
         b++;
         bar.update(seen, { loss: lossSum / seen });
-        // Let Node run the finalizers of disposed tensor handles: in a loop that never
-        // yields they pile up, and with them memory (hundreds of MB per epoch).
-        if (b % 20 === 0) await new Promise((r) => setImmediate(r));
       }
       bar.stop();
       const seconds = (performance.now() - t0) / 1000;
