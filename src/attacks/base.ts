@@ -8,6 +8,7 @@ import { isGradEnabled, noGrad, tidy } from "../core/engine.js";
 import { ArgumentError, ShapeError } from "../core/errors.js";
 import { Tensor, where } from "../core/tensor.js";
 import { checkBool, checkInt, checkNumber, fail } from "../core/validate.js";
+import { LIMITS } from "../core/limits.js";
 import type { AttackableModel } from "./types.js";
 
 /**
@@ -19,7 +20,7 @@ export const DEFAULT_RANDOMIZED_EOT_SAMPLES = 10;
 
 /** The explicit value when given, else 1, or DEFAULT_RANDOMIZED_EOT_SAMPLES on a randomized model. */
 export function resolveEotSamples(model: AttackableModel, eotSamples: number | undefined): number {
-  if (eotSamples !== undefined) return checkInt(eotSamples, "eotSamples", 1);
+  if (eotSamples !== undefined) return checkInt(eotSamples, "eotSamples", 1, LIMITS.eotSamples);
   return model.randomized === true ? DEFAULT_RANDOMIZED_EOT_SAMPLES : 1;
 }
 

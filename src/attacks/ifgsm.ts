@@ -15,6 +15,7 @@
 import { noGrad, tidy } from "../core/engine.js";
 import type { Tensor } from "../core/tensor.js";
 import { checkInt, checkNumber } from "../core/validate.js";
+import { LIMITS } from "../core/limits.js";
 import {
   checkBatch,
   checkLinfEps,
@@ -52,7 +53,7 @@ export class IFGSM implements Attack {
     this.model = checkModel(model, "I-FGSM");
     const o = checkOptions("I-FGSM", options, ["eps", "steps", "stepSize", "eotSamples"]);
     this.eps = checkLinfEps(o.eps);
-    this.steps = checkInt(o.steps ?? 10, "steps", 1);
+    this.steps = checkInt(o.steps ?? 10, "steps", 1, LIMITS.attackSteps);
     this.stepSize = checkNumber(o.stepSize ?? this.eps / this.steps, "stepSize", 0, 1);
     this.eotSamples = resolveEotSamples(model, o.eotSamples as number | undefined);
   }

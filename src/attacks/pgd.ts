@@ -26,6 +26,7 @@ import { noGrad, tidy } from "../core/engine.js";
 import { ArgumentError } from "../core/errors.js";
 import { Tensor, rand, randn, where } from "../core/tensor.js";
 import { checkBool, checkInt, checkNumber, checkOneOf } from "../core/validate.js";
+import { LIMITS } from "../core/limits.js";
 import {
   checkBatch,
   checkL2Eps,
@@ -86,11 +87,11 @@ export class PGD implements Attack {
     ]);
     this.norm = checkOneOf(o.norm ?? "Linf", "norm", ["Linf", "L2"] as const);
     this.eps = this.norm === "Linf" ? checkLinfEps(o.eps) : checkL2Eps(o.eps);
-    this.steps = checkInt(o.steps ?? 40, "steps", 1);
+    this.steps = checkInt(o.steps ?? 40, "steps", 1, LIMITS.attackSteps);
     this.stepSize = checkNumber(o.stepSize ?? (2.5 * this.eps) / this.steps, "stepSize", 0);
     if (!Number.isFinite(this.stepSize))
       throw new ArgumentError(`Expected finite number of at least 0 for stepSize but received ${this.stepSize}`);
-    this.restarts = checkInt(o.restarts ?? 1, "restarts", 1);
+    this.restarts = checkInt(o.restarts ?? 1, "restarts", 1, LIMITS.restarts);
     this.randomStart = checkBool(o.randomStart ?? true, "randomStart");
     if (this.restarts > 1 && !this.randomStart) {
       throw new ArgumentError(

@@ -30,6 +30,7 @@ import { noGrad, tidy } from "../core/engine.js";
 import { ArgumentError, ShapeError } from "../core/errors.js";
 import { Tensor, randint, tensor } from "../core/tensor.js";
 import { checkInt, checkNumber, fail } from "../core/validate.js";
+import { LIMITS } from "../core/limits.js";
 import {
   checkBatch,
   checkLinfEps,
@@ -101,7 +102,7 @@ export class SquareAttack implements Attack {
     this.model = checkModel(model, "Square");
     const o = checkOptions("Square", options, ["eps", "queries", "pInit", "eotSamples", "seed"]);
     this.eps = checkLinfEps(o.eps);
-    this.queries = checkInt(o.queries ?? 1000, "queries", 1);
+    this.queries = checkInt(o.queries ?? 1000, "queries", 1, LIMITS.queries);
     this.pInit = checkNumber(o.pInit ?? 0.05, "pInit", 0, 1);
     if (this.pInit === 0) fail("number greater than 0 and at most 1", "pInit", this.pInit);
     this.eotSamples = resolveEotSamples(model, o.eotSamples as number | undefined);

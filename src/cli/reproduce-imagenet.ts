@@ -2,6 +2,7 @@
 import type { Command } from "commander";
 import { join, resolve } from "node:path";
 import { setNumThreads } from "../core/engine.js";
+import { LIMITS } from "../core/limits.js";
 import { UsageError, parseIntArg, parseListArg, parseNumberArg, runAction, parseThreadsArg } from "./common.js";
 import {
   DEFAULT_FGSM_EPS,
@@ -94,7 +95,7 @@ export function register(program: Command): void {
       "--input-scaling <name>",
       `TF.js input scaling: ${Object.keys(INPUT_SCALINGS).join(", ")} (default: the model.json's vaeguard metadata, else unit)`,
     )
-    .option("--input-size <n>", "TorchScript: square input size", parseIntArg("input-size", 1), undefined)
+    .option("--input-size <n>", "TorchScript: square input size", parseIntArg("input-size", 1, LIMITS.imageSide), undefined)
     .option(
       "--mean <list>",
       "TorchScript: per-channel mean subtracted from [0, 1] images",
@@ -141,12 +142,12 @@ export function register(program: Command): void {
     .option(
       "--epochs-vae <n>",
       "VAE training epochs over the patches (resumes a checkpoint with fewer)",
-      parseIntArg("epochs-vae", 1),
+      parseIntArg("epochs-vae", 1, LIMITS.epochs),
       1,
     )
     .option("--beta <x>", "weight of the VAE's KL term (the authors' code: 0.01)", parseNumberArg("beta", 0), 0.01)
     .option("--lr <x>", "Adam learning rate for the VAEs", parseNumberArg("lr", 0), 1e-3)
-    .option("--batch-size <n>", "VAE training batch size", parseIntArg("batch-size", 1), 32)
+    .option("--batch-size <n>", "VAE training batch size", parseIntArg("batch-size", 1, LIMITS.batchSize), 32)
     .option("--no-flip", "no random horizontal flips of the training patches")
     .option(
       "--eps <list>",
@@ -159,10 +160,10 @@ export function register(program: Command): void {
       parseListArg(parseNumberArg("ifgsm-eps", 0, 1)),
     )
     .option("--attacks <list>", "comma-separated: fgsm,ifgsm", parseListArg(String))
-    .option("--ifgsm-steps <n>", "I-FGSM iterations (the paper: 10)", parseIntArg("ifgsm-steps", 1), 10)
+    .option("--ifgsm-steps <n>", "I-FGSM iterations (the paper: 10)", parseIntArg("ifgsm-steps", 1, LIMITS.attackSteps), 10)
     .option("--mode <mode>", "gray-box (the paper's) or adaptive (attacks see the defense)", "gray-box")
-    .option("--eval-batch-size <n>", "images per attack and defense batch", parseIntArg("eval-batch-size", 1), 16)
-    .option("--passes <n>", "forward passes per randomized defense (scored as their mean)", parseIntArg("passes", 1), 1)
+    .option("--eval-batch-size <n>", "images per attack and defense batch", parseIntArg("eval-batch-size", 1, LIMITS.batchSize), 16)
+    .option("--passes <n>", "forward passes per randomized defense (scored as their mean)", parseIntArg("passes", 1, LIMITS.passes), 1)
     .option("--grid-images <n>", "images in the picture grid", parseIntArg("grid-images", 1), 4)
     .option("--quick", "a short run: 4 images, tiny VAE training, FGSM at 0 and 0.03, I-FGSM at 0.03")
     .option("--out <dir>", "report folder (default runs/imagenet[-quick])")

@@ -2,6 +2,7 @@
 import type { Command } from "commander";
 import { join, resolve } from "node:path";
 import { setNumThreads } from "../core/engine.js";
+import { LIMITS } from "../core/limits.js";
 import { UsageError, parseIntArg, parseListArg, parseNumberArg, runAction, parseThreadsArg } from "./common.js";
 import { reproduceSmall, RECIPES, DEFAULT_DEFENSES, type SmallDataset } from "../eval/reproduce.js";
 import { renderTextTable } from "../report/table.js";
@@ -57,13 +58,13 @@ export function register(program: Command): void {
     )
     .option("--attacks <list>", "comma-separated attacks: fgsm,ifgsm", parseListArg(String))
     .option("--mode <mode>", "gray-box (the paper's) or adaptive (attacks see the defense)", "gray-box")
-    .option("--epochs-classifier <n>", "classifier training epochs", parseIntArg("epochs-classifier", 1))
-    .option("--epochs-vae <n>", "VAE training epochs", parseIntArg("epochs-vae", 1))
+    .option("--epochs-classifier <n>", "classifier training epochs", parseIntArg("epochs-classifier", 1, LIMITS.epochs))
+    .option("--epochs-vae <n>", "VAE training epochs", parseIntArg("epochs-vae", 1, LIMITS.epochs))
     .option("--beta <x>", "weight of the VAE's KL term", parseNumberArg("beta", 0), 0.01)
     .option("--reconstruction <kind>", "VAE reconstruction loss: bce or mse", "bce")
-    .option("--batch-size <n>", "training batch size", parseIntArg("batch-size", 1), 128)
-    .option("--eval-batch-size <n>", "evaluation batch size", parseIntArg("eval-batch-size", 1), 500)
-    .option("--passes <n>", "forward passes per randomized defense (scored as their mean)", parseIntArg("passes", 1), 1)
+    .option("--batch-size <n>", "training batch size", parseIntArg("batch-size", 1, LIMITS.batchSize), 128)
+    .option("--eval-batch-size <n>", "evaluation batch size", parseIntArg("eval-batch-size", 1, LIMITS.batchSize), 500)
+    .option("--passes <n>", "forward passes per randomized defense (scored as their mean)", parseIntArg("passes", 1, LIMITS.passes), 1)
     .option("--restart", "ignore existing checkpoints and results; train and evaluate from scratch")
     .option("--threads <n>", "libtorch threads (default: all cores)", parseThreadsArg())
     .option("--json", "print the result rows as JSON on stdout")

@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import { resolve } from "node:path";
 import { existsSync } from "node:fs";
 import { setNumThreads } from "../core/engine.js";
+import { LIMITS } from "../core/limits.js";
 import { splitValidation, takeFirst, datasetSize } from "../data/index.js";
 import { ConvVae, VAE_PRESETS } from "../models/vae.js";
 import { accuracy, trainClassifier, trainVae } from "../train/trainer.js";
@@ -36,8 +37,8 @@ export function register(program: Command): void {
     .requiredOption("--dataset <name>", `one of ${Object.keys(RECIPES).join(", ")}`)
     .requiredOption("--out <file>", "checkpoint file (.safetensors); resumed when it exists")
     .option("--data-dir <dir>", "data files to use instead of the default source")
-    .option("--epochs <n>", "training epochs", parseIntArg("epochs", 1), 4)
-    .option("--batch-size <n>", "batch size", parseIntArg("batch-size", 1), 128)
+    .option("--epochs <n>", "training epochs", parseIntArg("epochs", 1, LIMITS.epochs), 4)
+    .option("--batch-size <n>", "batch size", parseIntArg("batch-size", 1, LIMITS.batchSize), 128)
     .option("--lr <x>", "Adam learning rate", parseNumberArg("lr", 0), 1e-3)
     .option("--seed <n>", "random seed", parseIntArg("seed", 0), 0)
     .option("--validation <n>", "training images held out for validation", parseIntArg("validation", 1), 5000)

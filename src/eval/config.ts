@@ -18,6 +18,7 @@ import { dirname, extname, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { ArgumentError, VaeguardError } from "../core/errors.js";
 import { fail } from "../core/validate.js";
+import { LIMITS } from "../core/limits.js";
 import { ATTACK_NAMES, createAttack, isAttackName, type AttackName } from "../attacks/index.js";
 import type { AttackableModel } from "../attacks/types.js";
 import { DEFENSE_NAMES, createDefense } from "../defenses/index.js";
@@ -295,9 +296,10 @@ function str(raw: unknown, key: ConfigKey, origin: Origin): string {
   return raw.trim();
 }
 
-function int(raw: unknown, key: ConfigKey, origin: Origin, min: number): number {
+function int(raw: unknown, key: ConfigKey, origin: Origin, min: number, max?: number): number {
   const n = typeof raw === "number" ? raw : typeof raw === "string" && /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : NaN;
-  if (!Number.isInteger(n) || n < min) fail(`integer of at least ${min}`, where(key, origin), raw);
+  if (!Number.isInteger(n) || n < min || (max !== undefined && n > max))
+    fail(max === undefined ? `integer of at least ${min}` : `integer between ${min} and ${max}`, where(key, origin), raw);
   return n;
 }
 
@@ -456,9 +458,9 @@ export function resolveConfig(flags: RawSettings, options: { configFile?: string
     fail(`one of ${EVALUATE_MODES.map((m) => JSON.stringify(m)).join(", ")}`, where("mode", md!.origin), mode);
   }
 
-  const intSetting = (key: ConfigKey, fallback: number, min: number) => {
+  const intSetting = (key: ConfigKey, fallback: number, min: number, max?: number) => {
     const p = pick(key);
-    return p ? int(p.raw, key, p.origin, min) : fallback;
+    return p ? int(p.raw, key, p.origin, min, max) : fallback;
   };
   const out = pick("out");
   return {
@@ -471,11 +473,11 @@ export function resolveConfig(flags: RawSettings, options: { configFile?: string
     attacks,
     eps,
     mode: mode as EvaluateMode,
-    eot: intSetting("eot", DEFAULTS.eot, 1),
-    passes: intSetting("passes", DEFAULTS.passes, 1),
+    eot: intSetting("eot", DEFAULTS.eot, 1, LIMITS.eotSamples),
+    passes: intSetting("passes", DEFAULTS.passes, 1, LIMITS.passes),
     seed: intSetting("seed", DEFAULTS.seed, 0),
     out: out ? path(out.raw, "out", out.origin, out.base) : resolve(cwd, "runs", `evaluate-${dataset}`),
-    batchSize: intSetting("batch-size", DEFAULTS.batchSize, 1),
+    batchSize: intSetting("batch-size", DEFAULTS.batchSize, 1, LIMITS.batchSize),
   };
 }
 

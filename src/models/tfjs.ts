@@ -21,7 +21,8 @@ import { realpathSync, statSync } from "node:fs";
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { Tensor, cat, tensor, zeros } from "../core/tensor.js";
 import { keep, noGrad, tidy } from "../core/engine.js";
-import { ArgumentError, CheckpointError, ShapeError, VaeguardError } from "../core/errors.js";
+import { ArgumentError, CheckpointError, ShapeError, TorchError, VaeguardError } from "../core/errors.js";
+import { LIMITS } from "../core/limits.js";
 import { checkOneOf, fail } from "../core/validate.js";
 import { Module } from "../nn/module.js";
 import * as F from "../nn/functional.js";
@@ -238,6 +239,12 @@ function decodeWeights(
           );
         }
         bytes = n * DTYPE_BYTES[spec.dtype];
+      }
+      if (bytes > LIMITS.tensorBytes) {
+        throw new CheckpointError(
+          file,
+          `weight '${spec.name}' ${fmt(shape)} declares ${bytes} bytes, more than the limit of ${LIMITS.tensorBytes} for one tensor`,
+        );
       }
       if (offset + bytes > total) {
         throw new CheckpointError(
@@ -1442,6 +1449,14 @@ export class TfjsLayersModel extends Module implements ImageClassifier, LayerOwn
         }
         shape = [ks[2]!, ks[0]!, ks[1]!];
       }
+      const inputBytes = product(shape) * 4;
+      if (inputBytes > LIMITS.inputBytes) {
+        throw new CheckpointError(
+          file,
+          `the model input [${shape.join(", ")}] (channels, height, width) needs ${inputBytes} bytes per image, ` +
+            `more than the limit of ${LIMITS.inputBytes}`,
+        );
+      }
       this.inputShape = shape;
       this.scaling = resolveScaling(options.inputScaling, shape[0]);
       const needScale = this.scaling.scale.some((v) => v !== 1) || this.scaling.offset.some((v) => v !== 0);
@@ -1476,7 +1491,8 @@ export class TfjsLayersModel extends Module implements ImageClassifier, LayerOwn
       }
     } catch (e) {
       this.dispose();
-      if (e instanceof ShapeError) throw new CheckpointError(file, e.message, { cause: e });
+      // libtorch's own failures during the probe (an allocation it cannot make) name the file too.
+      if (e instanceof ShapeError || e instanceof TorchError) throw new CheckpointError(file, e.message, { cause: e });
       throw e;
     }
   }

@@ -8,6 +8,7 @@ import { existsSync } from "node:fs";
 import { manualSeed, noGrad, tidy } from "../core/engine.js";
 import type { Tensor } from "../core/tensor.js";
 import { checkInt, checkNumber } from "../core/validate.js";
+import { LIMITS } from "../core/limits.js";
 import { crossEntropy } from "../nn/functional.js";
 import type { Module } from "../nn/module.js";
 import { Adam, type Optimizer } from "../optim/optimizer.js";
@@ -60,8 +61,8 @@ export interface FitResult<M> {
 }
 
 async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Promise<FitResult<M>> {
-  const epochs = checkInt(opts.epochs, "epochs", 1);
-  const batchSize = checkInt(opts.batchSize, "batchSize", 1);
+  const epochs = checkInt(opts.epochs, "epochs", 1, LIMITS.epochs);
+  const batchSize = checkInt(opts.batchSize, "batchSize", 1, LIMITS.batchSize);
   checkNumber(opts.lr, "lr", 0);
   const log = opts.log ?? ((l: string) => process.stderr.write(l + "\n"));
   const label = opts.label ?? "train";
