@@ -1,4 +1,5 @@
 /** `vaeguard data fetch <dataset>`: the only command that downloads anything. */
+import { checkWritableDir } from "../io/preflight.js";
 import type { Command } from "commander";
 import { resolve } from "node:path";
 import { fetchDataset, REMOTE_DATASETS } from "../data/fetch.js";
@@ -24,7 +25,7 @@ export function register(program: Command): void {
         }
         let bar: ReturnType<typeof progress> | undefined;
         const dir = await fetchDataset(name, {
-          dataRoot: resolve(opts.dataRoot),
+          dataRoot: checkWritableDir(opts.dataRoot, "data sets"),
           archive: opts.archive,
           timeoutSeconds: Number(opts.timeout),
           onProgress: (got, total) => {

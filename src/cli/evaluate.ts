@@ -5,6 +5,7 @@
  * folder with sanity checks. Settings come from the command line or from a
  * JSON or YAML config file (see src/eval/config.ts).
  */
+import { checkReadableFile, checkWritableDir } from "../io/preflight.js";
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
@@ -486,6 +487,10 @@ export function register(program: Command): void {
       runAction(async () => {
         const cfg = resolveConfig(flagSettings(opts), { configFile: opts.config });
         if (opts.threads) setNumThreads(opts.threads);
+        // Before any work: the inputs open, the report folder takes a write.
+        checkReadableFile(cfg.classifier, "the classifier checkpoint");
+        if (cfg.vae) checkReadableFile(cfg.vae, "the VAE checkpoint");
+        checkWritableDir(cfg.out, "the report");
         const t0 = performance.now();
         const result = await runEvaluate(cfg, {
           restart: Boolean(opts.restart),

@@ -1,4 +1,5 @@
 /** `vaeguard models ...`: pretrained classifiers from outside (nsfwjs' TF.js networks). */
+import { checkWritableDir } from "../io/preflight.js";
 import type { Command } from "commander";
 import { resolve } from "node:path";
 import { runAction, parseListArg } from "./common.js";
@@ -35,7 +36,7 @@ export function register(program: Command): void {
             );
           }
         }
-        const out = resolve(opts.out);
+        const out = checkWritableDir(opts.out, "the models");
         const pkg = findNsfwjsPackage();
         const written = extractNsfwjsModels(out, {
           packageDir: pkg,

@@ -1,4 +1,5 @@
 /** `vaeguard reproduce-imagenet`: the paper's large-image experiment (Tables 6 and 7) on local photographs. */
+import { checkWritableDir } from "../io/preflight.js";
 import type { Command } from "commander";
 import { join, resolve } from "node:path";
 import { setNumThreads } from "../core/engine.js";
@@ -204,7 +205,8 @@ export function register(program: Command): void {
           throw new UsageError("Give either --train-images or --train-sources/--eval-sources, not both");
         }
         if (opts.threads) setNumThreads(opts.threads);
-        const out = resolve(opts.out ?? join("runs", `imagenet${opts.quick ? "-quick" : ""}`));
+        const out = checkWritableDir(opts.out ?? join("runs", `imagenet${opts.quick ? "-quick" : ""}`), "the report");
+        checkWritableDir(opts.checkpoints, "checkpoints");
         const t0 = performance.now();
         const result = await reproduceImagenet({
           images: opts.images,

@@ -1,4 +1,5 @@
 /** `vaeguard reproduce <dataset>`: the paper's experiments end to end. */
+import { checkWritableDir } from "../io/preflight.js";
 import type { Command } from "commander";
 import { join, resolve } from "node:path";
 import { setNumThreads } from "../core/engine.js";
@@ -93,7 +94,8 @@ export function register(program: Command): void {
         }
         if (opts.threads) setNumThreads(opts.threads);
         const ds = dataset as SmallDataset;
-        const out = resolve(opts.out ?? join("runs", `${ds}${opts.quick ? "-quick" : ""}`));
+        const out = checkWritableDir(opts.out ?? join("runs", `${ds}${opts.quick ? "-quick" : ""}`), "the report");
+        checkWritableDir(opts.checkpoints, "checkpoints");
         const t0 = performance.now();
         const { rows, paths, cleanAccuracy } = await reproduceSmall({
           dataset: ds,

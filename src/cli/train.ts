@@ -1,4 +1,6 @@
 /** `vaeguard train classifier|vae`: train one model with progress, validation, per-epoch checkpoints and --resume. */
+import { checkWritableFile } from "../io/preflight.js";
+import { removeOrphanedTemps } from "../io/atomic.js";
 import type { Command } from "commander";
 import { resolve } from "node:path";
 import { existsSync } from "node:fs";
@@ -74,13 +76,16 @@ export function register(program: Command): void {
         }
         if (o.threads) setNumThreads(o.threads);
         const recipe = RECIPES[o.dataset as SmallDataset];
+        // Before any work: the checkpoint can be written, and the test data loads too.
+        const out = checkWritableFile(o.out, "the checkpoint");
+        removeOrphanedTemps(out);
         const full = recipe.load("train", o.dataDir);
+        const test = kind === "classifier" ? recipe.load("test", o.dataDir) : undefined;
         const split = splitValidation(full, Math.min(o.validation, Math.floor(datasetSize(full) / 2)), o.seed);
         const train =
           o.trainSamples && o.trainSamples < datasetSize(split.train)
             ? takeFirst(split.train, o.trainSamples)
             : split.train;
-        const out = resolve(o.out);
         const common = {
           train,
           validation: split.validation,
@@ -100,8 +105,7 @@ export function register(program: Command): void {
             augment: o.augment ? "cifar" : null,
             label: "classifier",
           });
-          const test = recipe.load("test", o.dataDir);
-          console.log(`test accuracy ${accuracy(r.model, test).toFixed(4)}; checkpoint ${out}`);
+          console.log(`test accuracy ${accuracy(r.model, test!).toFixed(4)}; checkpoint ${out}`);
         } else {
           const preset = VAE_PRESETS[o.preset ?? recipe.vaePreset];
           await trainVae({

@@ -39,3 +39,14 @@ export class DataError extends VaeguardError {
     super(`${file}: ${message}`, options);
   }
 }
+
+/** A path given by the user cannot be used: an output folder that cannot be written, an input that cannot be read. */
+export class PathError extends VaeguardError {
+  constructor(
+    readonly path: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${path}: ${message}`, options);
+  }
+}
