@@ -7,11 +7,13 @@ import { register as registerReproduceImagenet } from "./reproduce-imagenet.js";
 import { register as registerModels } from "./models.js";
 import { register as registerEvaluate } from "./evaluate.js";
 import { register as registerTrain } from "./train.js";
+import { reportError } from "./common.js";
 
 const program = new Command()
   .name("vaeguard")
   .description("Defend image classifiers against adversarial attacks with VAEs, and measure such defenses honestly.")
   .version("0.1.0")
+  .option("--debug", "print the stack trace of internal errors")
   .showHelpAfterError("(run with --help for usage)")
   .configureOutput({ outputError: (str, write) => write(`vaeguard: ${str.replace(/^error: /, "error: ")}`) })
   .exitOverride((err) => {
@@ -26,5 +28,10 @@ registerData(program);
 registerReproduceImagenet(program);
 registerModels(program);
 registerEvaluate(program);
+
+// Errors that escape a command's own handling (a stream error, a rejected promise
+// left behind): one line and an exit code too, never a raw stack trace.
+process.on("uncaughtException", (e) => process.exit(reportError(e)));
+process.on("unhandledRejection", (e) => process.exit(reportError(e)));
 
 await program.parseAsync(process.argv);

@@ -9,6 +9,7 @@
 import { closeSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, writeSync } from "node:fs";
 import { dirname, basename, join } from "node:path";
 import { makeDirs } from "./preflight.js";
+import { PathError } from "../core/errors.js";
 
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
@@ -64,7 +65,7 @@ export function writeFileAtomic(path: string, data: string | Uint8Array | Uint8A
       while (off < p.byteLength) {
         const n = writeSync(fd, p, off, p.byteLength - off);
         // A special file that accepts nothing (under /proc) would otherwise loop forever.
-        if (n <= 0) throw Object.assign(new Error(`${tmp}: the file system accepted no bytes`), { code: "EIO" });
+        if (n <= 0) throw new PathError(path, "cannot write here: the file system accepted no bytes");
         off += n;
       }
     }

@@ -49,7 +49,7 @@ export function makeDirs(dir: string): void {
       cur = dirname(cur);
       continue;
     }
-    if (!st.isDirectory()) throw Object.assign(new Error(`${cur} is not a folder`), { code: "ENOTDIR" });
+    if (!st.isDirectory()) throw new PathError(cur, "is a file, not a folder");
     break;
   }
   for (const d of missing.reverse()) {
@@ -75,6 +75,7 @@ export function checkWritableDir(dir: string, what: string): string {
       rmSync(probe, { force: true });
     }
   } catch (e) {
+    if (e instanceof PathError) throw new PathError(e.path, `cannot write ${what} here: ${e.message.slice(e.path.length + 2)}`);
     throw new PathError(full, `cannot write ${what} here: ${reason(e)}`, { cause: e });
   }
   return full;
@@ -98,7 +99,7 @@ export function checkWritableFile(file: string, what: string): string {
 export function checkReadableFile(file: string, what: string): string {
   const full = resolve(file);
   try {
-    if (!statSync(full).isFile()) throw Object.assign(new Error("not a file"), { code: "EISDIR" });
+    if (!statSync(full).isFile()) throw new PathError(full, `cannot read ${what}: it is not a regular file`);
     const fd = openSync(full, "r");
     try {
       readSync(fd, Buffer.alloc(1), 0, 1, 0);
@@ -106,6 +107,7 @@ export function checkReadableFile(file: string, what: string): string {
       closeSync(fd);
     }
   } catch (e) {
+    if (e instanceof PathError) throw e;
     throw new PathError(full, `cannot read ${what}: ${reason(e)}`, { cause: e });
   }
   return full;

@@ -50,13 +50,14 @@ export interface LoadedCheckpoint<M extends Module = Module> {
 
 function parseJson(path: string, what: string, text: string | undefined): Record<string, unknown> | undefined {
   if (text === undefined) return undefined;
+  let v: unknown;
   try {
-    const v = JSON.parse(text) as unknown;
-    if (typeof v !== "object" || v === null) throw new Error("not an object");
-    return v as Record<string, unknown>;
+    v = JSON.parse(text);
   } catch {
     throw new CheckpointError(path, `its '${what}' metadata is not valid JSON`);
   }
+  if (typeof v !== "object" || v === null) throw new CheckpointError(path, `its '${what}' metadata is not a JSON object`);
+  return v as Record<string, unknown>;
 }
 
 /**

@@ -9,6 +9,7 @@ import { manualSeed, noGrad, tidy } from "../core/engine.js";
 import type { Tensor } from "../core/tensor.js";
 import { checkInt, checkNumber } from "../core/validate.js";
 import { LIMITS } from "../core/limits.js";
+import { TrainingError } from "../core/errors.js";
 import { crossEntropy } from "../nn/functional.js";
 import type { Module } from "../nn/module.js";
 import { Adam, type Optimizer } from "../optim/optimizer.js";
@@ -122,7 +123,7 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
         batch.x.dispose();
         batch.y.dispose();
         if (!Number.isFinite(loss))
-          throw new Error(`${label}: the loss became ${loss} at epoch ${epoch + 1}, batch ${b + 1}`);
+          throw new TrainingError(`${label}: the loss became ${loss} at epoch ${epoch + 1}, batch ${b + 1} (try a smaller --lr)`);
         lossSum += loss * batch.indices.length;
         seen += batch.indices.length;
         b++;
