@@ -416,11 +416,12 @@ with a gray-box vs adaptive table; quote the adaptive number).
 Config file (--config run.yaml or run.json): keys are the long options without
 "--": ${CONFIG_KEYS.join(", ")}.
 Lists may be arrays; an attack may be {name: pgd, steps: 40}. Relative paths are
-taken from the config file's folder. Command-line options override the file.
+taken from the config file's folder and must stay inside it (give other paths on
+the command line). Command-line options override the file.
   # run.yaml
   dataset: mnist
-  classifier: ../checkpoints/mnist-classifier.safetensors
-  vae: ../checkpoints/mnist-vae-b0.01-bce.safetensors
+  classifier: checkpoints/mnist-classifier.safetensors
+  vae: checkpoints/mnist-vae-b0.01-bce.safetensors
   defenses: [none, "jpeg:23", vae, "median:3"]
   attacks: [fgsm, {name: pgd, steps: 40, restarts: 2}, "square:queries=1000"]
   eps: [0, 0.05, 0.1, 0.2, 0.3]

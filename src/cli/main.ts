@@ -14,8 +14,8 @@ const program = new Command()
   .description("Defend image classifiers against adversarial attacks with VAEs, and measure such defenses honestly.")
   .version("0.1.0")
   .option("--debug", "print the stack trace of internal errors")
-  .showHelpAfterError("(run with --help for usage)")
-  .configureOutput({ outputError: (str, write) => write(`vaeguard: ${str.replace(/^error: /, "error: ")}`) })
+  // One line for a usage error too, the hint at its end.
+  .configureOutput({ outputError: (str, write) => write(`vaeguard: ${str.trimEnd()} (run with --help for usage)\n`) })
   .exitOverride((err) => {
     // commander's own usage errors (unknown option, bad argument): exit code 2.
     process.exit(err.exitCode === 0 ? 0 : 2);

@@ -14,7 +14,7 @@
  * ("vae:samples=8,clip=2,jpeg:23" is two defenses).
  */
 import { readFileSync } from "node:fs";
-import { dirname, extname, resolve } from "node:path";
+import { dirname, extname, isAbsolute, relative, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { ArgumentError, VaeguardError } from "../core/errors.js";
 import { fail } from "../core/validate.js";
@@ -328,8 +328,23 @@ function epsilons(raw: unknown, origin: Origin): number[] {
   return out;
 }
 
+/**
+ * A path setting, relative to the config file's folder. A path in a config file
+ * must stay inside that folder (a shared config must not reach ../../etc);
+ * paths given on the command line are the user's own and may point anywhere.
+ */
 function path(raw: unknown, key: ConfigKey, origin: Origin, base: string): string {
-  return resolve(base, str(raw, key, origin));
+  const full = resolve(base, str(raw, key, origin));
+  if (origin.file !== undefined) {
+    const rel = relative(base, full);
+    if (rel.startsWith("..") || isAbsolute(rel)) {
+      throw new ArgumentError(
+        `${where(key, origin)} is ${JSON.stringify(raw)}, which lies outside the config file's folder ${base}; ` +
+          `give it on the command line (--${key}) instead`,
+      );
+    }
+  }
+  return full;
 }
 
 // ---------------------------------------------------------------- files
