@@ -22,7 +22,14 @@ const program = new Command()
   .option("--threads <n>", "intra-op threads", "1")
   .option("--json", "print one JSON object at the end instead of lines")
   .parse();
-const o = program.opts<{ model: string; steps: string; batch: string; every: string; threads: string; json?: boolean }>();
+const o = program.opts<{
+  model: string;
+  steps: string;
+  batch: string;
+  every: string;
+  threads: string;
+  json?: boolean;
+}>();
 const model = checkOneOf(o.model, "--model", MEMORY_MODELS) as MemoryModel;
 const steps = checkInt(Number(o.steps), "--steps", 1, 10_000_000);
 const batch = checkInt(Number(o.batch), "--batch", 1, 4096);
@@ -37,7 +44,8 @@ const record = (step: number) => {
   const rssMB = Math.round(process.memoryUsage().rss / MB);
   const tensors = memory().numTensors;
   curve.push({ step, rssMB, tensors });
-  if (!o.json) console.log(`step ${String(step).padStart(7)}  rss ${String(rssMB).padStart(6)} MB  live tensors ${tensors}`);
+  if (!o.json)
+    console.log(`step ${String(step).padStart(7)}  rss ${String(rssMB).padStart(6)} MB  live tensors ${tensors}`);
 };
 const t0 = performance.now();
 record(0);

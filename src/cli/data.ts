@@ -1,7 +1,6 @@
 /** `vaeguard data fetch <dataset>`: the only command that downloads anything. */
 import { checkWritableDir } from "../io/preflight.js";
 import type { Command } from "commander";
-import { resolve } from "node:path";
 import { fetchDataset, REMOTE_DATASETS } from "../data/fetch.js";
 import { progress, runAction, UsageError } from "./common.js";
 

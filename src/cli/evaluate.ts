@@ -44,7 +44,7 @@ import {
   type SanityFinding,
 } from "../eval/sanity.js";
 import { sweep, type AttackSpec, type GridSample } from "../eval/sweep.js";
-import { parseIntArg, runAction, softwareVersions, parseThreadsArg } from "./common.js";
+import { runAction, softwareVersions, parseThreadsArg } from "./common.js";
 
 export interface EvaluateRunOptions {
   /** Delete the results files of the modes being run and start over. */

@@ -1,7 +1,6 @@
 /** `vaeguard models ...`: pretrained classifiers from outside (nsfwjs' TF.js networks). */
 import { checkWritableDir } from "../io/preflight.js";
 import type { Command } from "commander";
-import { resolve } from "node:path";
 import { runAction, parseListArg } from "./common.js";
 import { NSFWJS_MODELS, extractNsfwjsModels, findNsfwjsPackage, type NsfwjsModelName } from "../models/tfjs-nsfwjs.js";
 import { DEFAULT_MODELS_DIR } from "../eval/reproduce-imagenet.js";

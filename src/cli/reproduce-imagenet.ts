@@ -96,7 +96,12 @@ export function register(program: Command): void {
       "--input-scaling <name>",
       `TF.js input scaling: ${Object.keys(INPUT_SCALINGS).join(", ")} (default: the model.json's vaeguard metadata, else unit)`,
     )
-    .option("--input-size <n>", "TorchScript: square input size", parseIntArg("input-size", 1, LIMITS.imageSide), undefined)
+    .option(
+      "--input-size <n>",
+      "TorchScript: square input size",
+      parseIntArg("input-size", 1, LIMITS.imageSide),
+      undefined,
+    )
     .option(
       "--mean <list>",
       "TorchScript: per-channel mean subtracted from [0, 1] images",
@@ -161,10 +166,25 @@ export function register(program: Command): void {
       parseListArg(parseNumberArg("ifgsm-eps", 0, 1)),
     )
     .option("--attacks <list>", "comma-separated: fgsm,ifgsm", parseListArg(String))
-    .option("--ifgsm-steps <n>", "I-FGSM iterations (the paper: 10)", parseIntArg("ifgsm-steps", 1, LIMITS.attackSteps), 10)
+    .option(
+      "--ifgsm-steps <n>",
+      "I-FGSM iterations (the paper: 10)",
+      parseIntArg("ifgsm-steps", 1, LIMITS.attackSteps),
+      10,
+    )
     .option("--mode <mode>", "gray-box (the paper's) or adaptive (attacks see the defense)", "gray-box")
-    .option("--eval-batch-size <n>", "images per attack and defense batch", parseIntArg("eval-batch-size", 1, LIMITS.batchSize), 16)
-    .option("--passes <n>", "forward passes per randomized defense (scored as their mean)", parseIntArg("passes", 1, LIMITS.passes), 1)
+    .option(
+      "--eval-batch-size <n>",
+      "images per attack and defense batch",
+      parseIntArg("eval-batch-size", 1, LIMITS.batchSize),
+      16,
+    )
+    .option(
+      "--passes <n>",
+      "forward passes per randomized defense (scored as their mean)",
+      parseIntArg("passes", 1, LIMITS.passes),
+      1,
+    )
     .option("--grid-images <n>", "images in the picture grid", parseIntArg("grid-images", 1), 4)
     .option("--quick", "a short run: 4 images, tiny VAE training, FGSM at 0 and 0.03, I-FGSM at 0.03")
     .option("--out <dir>", "report folder (default runs/imagenet[-quick])")

@@ -65,7 +65,12 @@ export function register(program: Command): void {
     .option("--reconstruction <kind>", "VAE reconstruction loss: bce or mse", "bce")
     .option("--batch-size <n>", "training batch size", parseIntArg("batch-size", 1, LIMITS.batchSize), 128)
     .option("--eval-batch-size <n>", "evaluation batch size", parseIntArg("eval-batch-size", 1, LIMITS.batchSize), 500)
-    .option("--passes <n>", "forward passes per randomized defense (scored as their mean)", parseIntArg("passes", 1, LIMITS.passes), 1)
+    .option(
+      "--passes <n>",
+      "forward passes per randomized defense (scored as their mean)",
+      parseIntArg("passes", 1, LIMITS.passes),
+      1,
+    )
     .option("--restart", "ignore existing checkpoints and results; train and evaluate from scratch")
     .option("--threads <n>", "libtorch threads (default: all cores)", parseThreadsArg())
     .option("--json", "print the result rows as JSON on stdout")

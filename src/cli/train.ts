@@ -2,7 +2,6 @@
 import { checkWritableFile } from "../io/preflight.js";
 import { removeOrphanedTemps } from "../io/atomic.js";
 import type { Command } from "commander";
-import { resolve } from "node:path";
 import { existsSync } from "node:fs";
 import { setNumThreads } from "../core/engine.js";
 import { LIMITS } from "../core/limits.js";

@@ -299,7 +299,11 @@ function str(raw: unknown, key: ConfigKey, origin: Origin): string {
 function int(raw: unknown, key: ConfigKey, origin: Origin, min: number, max?: number): number {
   const n = typeof raw === "number" ? raw : typeof raw === "string" && /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : NaN;
   if (!Number.isInteger(n) || n < min || (max !== undefined && n > max))
-    fail(max === undefined ? `integer of at least ${min}` : `integer between ${min} and ${max}`, where(key, origin), raw);
+    fail(
+      max === undefined ? `integer of at least ${min}` : `integer between ${min} and ${max}`,
+      where(key, origin),
+      raw,
+    );
   return n;
 }
 

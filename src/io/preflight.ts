@@ -75,7 +75,8 @@ export function checkWritableDir(dir: string, what: string): string {
       rmSync(probe, { force: true });
     }
   } catch (e) {
-    if (e instanceof PathError) throw new PathError(e.path, `cannot write ${what} here: ${e.message.slice(e.path.length + 2)}`);
+    if (e instanceof PathError)
+      throw new PathError(e.path, `cannot write ${what} here: ${e.message.slice(e.path.length + 2)}`);
     throw new PathError(full, `cannot write ${what} here: ${reason(e)}`, { cause: e });
   }
   return full;

@@ -56,7 +56,8 @@ function parseJson(path: string, what: string, text: string | undefined): Record
   } catch {
     throw new CheckpointError(path, `its '${what}' metadata is not valid JSON`);
   }
-  if (typeof v !== "object" || v === null) throw new CheckpointError(path, `its '${what}' metadata is not a JSON object`);
+  if (typeof v !== "object" || v === null)
+    throw new CheckpointError(path, `its '${what}' metadata is not a JSON object`);
   return v as Record<string, unknown>;
 }
 
@@ -110,7 +111,10 @@ export function loadCheckpoint<M extends Module = Module>(
   const { tensors, metadata } = loadSafetensors(path);
   try {
     if (metadata.format !== CHECKPOINT_FORMAT) {
-      throw new CheckpointError(path, `not a vaeguard checkpoint (metadata format is ${JSON.stringify(metadata.format ?? null)})`);
+      throw new CheckpointError(
+        path,
+        `not a vaeguard checkpoint (metadata format is ${JSON.stringify(metadata.format ?? null)})`,
+      );
     }
     const arch = metadata.arch;
     if (typeof arch !== "string" || !architectures().includes(arch)) {
@@ -143,7 +147,9 @@ export function loadCheckpoint<M extends Module = Module>(
       throw e;
     }
     const optState = new Map(
-      [...tensors].filter(([k]) => k.startsWith("__optimizer__.")).map(([k, t]) => [k.slice("__optimizer__.".length), t]),
+      [...tensors]
+        .filter(([k]) => k.startsWith("__optimizer__."))
+        .map(([k, t]) => [k.slice("__optimizer__.".length), t]),
     );
     const optMeta = parseJson(path, "optimizer", metadata.optimizer);
     const training = parseJson(path, "training", metadata.training) as TrainingState | undefined;
@@ -153,7 +159,10 @@ export function loadCheckpoint<M extends Module = Module>(
       optimizer = options.optimizer(model as M);
       if (optMeta) {
         if (optMeta.type !== optimizer.constructor.name) {
-          throw new CheckpointError(path, `optimizer state is for ${String(optMeta.type)}, not ${optimizer.constructor.name}`);
+          throw new CheckpointError(
+            path,
+            `optimizer state is for ${String(optMeta.type)}, not ${optimizer.constructor.name}`,
+          );
         }
         optimizer.loadStateDict({ tensors: optState, scalars: optMeta.scalars as Record<string, number | number[]> });
       }

@@ -65,7 +65,8 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
   const epochs = checkInt(opts.epochs, "epochs", 1, LIMITS.epochs);
   const batchSize = checkInt(opts.batchSize, "batchSize", 1, LIMITS.batchSize);
   checkNumber(opts.lr, "lr", 0);
-  const log = opts.log ?? ((l: string) => process.stderr.write(l + "\n"));
+  // --quiet means no output at all, epoch summaries included; a given log still receives them.
+  const log = opts.log ?? (opts.quiet ? () => undefined : (l: string) => process.stderr.write(l + "\n"));
   const label = opts.label ?? "train";
   const makeOptimizer = (m: M): Optimizer => new Adam(m.parameters(), { lr: opts.lr });
 
@@ -123,7 +124,9 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
         batch.x.dispose();
         batch.y.dispose();
         if (!Number.isFinite(loss))
-          throw new TrainingError(`${label}: the loss became ${loss} at epoch ${epoch + 1}, batch ${b + 1} (try a smaller --lr)`);
+          throw new TrainingError(
+            `${label}: the loss became ${loss} at epoch ${epoch + 1}, batch ${b + 1} (try a smaller --lr)`,
+          );
         lossSum += loss * batch.indices.length;
         seen += batch.indices.length;
         b++;

@@ -120,5 +120,8 @@ test("the CLI's training loop (trainClassifier, no yields) keeps resident memory
   }
   assert.equal(perEpoch.length, 3);
   const growth = Math.max(...perEpoch) - perEpoch[0];
-  assert.ok(growth < LIMIT_MB, `resident memory grew by ${growth.toFixed(0)} MB over epochs 2-3: ${perEpoch.map((m) => m.toFixed(0)).join(", ")} MB`);
+  assert.ok(
+    growth < LIMIT_MB,
+    `resident memory grew by ${growth.toFixed(0)} MB over epochs 2-3: ${perEpoch.map((m) => m.toFixed(0)).join(", ")} MB`,
+  );
 });

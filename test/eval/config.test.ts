@@ -67,7 +67,10 @@ describe("attack specs", () => {
       ["pgd:steps=3:steps=4", /^Parameter "steps" given twice in attack spec "pgd:steps=3:steps=4"$/],
       ["pgd:randomStart=maybe", /^Expected true or false for randomStart in attack spec/],
       // Range and combination checks are the attacks' own, with the spec appended.
-      ["pgd:steps=0", /^Expected integer between 1 and 100000 for steps but received 0 \(in attack spec "pgd:steps=0"\)$/],
+      [
+        "pgd:steps=0",
+        /^Expected integer between 1 and 100000 for steps but received 0 \(in attack spec "pgd:steps=0"\)$/,
+      ],
       // Bounded: pgd:steps=1e15 used to run forever.
       ["pgd:steps=1e15", /^Expected integer between 1 and 100000 for steps but received 1000000000000000 /],
       ["pgd:restarts=100000", /^Expected integer between 1 and 1000 for restarts but received 100000 /],
@@ -257,7 +260,11 @@ describe("resolveConfig", () => {
         "classifier: ../../etc/passwd\n",
         /"classifier" in .*escape\.yaml is "\.\.\/\.\.\/etc\/passwd", which lies outside the config file's folder .*; give it on the command line \(--classifier\) instead/,
       ],
-      ["abs.yaml", "classifier: c\nout: /tmp/elsewhere\n", /"out" in .*abs\.yaml is "\/tmp\/elsewhere", which lies outside/],
+      [
+        "abs.yaml",
+        "classifier: c\nout: /tmp/elsewhere\n",
+        /"out" in .*abs\.yaml is "\/tmp\/elsewhere", which lies outside/,
+      ],
     ];
     for (const [name, text, message] of bad) {
       const p = file(name, text);

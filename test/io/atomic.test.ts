@@ -45,13 +45,25 @@ test("preflight: folders are made and probed, files checked, failures name the p
     assert.equal(checkReadableFile(file, "the data"), file);
     assert.equal(checkWritableFile(join(dir, "new.safetensors"), "the checkpoint"), join(dir, "new.safetensors"));
     const bad: [() => unknown, RegExp][] = [
-      [() => checkWritableDir(join(file, "x"), "the report"), /f\/x: cannot write the report here: a part of the path is a file, not a folder \(ENOTDIR\)$/],
-      [() => checkWritableFile(dir, "the checkpoint"), /cannot write the checkpoint here: it exists and is not a regular file$/],
-      [() => checkReadableFile(join(dir, "missing"), "the data"), /missing: cannot read the data: no such file or folder \(ENOENT\)$/],
+      [
+        () => checkWritableDir(join(file, "x"), "the report"),
+        /f\/x: cannot write the report here: a part of the path is a file, not a folder \(ENOTDIR\)$/,
+      ],
+      [
+        () => checkWritableFile(dir, "the checkpoint"),
+        /cannot write the checkpoint here: it exists and is not a regular file$/,
+      ],
+      [
+        () => checkReadableFile(join(dir, "missing"), "the data"),
+        /missing: cannot read the data: no such file or folder \(ENOENT\)$/,
+      ],
       [() => checkReadableFile(dir, "the data"), /cannot read the data: it is not a regular file$/],
       // Node's own recursive mkdirSync loops forever here.
       [() => makeDirs("/proc/vaeguard-x/y"), /ENOENT/],
-      [() => checkWritableDir("/sys/vaeguard-x", "the report"), /\/sys\/vaeguard-x: cannot write the report here: .* \((EPERM|EACCES|EROFS)\)$/],
+      [
+        () => checkWritableDir("/sys/vaeguard-x", "the report"),
+        /\/sys\/vaeguard-x: cannot write the report here: .* \((EPERM|EACCES|EROFS)\)$/,
+      ],
     ];
     for (const [fn, message] of bad) assert.throws(fn, message);
     assert.throws(() => checkWritableDir(join(file, "x"), "r"), PathError);

@@ -52,7 +52,13 @@ test("garbage into every raw binding function: the child process exits normally 
   assert.ok(s.threw > 0.5 * s.calls, "most garbage calls must be rejected");
   assert.equal(s.nonErrorThrows, 0, "every throw is an Error");
   // Only functions that take no arguments can never fail.
-  assert.deepEqual(s.neverThrew.sort(), ["allocatorSettings", "getNumThreads", "isGradEnabled", "liveTensors", "versions"]);
+  assert.deepEqual(s.neverThrew.sort(), [
+    "allocatorSettings",
+    "getNumThreads",
+    "isGradEnabled",
+    "liveTensors",
+    "versions",
+  ]);
   // Every error names the function that raised it (convention 2 of DESIGN.md).
   assert.deepEqual(s.messagesWithoutName, []);
   // Through src/binding.ts, every failure is a TorchError.
