@@ -13,10 +13,12 @@ export { IFGSM, type IfgsmOptions } from "./ifgsm.js";
 export { PGD, type PgdNorm, type PgdOptions } from "./pgd.js";
 export { SquareAttack, squareFraction, type SquareOptions } from "./square.js";
 export {
+  ATTACK_LOSSES,
   attackObjective,
   evaluateObjective,
   lossAndGradient,
   lossGradient,
+  type AttackLoss,
   type LossAndGradient,
   type LossGradientOptions,
 } from "./gradient.js";

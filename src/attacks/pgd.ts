@@ -17,7 +17,9 @@
  * >= 0 for L2), steps (default 40, Madry et al.'s MNIST setting), stepSize
  * (default 2.5 * eps / steps), restarts (default 1), randomStart (default
  * true), eotSamples (default 1, or DEFAULT_RANDOMIZED_EOT_SAMPLES on a
- * randomized model).
+ * randomized model), loss ("ce", default, or "margin": Carlini & Wagner's
+ * logit margin, see gradient.ts), onStep (called with the batch-mean
+ * objective before every step, for convergence checks).
  * Input: images [N, C, H, W] in [0, 1] and labels [N]; output: a new tensor of
  * the same shape, in [0, 1], with ||x_adv - x||_inf <= eps (L-inf) or
  * ||x_adv_i - x_i||_2 <= eps for every image i (L2).
@@ -25,7 +27,7 @@
 import { noGrad, tidy } from "../core/engine.js";
 import { ArgumentError } from "../core/errors.js";
 import { Tensor, rand, randn, where } from "../core/tensor.js";
-import { checkBool, checkInt, checkNumber, checkOneOf } from "../core/validate.js";
+import { checkBool, checkInt, checkNumber, checkOneOf, fail } from "../core/validate.js";
 import {
   checkBatch,
   checkL2Eps,
@@ -40,7 +42,7 @@ import {
   projectLinf,
   resolveEotSamples,
 } from "./base.js";
-import { evaluateObjective, lossGradient } from "./gradient.js";
+import { ATTACK_LOSSES, evaluateObjective, lossAndGradient, type AttackLoss } from "./gradient.js";
 import type { Attack, AttackableModel } from "./types.js";
 
 export type PgdNorm = "Linf" | "L2";
@@ -60,6 +62,10 @@ export interface PgdOptions {
   randomStart?: boolean;
   /** Gradient passes averaged per step (EOT). */
   eotSamples?: number;
+  /** Objective: "ce" (default) or "margin" (Carlini-Wagner). */
+  loss?: AttackLoss;
+  /** Called before each step with the batch-mean objective at the current point (restart and step from 0). */
+  onStep?: (info: { restart: number; step: number; loss: number }) => void;
 }
 
 export class PGD implements Attack {
@@ -71,6 +77,8 @@ export class PGD implements Attack {
   readonly restarts: number;
   readonly randomStart: boolean;
   readonly eotSamples: number;
+  readonly loss: AttackLoss;
+  private readonly onStep?: PgdOptions["onStep"];
   private readonly model: AttackableModel;
 
   constructor(model: AttackableModel, options: PgdOptions) {
@@ -83,6 +91,8 @@ export class PGD implements Attack {
       "restarts",
       "randomStart",
       "eotSamples",
+      "loss",
+      "onStep",
     ]);
     this.norm = checkOneOf(o.norm ?? "Linf", "norm", ["Linf", "L2"] as const);
     this.eps = this.norm === "Linf" ? checkLinfEps(o.eps) : checkL2Eps(o.eps);
@@ -98,10 +108,14 @@ export class PGD implements Attack {
       );
     }
     this.eotSamples = resolveEotSamples(model, o.eotSamples as number | undefined);
+    this.loss = checkOneOf(o.loss ?? "ce", "loss", ATTACK_LOSSES);
+    if (o.onStep !== undefined && typeof o.onStep !== "function") fail("a function", "onStep", o.onStep);
+    this.onStep = o.onStep as PgdOptions["onStep"];
   }
 
   get name(): string {
-    const base = this.norm === "Linf" ? `PGD(${this.steps})` : `PGD-L2(${this.steps})`;
+    const kind = (this.norm === "Linf" ? "PGD" : "PGD-L2") + (this.loss === "margin" ? "-margin" : "");
+    const base = `${kind}(${this.steps})`;
     return this.restarts > 1 ? `${base}x${this.restarts}` : base;
   }
 
@@ -114,11 +128,19 @@ export class PGD implements Attack {
     try {
       return await inEvalMode(this.model, async () => {
         for (let r = 0; r < this.restarts; r++) {
-          const candidate = await this.run(x, batch.labels, targeted);
+          const candidate = await this.run(x, batch.labels, targeted, r);
           if (this.restarts === 1) return candidate;
           let evaluated: { loss: Tensor; predicted: Tensor };
           try {
-            evaluated = await evaluateObjective(this.model, candidate, batch.labels, targeted, this.eotSamples, "PGD");
+            evaluated = await evaluateObjective(
+              this.model,
+              candidate,
+              batch.labels,
+              targeted,
+              this.eotSamples,
+              "PGD",
+              this.loss,
+            );
           } catch (e) {
             candidate.dispose();
             throw e;
@@ -165,15 +187,24 @@ export class PGD implements Attack {
   }
 
   /** One restart: random start, then `steps` projected steps. */
-  private async run(x: Tensor, labels: Tensor, targeted: boolean): Promise<Tensor> {
+  private async run(x: Tensor, labels: Tensor, targeted: boolean, restart: number): Promise<Tensor> {
     let current = noGrad(() => tidy(() => (this.randomStart ? this.randomStartPoint(x) : x.detach().clone())));
     try {
       for (let s = 0; s < this.steps; s++) {
-        const g = await lossGradient(this.model, current, labels, {
+        const { gradient: g, loss } = await lossAndGradient(this.model, current, labels, {
           targeted,
           eotSamples: this.eotSamples,
           attack: "PGD",
+          loss: this.loss,
         });
+        try {
+          if (this.onStep) this.onStep({ restart, step: s, loss: noGrad(() => tidy(() => loss.mean().item())) });
+        } catch (e) {
+          g.dispose();
+          throw e;
+        } finally {
+          loss.dispose();
+        }
         const prev = current;
         try {
           current = noGrad(() => tidy(() => this.step(prev, g, x)));
@@ -217,6 +248,8 @@ export class PGD implements Attack {
       restarts: this.restarts,
       randomStart: this.randomStart,
       eotSamples: this.eotSamples,
+      // Named only when it is not the default, so reports and results files of CE runs keep their shape.
+      ...(this.loss === "margin" ? { loss: this.loss } : {}),
     };
   }
 }

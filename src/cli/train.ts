@@ -1,4 +1,8 @@
-/** `vaeguard train classifier|vae`: train one model with progress, validation, per-epoch checkpoints and --resume. */
+/**
+ * `vaeguard train classifier|vae|purifier`: train one model with progress, validation, per-epoch checkpoints
+ * and --resume. `purifier` trains a purifier against adaptive attacks in front of a frozen classifier
+ * (src/train/purifier.ts; its options and run are in train-purifier.ts).
+ */
 import type { Command } from "commander";
 import { resolve } from "node:path";
 import { existsSync } from "node:fs";
@@ -8,6 +12,14 @@ import { ConvVae, VAE_PRESETS } from "../models/vae.js";
 import { accuracy, trainClassifier, trainVae } from "../train/trainer.js";
 import { RECIPES, type SmallDataset } from "../eval/reproduce.js";
 import { UsageError, parseIntArg, parseNumberArg, runAction } from "./common.js";
+import {
+  CLASSIFIER_ARCHS,
+  addPurifierOptions,
+  classifierFactory,
+  planPurifierRun,
+  runTrainPurifier,
+  type PurifierCliOptions,
+} from "./train-purifier.js";
 
 interface Opts {
   dataset: string;
@@ -26,13 +38,14 @@ interface Opts {
   augment?: boolean;
   threads?: number;
   quiet?: boolean;
+  arch?: string;
 }
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command("train")
     .description("train the paper's classifier or VAE for a data set; resumable, with a checkpoint after every epoch")
-    .argument("<model>", "classifier or vae")
+    .argument("<model>", "classifier, vae or purifier")
     .requiredOption("--dataset <name>", `one of ${Object.keys(RECIPES).join(", ")}`)
     .requiredOption("--out <file>", "checkpoint file (.safetensors); resumed when it exists")
     .option("--data-dir <dir>", "data files to use instead of the default source")
@@ -52,10 +65,16 @@ export function register(program: Command): void {
     .option("--augment", "classifier: random crop and flip (CIFAR-10 style)")
     .option("--threads <n>", "libtorch threads", parseIntArg("threads", 1))
     .option("--quiet", "no progress output")
-    .action((kind: string, o: Opts) =>
+    .option(
+      "--arch <name>",
+      `classifier: ${Object.keys(CLASSIFIER_ARCHS).join(" (default) or ")}; purifier: vae (default, Table 2) or conv`,
+    )
+    .action((kind: string, o: Opts & PurifierCliOptions) =>
       runAction(async () => {
-        if (kind !== "classifier" && kind !== "vae")
-          throw new UsageError(`Expected "classifier" or "vae" for model but received ${JSON.stringify(kind)}`);
+        if (kind !== "classifier" && kind !== "vae" && kind !== "purifier")
+          throw new UsageError(
+            `Expected "classifier", "vae" or "purifier" for model but received ${JSON.stringify(kind)}`,
+          );
         if (!(o.dataset in RECIPES)) {
           throw new UsageError(
             `Expected one of ${Object.keys(RECIPES).join(", ")} for --dataset but received ${JSON.stringify(o.dataset)}`,
@@ -73,6 +92,9 @@ export function register(program: Command): void {
         }
         if (o.threads) setNumThreads(o.threads);
         const recipe = RECIPES[o.dataset as SmallDataset];
+        // Checked and loaded before the training data, so bad input costs nothing.
+        const makeClassifier = classifierFactory(kind === "classifier" ? o.arch : undefined, recipe.makeClassifier);
+        const plan = kind === "purifier" ? planPurifierRun(o.dataset as SmallDataset, o) : undefined;
         const full = recipe.load("train", o.dataDir);
         const split = splitValidation(full, Math.min(o.validation, Math.floor(datasetSize(full) / 2)), o.seed);
         const train =
@@ -92,10 +114,12 @@ export function register(program: Command): void {
           restart: !o.resume && existsSync(out),
           quiet: o.quiet,
         };
-        if (kind === "classifier") {
+        if (plan) {
+          await runTrainPurifier(plan, { ...o, ...common, out }, train, split.validation);
+        } else if (kind === "classifier") {
           const r = await trainClassifier({
             ...common,
-            makeModel: recipe.makeClassifier,
+            makeModel: makeClassifier,
             augment: o.augment ? "cifar" : null,
             label: "classifier",
           });
@@ -113,4 +137,5 @@ export function register(program: Command): void {
         }
       }),
     );
+  addPurifierOptions(command);
 }

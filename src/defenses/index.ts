@@ -5,7 +5,8 @@
  * value (positional), `key=value` or a bare flag:
  *   none | jpeg:23 | vae | vae:samples=8 | vae:deterministic,clip=2 |
  *   patchvae:64/32 | patchvae:16/8,nosmooth | bits:4 | median:3 | gauss:1.0 |
- *   ensemble:patchvae:16/16+patchvae:32/32  (members separated by "+")
+ *   ensemble:patchvae:16/16+patchvae:32/32  (members separated by "+") |
+ *   purifier | purifier:deterministic  (a trained purifier, ctx.purifier)
  */
 import { ArgumentError, VaeguardError } from "../core/errors.js";
 import { fail } from "../core/validate.js";
@@ -19,6 +20,8 @@ import { NoDefense } from "./none.js";
 import { PatchVaeDefense } from "./patch-vae.js";
 import type { Defense } from "./types.js";
 import { VaeDefense } from "./vae.js";
+import { PurifierDefense } from "./purifier.js";
+import type { Purifier } from "../models/purifier.js";
 
 export type { Defense, GradientKind } from "./types.js";
 export { NoDefense } from "./none.js";
@@ -37,6 +40,7 @@ export {
   type SmoothOptions,
 } from "./patch-vae.js";
 export { EnsembleDefense, type EnsembleOptions } from "./ensemble.js";
+export { PurifierDefense } from "./purifier.js";
 export { BitDepthDefense, type BitDepthOptions } from "./bit-depth.js";
 export { MedianDefense, medianFilter, type MedianOptions } from "./median.js";
 export { GaussianBlurDefense, gaussianBlur, gaussianWeights, type GaussianBlurOptions } from "./gaussian-blur.js";
@@ -53,11 +57,23 @@ export { bpdaIdentity, padImages, type PadMode } from "./common.js";
 
 /** The models some defenses need: the VAE for "vae", patch VAEs by patch size ("16", "32", "64" or "patch16" ...). */
 export interface DefenseContext {
-  vae?: ConvVae;
+  vae?: Purifier;
   patchVaes?: Record<string, ConvVae>;
+  /** The trained purifier for "purifier" (vaeguard train purifier). */
+  purifier?: Purifier;
 }
 
-export const DEFENSE_NAMES = ["none", "jpeg", "vae", "patchvae", "ensemble", "bits", "median", "gauss"] as const;
+export const DEFENSE_NAMES = [
+  "none",
+  "jpeg",
+  "vae",
+  "patchvae",
+  "ensemble",
+  "bits",
+  "median",
+  "gauss",
+  "purifier",
+] as const;
 export type DefenseName = (typeof DEFENSE_NAMES)[number];
 
 export interface DefenseInfo {
@@ -105,6 +121,12 @@ const INFO: readonly DefenseInfo[] = [
     name: "gauss",
     syntax: "gauss[:SIGMA[,KERNEL]][,padding=...]",
     description: "Gaussian blur of std SIGMA pixels (default 1), kernel 2*round(4*SIGMA)+1; exact gradient",
+  },
+  {
+    name: "purifier",
+    syntax: "purifier[:samples=K,clip=C,deterministic]",
+    description:
+      "a purifier trained against adaptive attacks (vaeguard train purifier), used as the vae defense; exact gradient",
   },
 ];
 
@@ -238,6 +260,12 @@ function build(spec: string, ctx: DefenseContext, nested: boolean): Defense {
       allow(spec, a, ["clip", "samples", "deterministic"], ["deterministic"], 0);
       if (!ctx.vae) throw new ArgumentError(`Defense spec "${spec}" needs a VAE (ctx.vae) but none was given`);
       return new VaeDefense(ctx.vae, vaeOptions(spec, a));
+    }
+    case "purifier": {
+      allow(spec, a, ["clip", "samples", "deterministic"], ["deterministic"], 0);
+      if (!ctx.purifier)
+        throw new ArgumentError(`Defense spec "${spec}" needs a trained purifier (ctx.purifier) but none was given`);
+      return new PurifierDefense(ctx.purifier, vaeOptions(spec, a));
     }
     case "patchvae": {
       allow(

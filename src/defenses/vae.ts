@@ -15,7 +15,7 @@ import { noGrad } from "../core/engine.js";
 import { ShapeError } from "../core/errors.js";
 import type { Tensor } from "../core/tensor.js";
 import { checkBool, checkInt, checkNumber } from "../core/validate.js";
-import type { ConvVae } from "../models/vae.js";
+import type { Purifier } from "../models/purifier.js";
 import { checkImages, checkOptions } from "./common.js";
 import type { Defense, GradientKind } from "./types.js";
 
@@ -58,7 +58,8 @@ export class VaeDefense implements Defense {
   readonly samples: number;
 
   constructor(
-    readonly vae: ConvVae,
+    /** The paper's ConvVae, or any purifier with its interface (a trained ConvPurifier). */
+    readonly vae: Purifier,
     options: VaeDefenseOptions = {},
   ) {
     const o = checkOptions("the VAE defense", options, ["clip", "deterministic", "samples"]);

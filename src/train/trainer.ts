@@ -6,7 +6,7 @@
  */
 import { existsSync } from "node:fs";
 import { manualSeed, noGrad, tidy } from "../core/engine.js";
-import type { Tensor } from "../core/tensor.js";
+import { Tensor } from "../core/tensor.js";
 import { checkInt, checkNumber } from "../core/validate.js";
 import { crossEntropy } from "../nn/functional.js";
 import type { Module } from "../nn/module.js";
@@ -24,6 +24,8 @@ export interface EpochStats {
   seconds: number;
   imagesPerSecond: number;
   validation?: Record<string, number>;
+  /** Means over the epoch's training batches of what the step reported besides its loss. */
+  train?: Record<string, number>;
 }
 
 export interface FitOptions<M extends Module> {
@@ -45,11 +47,29 @@ export interface FitOptions<M extends Module> {
   label?: string;
   quiet?: boolean;
   log?: (line: string) => void;
+  /** Saved in every checkpoint's info (what the model was trained for), and checked by `checkResume`. */
+  info?: Record<string, unknown>;
+  /** Called with a checkpoint's info before resuming or reusing it; throw to refuse it. */
+  checkResume?: (info: Record<string, unknown> | undefined) => void;
 }
 
-interface Hooks<M> {
-  step(model: M, x: Tensor, y: Tensor): Tensor;
-  validate(model: M, ds: ImageDataset, batchSize: number): Record<string, number>;
+/** What one training step reports: its loss (to minimise), and optionally other numbers for the progress line. */
+export type StepResult = Tensor | { loss: Tensor; metrics?: Record<string, number> };
+
+/** Where training is, for schedules: the epoch (0-based) and the fraction of it done. */
+export interface TrainingPosition {
+  epoch: number;
+  fraction: number;
+}
+
+export interface Hooks<M> {
+  /**
+   * Optional, before each step, outside autograd's recording of the step: an
+   * input made from the batch (adversarial examples), passed to `step` and then freed.
+   */
+  prepare?(model: M, x: Tensor, y: Tensor, at: TrainingPosition): Promise<Tensor>;
+  step(model: M, x: Tensor, y: Tensor, prepared?: Tensor): StepResult;
+  validate(model: M, ds: ImageDataset, batchSize: number): Record<string, number> | Promise<Record<string, number>>;
 }
 
 export interface FitResult<M> {
@@ -59,7 +79,7 @@ export interface FitResult<M> {
   reused: boolean;
 }
 
-async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Promise<FitResult<M>> {
+export async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Promise<FitResult<M>> {
   const epochs = checkInt(opts.epochs, "epochs", 1);
   const batchSize = checkInt(opts.batchSize, "batchSize", 1);
   checkNumber(opts.lr, "lr", 0);
@@ -78,6 +98,13 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
     });
     model = ck.model;
     optimizer = ck.optimizer!;
+    try {
+      opts.checkResume?.(ck.info);
+    } catch (e) {
+      optimizer.dispose();
+      model.dispose();
+      throw e;
+    }
     const done = ck.training?.epoch ?? epochs;
     history = (ck.training?.history as EpochStats[] | undefined) ?? [];
     if (ck.training?.complete === true || done >= epochs || opts.resume === false) {
@@ -104,6 +131,8 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
       let lossSum = 0;
       let seen = 0;
       let b = 0;
+      const metricSums: Record<string, number> = {};
+      const batchTotal = Math.ceil(n / batchSize);
       for (const batch of batches(opts.train, {
         batchSize,
         shuffle: true,
@@ -111,21 +140,38 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
         epoch,
         augment: opts.augment,
       })) {
-        const loss = tidy(() => {
-          optimizer.zeroGrad();
-          const l = hooks.step(model, batch.x, batch.y);
-          l.backward();
-          optimizer.step();
-          return l.item();
-        });
-        batch.x.dispose();
-        batch.y.dispose();
+        let prepared: Tensor | undefined;
+        let metrics: Record<string, number> | undefined;
+        let loss: number;
+        try {
+          if (hooks.prepare)
+            prepared = await hooks.prepare(model, batch.x, batch.y, { epoch, fraction: b / batchTotal });
+          model.train();
+          loss = tidy(() => {
+            optimizer.zeroGrad();
+            const r = hooks.step(model, batch.x, batch.y, prepared);
+            const l = r instanceof Tensor ? r : r.loss;
+            if (!(r instanceof Tensor)) metrics = r.metrics;
+            l.backward();
+            optimizer.step();
+            return l.item();
+          });
+        } finally {
+          prepared?.dispose();
+          batch.x.dispose();
+          batch.y.dispose();
+        }
         if (!Number.isFinite(loss))
           throw new Error(`${label}: the loss became ${loss} at epoch ${epoch + 1}, batch ${b + 1}`);
         lossSum += loss * batch.indices.length;
+        for (const [k, v] of Object.entries(metrics ?? {}))
+          metricSums[k] = (metricSums[k] ?? 0) + v * batch.indices.length;
         seen += batch.indices.length;
         b++;
-        bar.update(seen, { loss: lossSum / seen });
+        bar.update(seen, {
+          loss: lossSum / seen,
+          ...Object.fromEntries(Object.entries(metricSums).map(([k, v]) => [k, v / seen])),
+        });
         // Let Node run the finalizers of disposed tensor handles: in a loop that never
         // yields they pile up, and with them memory (hundreds of MB per epoch).
         if (b % 20 === 0) await new Promise((r) => setImmediate(r));
@@ -138,23 +184,27 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
         seconds,
         imagesPerSecond: seen / seconds,
       };
+      if (Object.keys(metricSums).length > 0) {
+        stats.train = Object.fromEntries(Object.entries(metricSums).map(([k, v]) => [k, v / seen]));
+      }
       if (opts.validation) {
         model.eval();
-        stats.validation = hooks.validate(model, opts.validation, 256);
+        stats.validation = await hooks.validate(model, opts.validation, 256);
       }
       history.push(stats);
-      const val = stats.validation
-        ? " " +
-          Object.entries(stats.validation)
-            .map(([k, v]) => `${k} ${v.toFixed(4)}`)
-            .join(" ")
-        : "";
+      const show = (m: Record<string, number>, prefix: string) =>
+        Object.entries(m)
+          .map(([k, v]) => ` ${prefix}${k} ${v.toFixed(4)}`)
+          .join("");
+      const val =
+        (stats.train ? show(stats.train, "train ") : "") + (stats.validation ? show(stats.validation, "") : "");
       log(
         `${label} epoch ${epoch + 1}/${epochs}: loss ${stats.trainLoss.toFixed(4)}${val} (${seconds.toFixed(0)} s, ${stats.imagesPerSecond.toFixed(0)} images/s)`,
       );
       saveCheckpoint(opts.checkpoint, model, {
         optimizer,
         training: { epoch: epoch + 1, epochs, complete: epoch + 1 === epochs, seed: opts.seed, history },
+        ...(opts.info ? { info: opts.info } : {}),
       });
     }
   } finally {
