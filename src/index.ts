@@ -19,3 +19,32 @@ export { relativeL2, averageRelativeL2 } from "./eval/metrics.js";
 export * as report from "./report/index.js";
 export { createAttack, FGSM, IFGSM, PGD, SquareAttack } from "./attacks/index.js";
 export { createDefense, listDefenses, JpegDefense, VaeDefense, DefendedModel } from "./defenses/index.js";
+export { Mlp, MNIST_MLP, type MlpConfig } from "./models/mlp.js";
+export {
+  ConvPurifier,
+  CONV_PURIFIER_PRESETS,
+  type ConvPurifierConfig,
+  type Purifier,
+  type PurifierApi,
+} from "./models/purifier.js";
+export { loadPurifier, loadPurifierFor, loadClassifierFor, PURIFIER_ARCHS } from "./models/loaders.js";
+export {
+  trainPurifier,
+  parseTrainingAttack,
+  rampedEpsilon,
+  DEFAULT_OBJECTIVE,
+  type TrainPurifierOptions,
+  type TrainingAttack,
+  type PurifierObjective,
+} from "./train/purifier.js";
+export { PurifierDefense } from "./defenses/purifier.js";
+export {
+  worstCaseCell,
+  maskingChecks,
+  resolveWorstCaseSettings,
+  WORST_CASE_ATTACKS,
+  type WorstCaseCell,
+  type WorstCaseSettings,
+  type MaskingResult,
+} from "./eval/worst-case.js";
+export { wilsonInterval } from "./eval/interval.js";

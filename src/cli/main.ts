@@ -7,6 +7,7 @@ import { register as registerReproduceImagenet } from "./reproduce-imagenet.js";
 import { register as registerModels } from "./models.js";
 import { register as registerEvaluate } from "./evaluate.js";
 import { register as registerTrain } from "./train.js";
+import { register as registerWorstCase } from "./worst-case.js";
 
 const program = new Command()
   .name("vaeguard")
@@ -26,5 +27,6 @@ registerData(program);
 registerReproduceImagenet(program);
 registerModels(program);
 registerEvaluate(program);
+registerWorstCase(program);
 
 await program.parseAsync(process.argv);
