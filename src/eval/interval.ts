@@ -26,7 +26,8 @@ export function wilsonInterval(successes: number, n: number, z = Z95): [number, 
   const denom = 1 + z2 / n;
   const centre = (p + z2 / (2 * n)) / denom;
   const half = (z * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n))) / denom;
-  return [Math.max(0, centre - half), Math.min(1, centre + half)];
+  // At p = 0 and p = 1 the bounds are exactly 0 and 1; rounding would put them a hair inside.
+  return [successes === 0 ? 0 : Math.max(0, centre - half), successes === n ? 1 : Math.min(1, centre + half)];
 }
 
 /** Standard error of an accuracy p on n images, sqrt(p(1-p)/n), at least the resolution 1/n's half. */
