@@ -161,6 +161,59 @@ function klDivergence(mu: Tensor, logvar: Tensor): Tensor {
   );
 }
 
+/**
+ * Adversarial images for one training batch: the training attack against
+ * purifier + classifier (adaptive, EOT over the latent noise) at `eps`. A new
+ * tensor; x itself when eps is 0 is cloned.
+ */
+export async function adversarialBatch(
+  purifier: Purifier,
+  classifier: Module & ImageClassifier,
+  x: Tensor,
+  y: Tensor,
+  o: { attack: TrainingAttack; eps: number; eot: number; clip: number },
+): Promise<Tensor> {
+  if (o.eps === 0) return noGrad(() => x.clone());
+  const pgd = new PGD(attackable(purifier, classifier, o.clip), {
+    eps: o.eps,
+    steps: o.attack.kind === "pgd" ? o.attack.steps : 1,
+    stepSize: o.attack.alpha * o.eps,
+    randomStart: true,
+    eotSamples: o.eot,
+  });
+  return pgd.generate(x, y);
+}
+
+/**
+ * The training objective on one batch (see the header), differentiable with
+ * respect to the purifier's parameters; also the accuracy of the classifier
+ * on the purified adversarial images.
+ */
+export function purifierLoss(
+  purifier: Purifier,
+  classifier: Module & ImageClassifier,
+  x: Tensor,
+  y: Tensor,
+  xAdv: Tensor,
+  objective: PurifierObjective,
+): { loss: Tensor; advAccuracy: number } {
+  return tidy(() => {
+    const { mu, logvar } = purifier.encode(xAdv);
+    const r = purifier.decode(purifier.sample(mu, logvar, { clip: objective.clip }));
+    const logits = classifier.forward(r);
+    let loss = F.crossEntropy(logits, y)
+      .mul(objective.ceWeight)
+      .add(reconstructionError(r, x, objective.reconstruction).mul(objective.reconstructionWeight))
+      .add(klDivergence(mu, logvar).mul(objective.klWeight));
+    if (objective.cleanWeight > 0) {
+      const clean = classifier.forward(purifier.reconstruct(x, { clip: objective.clip }));
+      loss = loss.add(F.crossEntropy(clean, y).mul(objective.cleanWeight));
+    }
+    const advAccuracy = noGrad(() => logits.argmax(1).eq(y).float().mean().item());
+    return { loss, advAccuracy };
+  });
+}
+
 function snapshot(m: Module): Map<string, Tensor> {
   return noGrad(() => new Map([...m.stateDict()].map(([k, t]) => [k, t.detach().clone()])));
 }
@@ -255,30 +308,10 @@ export async function trainPurifier(o: TrainPurifierOptions): Promise<TrainPurif
       {
         prepare: async (purifier, x, y, at) => {
           currentEps = rampedEpsilon(eps, rampEpochs, at);
-          if (currentEps === 0) return noGrad(() => x.clone());
-          const steps = o.attack.kind === "pgd" ? o.attack.steps : 1;
-          const attack = new PGD(attackable(purifier, clf, objective.clip), {
-            eps: currentEps,
-            steps,
-            stepSize: o.attack.alpha * currentEps,
-            randomStart: true,
-            eotSamples: eot,
-          });
-          return attack.generate(x, y);
+          return adversarialBatch(purifier, clf, x, y, { attack: o.attack, eps: currentEps, eot, clip: objective.clip });
         },
         step: (purifier, x, y, xAdv) => {
-          const { mu, logvar } = purifier.encode(xAdv!);
-          const r = purifier.decode(purifier.sample(mu, logvar, { clip: objective.clip }));
-          const logits = clf.forward(r);
-          let loss = F.crossEntropy(logits, y)
-            .mul(objective.ceWeight)
-            .add(reconstructionError(r, x, objective.reconstruction).mul(objective.reconstructionWeight))
-            .add(klDivergence(mu, logvar).mul(objective.klWeight));
-          if (objective.cleanWeight > 0) {
-            const clean = clf.forward(purifier.reconstruct(x, { clip: objective.clip }));
-            loss = loss.add(F.crossEntropy(clean, y).mul(objective.cleanWeight));
-          }
-          const advAccuracy = noGrad(() => logits.argmax(1).eq(y).float().mean().item());
+          const { loss, advAccuracy } = purifierLoss(purifier, clf, x, y, xAdv!, objective);
           return { loss, metrics: { eps: currentEps, advAcc: advAccuracy } };
         },
         validate: async (purifier, ds, batchSize) => {
