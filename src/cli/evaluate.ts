@@ -16,7 +16,8 @@ import { createDefense, listDefenses, type Defense } from "../defenses/index.js"
 import { datasetSize, deriveSeed, takeFirst, type ImageDataset } from "../data/index.js";
 import { loadCheckpoint } from "../models/checkpoint.js";
 import type { ImageClassifier } from "../models/classifiers.js";
-import { ConvVae } from "../models/vae.js";
+import { PURIFIER_ARCHS, loadPurifier } from "../models/loaders.js";
+import type { Purifier } from "../models/purifier.js";
 import type { Module } from "../nn/module.js";
 import { accuracy } from "../train/trainer.js";
 import { reportSoftwareVersions, writeReportBundle, type BundlePaths } from "../report/bundle.js";
@@ -84,15 +85,16 @@ function rowSeed(seed: number, attack: string, mode: AttackMode, epsilon: number
 
 function loadClassifier(file: string): Module & ImageClassifier {
   const ck = loadCheckpoint(file);
-  if (ck.arch === ConvVae.arch) {
+  if (PURIFIER_ARCHS.includes(ck.arch)) {
     ck.model.dispose();
     throw new CheckpointError(file, `holds a '${ck.arch}' model but --classifier needs a classifier`);
   }
   return ck.model as Module & ImageClassifier;
 }
 
-function loadVae(file: string): ConvVae {
-  return loadCheckpoint<ConvVae>(file, { expectArch: ConvVae.arch }).model;
+/** The paper's VAE, or a purifier trained by `vaeguard train purifier` (either architecture). */
+function loadVae(file: string): Purifier {
+  return loadPurifier(file);
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
