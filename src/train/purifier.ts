@@ -308,7 +308,12 @@ export async function trainPurifier(o: TrainPurifierOptions): Promise<TrainPurif
       {
         prepare: async (purifier, x, y, at) => {
           currentEps = rampedEpsilon(eps, rampEpochs, at);
-          return adversarialBatch(purifier, clf, x, y, { attack: o.attack, eps: currentEps, eot, clip: objective.clip });
+          return adversarialBatch(purifier, clf, x, y, {
+            attack: o.attack,
+            eps: currentEps,
+            eot,
+            clip: objective.clip,
+          });
         },
         step: (purifier, x, y, xAdv) => {
           const { loss, advAccuracy } = purifierLoss(purifier, clf, x, y, xAdv!, objective);
