@@ -3,7 +3,8 @@
  * a list of defenses (the paper's VAE, a trained purifier, JPEG, none ...) at
  * a list of epsilons, with the gradient-masking checks (src/eval/worst-case.ts).
  * Resumable: every finished (defense, epsilon) cell is kept in OUT/results.json
- * and reused by a rerun with the same settings. Writes OUT/report.md.
+ * and reused by a rerun with the same settings and the same checkpoints behind
+ * that defense, so defenses can be added to a folder run by run. Writes OUT/report.md.
  */
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, rmSync } from "node:fs";
@@ -84,6 +85,22 @@ interface SavedResults {
   fingerprint: Record<string, unknown>;
   cells: WorstCaseCell[];
   masking: Record<string, MaskingResult>;
+  /** The checkpoints (sha256) behind each cell's defense, by maskingKey. */
+  models: Record<string, string>;
+}
+
+/** Whether a defense spec uses the model of `head` ("vae", "purifier"), itself or as an ensemble member. */
+function specUses(spec: string, head: string): boolean {
+  const colon = spec.indexOf(":");
+  const name = (colon < 0 ? spec : spec.slice(0, colon)).trim().toLowerCase();
+  if (name === head) return true;
+  return (
+    name === "ensemble" &&
+    spec
+      .slice(colon + 1)
+      .split("+")
+      .some((m) => specUses(m, head))
+  );
 }
 
 function loadSaved(file: string, fingerprint: Record<string, unknown>): SavedResults | undefined {
@@ -227,13 +244,30 @@ export function register(program: Command): void {
             samples: n,
             classifierSha256: sha256(classifierFile),
             vaeSha256: o.vae ? sha256(resolve(o.vae)) : null,
-            purifierSha256: o.purifier ? sha256(resolve(o.purifier)) : null,
             settings: settingsFor(0),
             checks: o.checks ? { samples: o.checkSamples ?? null, largeEps: o.largeEps } : null,
           };
+          const purifierSha256 = o.purifier ? sha256(resolve(o.purifier)) : null;
+          const modelsOf = (spec: string): string =>
+            [
+              specUses(spec, "vae") ? `vae ${fingerprint.vaeSha256}` : "",
+              specUses(spec, "purifier") ? `purifier ${purifierSha256}` : "",
+            ].join(";");
           const saved = loadSaved(resultsFile, fingerprint);
-          const cells: WorstCaseCell[] = saved?.cells ?? [];
+          const models: Record<string, string> = saved?.models ?? {};
           const masking: Record<string, MaskingResult> = saved?.masking ?? {};
+          // A saved cell is reused only when its defense still rests on the same checkpoints.
+          const cells: WorstCaseCell[] = (saved?.cells ?? []).filter((c) => {
+            const i = defenses.findIndex((d) => d.name === c.defense);
+            const key = maskingKey(c.defense, c.epsilon);
+            if (i < 0 || models[key] === modelsOf(specs[i])) return true;
+            log(
+              `${c.defense}, eps ${c.epsilon}: its checkpoint differs from the one in ${resultsFile}; evaluating again`,
+            );
+            delete masking[key];
+            delete models[key];
+            return false;
+          });
           const about = [
             `Data: ${recipe.title} test set, first ${n} images (${test.source}); labels: ${recipe.labelSource}.`,
             `Classifier: ${basename(classifierFile)} ('${describeModel(classifier).arch}', sha256 ${fingerprint.classifierSha256.slice(0, 12)}).`,
@@ -244,7 +278,7 @@ export function register(program: Command): void {
               : []),
             ...(purifier
               ? [
-                  `Purifier: ${basename(o.purifier!)} ('${describeModel(purifier).arch}', sha256 ${fingerprint.purifierSha256!.slice(0, 12)}).`,
+                  `Purifier: ${basename(o.purifier!)} ('${describeModel(purifier).arch}', sha256 ${purifierSha256!.slice(0, 12)}).`,
                 ]
               : []),
             `Attacks: ${attacks.join(", ")}; PGD ${o.steps} steps of 2.5 * eps / steps, ${o.restarts} restart(s), EOT ${o.eot} on randomized defenses; Square ${o.squareQueries} queries; scoring over ${o.passes} pass(es) for randomized defenses. Seed ${o.seed}.`,
@@ -253,7 +287,8 @@ export function register(program: Command): void {
               .map(([k, v]) => `${k} ${v}`)
               .join(", ")}.`,
           ];
-          const save = () => writeJsonAtomic(resultsFile, { format: RESULTS_FORMAT, fingerprint, cells, masking });
+          const save = () =>
+            writeJsonAtomic(resultsFile, { format: RESULTS_FORMAT, fingerprint, cells, masking, models });
           const t0 = performance.now();
           for (const eps of o.eps) {
             for (const defense of defenses) {
@@ -263,6 +298,7 @@ export function register(program: Command): void {
               } else {
                 cell = await worstCaseCell(classifier, defense, test.images, test.labels, settingsFor(eps), { log });
                 cells.push(cell);
+                models[maskingKey(defense.name, eps)] = modelsOf(specs[defenses.indexOf(defense)]);
                 save();
               }
               log(
@@ -279,9 +315,11 @@ export function register(program: Command): void {
               }
             }
           }
-          const ordered = o.eps.flatMap((e) =>
+          // This run's cells in its order, then those other runs left in the same folder.
+          const current = o.eps.flatMap((e) =>
             defenses.map((d) => cells.find((c) => c.defense === d.name && c.epsilon === e)!),
           );
+          const ordered = [...current, ...cells.filter((c) => !current.includes(c))];
           const seconds = (performance.now() - t0) / 1000;
           const report = renderWorstCaseReport({
             title: `vaeguard worst-case: ${recipe.title}`,
