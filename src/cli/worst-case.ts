@@ -243,14 +243,14 @@ export function register(program: Command): void {
             test: test.source,
             samples: n,
             classifierSha256: sha256(classifierFile),
-            vaeSha256: o.vae ? sha256(resolve(o.vae)) : null,
             settings: settingsFor(0),
             checks: o.checks ? { samples: o.checkSamples ?? null, largeEps: o.largeEps } : null,
           };
+          const vaeSha256 = o.vae ? sha256(resolve(o.vae)) : null;
           const purifierSha256 = o.purifier ? sha256(resolve(o.purifier)) : null;
           const modelsOf = (spec: string): string =>
             [
-              specUses(spec, "vae") ? `vae ${fingerprint.vaeSha256}` : "",
+              specUses(spec, "vae") ? `vae ${vaeSha256}` : "",
               specUses(spec, "purifier") ? `purifier ${purifierSha256}` : "",
             ].join(";");
           const saved = loadSaved(resultsFile, fingerprint);
@@ -273,7 +273,7 @@ export function register(program: Command): void {
             `Classifier: ${basename(classifierFile)} ('${describeModel(classifier).arch}', sha256 ${fingerprint.classifierSha256.slice(0, 12)}).`,
             ...(vae
               ? [
-                  `VAE: ${basename(o.vae!)} ('${describeModel(vae).arch}', sha256 ${fingerprint.vaeSha256!.slice(0, 12)}).`,
+                  `VAE: ${basename(o.vae!)} ('${describeModel(vae).arch}', sha256 ${vaeSha256!.slice(0, 12)}).`,
                 ]
               : []),
             ...(purifier
