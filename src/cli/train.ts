@@ -44,7 +44,9 @@ interface Opts {
 export function register(program: Command): void {
   const command = program
     .command("train")
-    .description("train the paper's classifier or VAE for a data set; resumable, with a checkpoint after every epoch")
+    .description(
+      "train the paper's classifier or VAE, or a purifier against adaptive attacks, for a data set; resumable, with a checkpoint after every epoch",
+    )
     .argument("<model>", "classifier, vae or purifier")
     .requiredOption("--dataset <name>", `one of ${Object.keys(RECIPES).join(", ")}`)
     .requiredOption("--out <file>", "checkpoint file (.safetensors); resumed when it exists")

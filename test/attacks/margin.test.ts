@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { manualSeed, noGrad, tidy } from "../../src/core/engine.js";
+import { manualSeed, tidy } from "../../src/core/engine.js";
 import { tensor } from "../../src/core/tensor.js";
 import { attackObjective, lossAndGradient } from "../../src/attacks/gradient.js";
 import { PGD } from "../../src/attacks/pgd.js";
@@ -92,7 +92,6 @@ test("an error thrown by onStep ends the attack without leaking tensors", async 
     });
     await assert.rejects(pgd.generate(data.x, data.y), /stop/);
   });
-  noGrad(() => undefined);
   data.dispose();
   model.dispose();
 });
