@@ -11,6 +11,7 @@
       "target_name": "vaeguard",
       "sources": [
         "src/addon.cc",
+        "src/allocator.cc",
         "src/tensor.cc",
         "src/ops_elementwise.cc",
         "src/ops_reduce.cc",

@@ -8,6 +8,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { availableParallelism } from "node:os";
 import { TorchError, VaeguardError } from "./core/errors.js";
+import { maxThreads } from "./core/threads.js";
 
 /** Opaque native tensor handle. */
 export interface NativeTensor {
@@ -50,6 +51,8 @@ export interface RawBinding {
   manualSeed(seed: number): void;
   versions(): { torch: string; config: string; parallel: string; cuda: boolean; cudaDevices: number };
   liveTensors(): { tensors: number; bytes: number };
+  /** glibc malloc settings made at load (native/src/allocator.cc); -1 where vaeguard set none. */
+  allocatorSettings(): { source: string; mmapThreshold: number; trimThreshold: number };
   // elementwise
   neg(t: T): T;
   abs(t: T): T;
@@ -214,6 +217,18 @@ function findAddon(): string {
   );
 }
 
+/** VAEGUARD_THREADS, capped at the safety bound with a warning; all cores when unset or not a positive integer. */
+function threadsFromEnvironment(): number {
+  const env = process.env.VAEGUARD_THREADS;
+  if (!env || !/^\d+$/.test(env) || Number(env) < 1) return availableParallelism();
+  const max = maxThreads();
+  if (Number(env) > max) {
+    process.stderr.write(`vaeguard: warning: VAEGUARD_THREADS=${env} is more than ${max} (4 per core); using ${max}\n`);
+    return max;
+  }
+  return Number(env);
+}
+
 function load(): RawBinding {
   const require = createRequire(import.meta.url);
   const path = findAddon();
@@ -243,9 +258,7 @@ function load(): RawBinding {
     };
   }
   const b = wrapped as unknown as RawBinding;
-  const env = process.env.VAEGUARD_THREADS;
-  const threads = env && /^\d+$/.test(env) && Number(env) > 0 ? Number(env) : availableParallelism();
-  b.setNumThreads(threads);
+  b.setNumThreads(threadsFromEnvironment());
   return b;
 }
 

@@ -2,12 +2,15 @@
 // instance data, so the addon loads in worker_threads too.
 #include "common.h"
 
+#include "allocator.h"
+
 namespace vg {
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  ConfigureAllocatorOnce();
   auto* data = new AddonData();
   env.SetInstanceData<AddonData>(data);
-  Napi::Function ctor = JsTensor::Init(env);
+  Napi::Function ctor = InitTensorClass(env);
   data->tensorCtor = Napi::Persistent(ctor);
   exports.Set("NativeTensor", ctor);
   RegisterTensor(env, exports);
@@ -17,6 +20,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterNn(env, exports);
   RegisterAutograd(env, exports);
   RegisterJit(env, exports);
+  RegisterAllocator(env, exports);
   return exports;
 }
 

@@ -21,24 +21,19 @@ struct AddonData {
 
 AddonData* Data(Napi::Env env);
 
-class JsTensor : public Napi::ObjectWrap<JsTensor> {
- public:
-  static Napi::Function Init(Napi::Env env);
-  explicit JsTensor(const Napi::CallbackInfo& info);
-  ~JsTensor() override;
-
-  void Set(Napi::Env env, torch::Tensor t);
-  void Release(Napi::Env env);
-  bool Defined() const { return tensor_.defined(); }
-  torch::Tensor& Get() { return tensor_; }
-
- private:
-  Napi::Value Dispose(const Napi::CallbackInfo& info);
-  Napi::Value IsDisposed(const Napi::CallbackInfo& info);
-  torch::Tensor tensor_;
-  int64_t reportedBytes_ = 0;
-  AddonData* data_ = nullptr;
+// A tensor handle is a plain JS object of class NativeTensor, type-tagged, with
+// a TensorBox attached by napi_wrap. dispose() removes the wrap and deletes the
+// box at once (libtorch memory and the wrapper's own bookkeeping), so nothing
+// waits for a finalizer: Node 20 runs Node-API finalizers only when the event
+// loop turns, and a synchronous training loop would pile them up. The
+// finalizer stays as the safety net for handles that are never disposed.
+struct TensorBox {
+  torch::Tensor tensor;
+  int64_t bytes = 0;
+  AddonData* data = nullptr;
 };
+
+Napi::Function InitTensorClass(Napi::Env env);
 
 // ---- argument conversion (throws std::invalid_argument, caught by the guard)
 struct ArgError : std::runtime_error {

@@ -130,8 +130,13 @@ static Napi::Value ToDevice(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();                                        \
   }
 
-INPLACE_BINARY(AddInplace, a.add_(b, info[2].IsUndefined() ? c10::Scalar(1) : ArgScalar(info, 2, "alpha")), a.add_(s))
-INPLACE_BINARY(SubInplace, a.sub_(b, info[2].IsUndefined() ? c10::Scalar(1) : ArgScalar(info, 2, "alpha")), a.sub_(s))
+static c10::Scalar ArgAlpha(const Napi::CallbackInfo& info) {
+  return info[2].IsUndefined() ? c10::Scalar(1) : ArgScalar(info, 2, "alpha");
+}
+
+// alpha scales `other` whether it is a tensor or a scalar, as in PyTorch.
+INPLACE_BINARY(AddInplace, a.add_(b, ArgAlpha(info)), a.add_(s, ArgAlpha(info)))
+INPLACE_BINARY(SubInplace, a.sub_(b, ArgAlpha(info)), a.sub_(s, ArgAlpha(info)))
 INPLACE_BINARY(MulInplace, a.mul_(b), a.mul_(s))
 INPLACE_BINARY(DivInplace, a.div_(b), a.div_(s))
 INPLACE_BINARY(LerpInplace, a.lerp_(b, ArgScalar(info, 2, "weight")), (void)s; throw ArgError("lerp_ needs a tensor end"))

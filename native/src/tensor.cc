@@ -10,25 +10,84 @@ namespace vg {
 
 AddonData* Data(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
 
-Napi::Function JsTensor::Init(Napi::Env env) {
-  return DefineClass(env, "NativeTensor",
-                     {InstanceMethod("dispose", &JsTensor::Dispose),
-                      InstanceMethod("isDisposed", &JsTensor::IsDisposed)});
+// Marks objects made by the NativeTensor constructor, so that a handle is told
+// apart from a look-alike with one private-field lookup instead of instanceof.
+static const napi_type_tag kTensorTag = {0x7661656775617264ULL, 0x74656e736f723031ULL};
+
+static void Check(napi_env env, napi_status status, const char* what) {
+  if (status != napi_ok) throw Napi::Error::New(env, std::string("NativeTensor: ") + what + " failed");
 }
 
-JsTensor::JsTensor(const Napi::CallbackInfo& info) : Napi::ObjectWrap<JsTensor>(info) {
-  data_ = Data(info.Env());
+static bool Tagged(napi_env env, napi_value v) {
+  bool tagged = false;
+  return napi_check_object_type_tag(env, v, &kTensorTag, &tagged) == napi_ok && tagged;
 }
 
-JsTensor::~JsTensor() {
-  if (tensor_.defined()) {
-    // Finalizer path: the JS object was collected without dispose().
-    if (data_) {
-      data_->liveTensors--;
-      data_->liveBytes -= reportedBytes_;
-    }
-    tensor_.reset();
-  }
+static TensorBox* BoxOf(napi_env env, napi_value v) {
+  void* p = nullptr;
+  if (napi_unwrap(env, v, &p) != napi_ok) return nullptr;
+  return static_cast<TensorBox*>(p);
+}
+
+static void ForgetBox(TensorBox* box) {
+  box->data->liveTensors--;
+  box->data->liveBytes -= box->bytes;
+  delete box;
+}
+
+// Safety net only: a handle that was never disposed, collected by the GC.
+static void FinalizeBox(napi_env env, void* p, void* hint) { ForgetBox(static_cast<TensorBox*>(p)); }
+
+// Frees the tensor now; a second call finds no wrap and does nothing.
+static void ReleaseHandle(napi_env env, napi_value obj) {
+  if (!Tagged(env, obj)) return;
+  void* p = nullptr;
+  if (napi_remove_wrap(env, obj, &p) != napi_ok || p == nullptr) return;
+  auto* box = static_cast<TensorBox*>(p);
+  int64_t bytes = box->bytes;
+  ForgetBox(box);
+  if (bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(Napi::Env(env), -bytes);
+}
+
+static Napi::Value Construct(const Napi::CallbackInfo& info) {
+  Check(info.Env(), napi_type_tag_object(info.Env(), info.This(), &kTensorTag), "type tag");
+  return info.Env().Undefined();
+}
+
+static Napi::Value DisposeMethod(const Napi::CallbackInfo& info) {
+  ReleaseHandle(info.Env(), info.This());
+  return info.Env().Undefined();
+}
+
+static Napi::Value IsDisposedMethod(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), BoxOf(info.Env(), info.This()) == nullptr);
+}
+
+static napi_value CallbackOf(napi_env env, napi_callback_info cbinfo, Napi::Value (*fn)(const Napi::CallbackInfo&)) {
+  return Napi::details::WrapCallback(env, [&] {
+    Napi::CallbackInfo info(env, cbinfo);
+    return fn(info);
+  });
+}
+
+Napi::Function InitTensorClass(Napi::Env env) {
+  // napi_define_class gives the methods a receiver check: calling them on
+  // anything but a NativeTensor is a TypeError ("Illegal invocation").
+  napi_property_descriptor methods[] = {
+      {"dispose", nullptr,
+       [](napi_env e, napi_callback_info i) { return CallbackOf(e, i, DisposeMethod); }, nullptr, nullptr, nullptr,
+       napi_default, nullptr},
+      {"isDisposed", nullptr,
+       [](napi_env e, napi_callback_info i) { return CallbackOf(e, i, IsDisposedMethod); }, nullptr, nullptr,
+       nullptr, napi_default, nullptr},
+  };
+  napi_value ctor = nullptr;
+  Check(env,
+        napi_define_class(env, "NativeTensor", NAPI_AUTO_LENGTH,
+                          [](napi_env e, napi_callback_info i) { return CallbackOf(e, i, Construct); }, nullptr, 2,
+                          methods, &ctor),
+        "define class");
+  return Napi::Function(env, ctor);
 }
 
 static int64_t ByteSize(const torch::Tensor& t) {
@@ -36,36 +95,20 @@ static int64_t ByteSize(const torch::Tensor& t) {
   return static_cast<int64_t>(t.numel()) * static_cast<int64_t>(t.element_size());
 }
 
-void JsTensor::Set(Napi::Env env, torch::Tensor t) {
-  tensor_ = std::move(t);
-  reportedBytes_ = ByteSize(tensor_);
-  data_->liveTensors++;
-  data_->liveBytes += reportedBytes_;
-  if (reportedBytes_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, reportedBytes_);
-}
-
-void JsTensor::Release(Napi::Env env) {
-  if (!tensor_.defined()) return;
-  tensor_.reset();
-  data_->liveTensors--;
-  data_->liveBytes -= reportedBytes_;
-  if (reportedBytes_ > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -reportedBytes_);
-  reportedBytes_ = 0;
-}
-
-Napi::Value JsTensor::Dispose(const Napi::CallbackInfo& info) {
-  Release(info.Env());
-  return info.Env().Undefined();
-}
-
-Napi::Value JsTensor::IsDisposed(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), !tensor_.defined());
-}
-
 Napi::Value Wrap(Napi::Env env, torch::Tensor t) {
   if (!t.defined()) return env.Undefined();
-  Napi::Object obj = Data(env)->tensorCtor.New({});
-  JsTensor::Unwrap(obj)->Set(env, std::move(t));
+  AddonData* data = Data(env);
+  Napi::Object obj = data->tensorCtor.New({});
+  auto* box = new TensorBox{std::move(t), 0, data};
+  box->bytes = ByteSize(box->tensor);
+  napi_status status = napi_wrap(env, obj, box, FinalizeBox, nullptr, nullptr);
+  if (status != napi_ok) {
+    delete box;
+    Check(env, status, "wrap");
+  }
+  data->liveTensors++;
+  data->liveBytes += box->bytes;
+  if (box->bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, box->bytes);
   return obj;
 }
 
@@ -82,20 +125,19 @@ static std::string Pos(size_t i, const char* name) {
 
 bool IsTensor(const Napi::Value& v) {
   if (!v.IsObject()) return false;
+  if (Tagged(v.Env(), v)) return true;
+  // Look-alikes made with Object.create(NativeTensor.prototype) count as
+  // tensors here so that TensorOf can reject them by name.
   return v.As<Napi::Object>().InstanceOf(Data(v.Env())->tensorCtor.Value());
 }
 
 static torch::Tensor& TensorOf(const Napi::Value& v, const std::string& what) {
   if (!IsTensor(v)) throw ArgError("expected a tensor for " + what);
-  // An object made with Object.create(NativeTensor.prototype) passes the
-  // instanceof test but wraps nothing: reject it with a named error rather
-  // than node-addon-api's anonymous "Invalid argument".
-  void* wrapped = nullptr;
-  if (napi_unwrap(v.Env(), v, &wrapped) != napi_ok || wrapped == nullptr)
+  if (!Tagged(v.Env(), v))
     throw ArgError("expected a tensor for " + what + " but received an object that only inherits from NativeTensor");
-  JsTensor* jt = static_cast<JsTensor*>(wrapped);
-  if (!jt->Defined()) throw ArgError("tensor for " + what + " was disposed");
-  return jt->Get();
+  TensorBox* box = BoxOf(v.Env(), v);
+  if (box == nullptr) throw ArgError("tensor for " + what + " was disposed");
+  return box->tensor;
 }
 
 torch::Tensor& ArgTensor(const Napi::CallbackInfo& info, size_t i, const char* name) {

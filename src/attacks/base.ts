@@ -8,6 +8,7 @@ import { ArgumentError, ShapeError } from "../core/errors.js";
 import type { IntParam, NumberParam } from "../core/params.js";
 import { Tensor, where } from "../core/tensor.js";
 import { FLOAT_DTYPES, checkBool, checkInt, fail } from "../core/validate.js";
+import { LIMITS } from "../core/limits.js";
 import type { Classifier } from "../models/types.js";
 
 /**
@@ -19,7 +20,7 @@ export const DEFAULT_RANDOMIZED_EOT_SAMPLES = 10;
 
 /** The explicit value when given, else 1, or DEFAULT_RANDOMIZED_EOT_SAMPLES on a randomized model. */
 export function resolveEotSamples(model: Classifier, eotSamples: number | undefined): number {
-  if (eotSamples !== undefined) return checkInt(eotSamples, "eotSamples", 1);
+  if (eotSamples !== undefined) return checkInt(eotSamples, "eotSamples", 1, LIMITS.eotSamples);
   return model.randomized === true ? DEFAULT_RANDOMIZED_EOT_SAMPLES : 1;
 }
 
@@ -37,6 +38,7 @@ export const LINF_EPS = {
 export const EOT_SAMPLES = {
   type: "int",
   min: 1,
+  max: LIMITS.eotSamples,
   inSpec: false,
   doc: "gradient passes averaged per step (EOT)",
   defaultText: `1, or ${DEFAULT_RANDOMIZED_EOT_SAMPLES} on a randomized model`,

@@ -15,6 +15,7 @@
 import { iterateAsync, noGrad, tidyAsync } from "../core/engine.js";
 import { describeValues, readOptions, type OptionsOf, type Schema, type ValuesOf } from "../core/params.js";
 import type { Tensor } from "../core/tensor.js";
+import { LIMITS } from "../core/limits.js";
 import { checkClassifier, inEvalMode, type Classifier } from "../models/types.js";
 import { EOT_SAMPLES, LINF_EPS, checkBatch, checkTargeted, projectLinf, resolveEotSamples } from "./base.js";
 import { lossGradient } from "./gradient.js";
@@ -22,7 +23,7 @@ import type { Attack, AttackDefinition } from "./types.js";
 
 const PARAMS = {
   eps: LINF_EPS,
-  steps: { type: "int", min: 1, default: 10, doc: "number of iterations M" },
+  steps: { type: "int", min: 1, max: LIMITS.attackSteps, default: 10, doc: "number of iterations M" },
   stepSize: {
     type: "number",
     min: 0,

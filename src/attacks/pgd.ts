@@ -27,6 +27,7 @@ import { ArgumentError } from "../core/errors.js";
 import { describeValues, readOptions, type OptionsOf, type Schema, type ValuesOf } from "../core/params.js";
 import { Tensor, rand, randn, where } from "../core/tensor.js";
 import { checkNumber, fail } from "../core/validate.js";
+import { LIMITS } from "../core/limits.js";
 import { checkClassifier, inEvalMode, type Classifier } from "../models/types.js";
 import {
   EOT_SAMPLES,
@@ -55,7 +56,7 @@ const PARAMS = {
       if (!Number.isFinite(eps)) fail("finite number of at least 0", "eps", eps);
     },
   },
-  steps: { type: "int", min: 1, default: 40, doc: "steps per restart" },
+  steps: { type: "int", min: 1, max: LIMITS.attackSteps, default: 40, doc: "steps per restart" },
   stepSize: {
     type: "number",
     min: 0,
@@ -66,7 +67,7 @@ const PARAMS = {
       if (!Number.isFinite(size)) fail("finite number of at least 0", "stepSize", size);
     },
   },
-  restarts: { type: "int", min: 1, default: 1, doc: "independent random starts; each image keeps its best" },
+  restarts: { type: "int", min: 1, max: LIMITS.restarts, default: 1, doc: "independent random starts; each image keeps its best" },
   randomStart: {
     type: "bool",
     default: true,

@@ -31,6 +31,7 @@ import { ArgumentError, ShapeError } from "../core/errors.js";
 import { describeValues, readOptions, type OptionsOf, type Schema, type ValuesOf } from "../core/params.js";
 import { Tensor, randint, tensor } from "../core/tensor.js";
 import { fail } from "../core/validate.js";
+import { LIMITS } from "../core/limits.js";
 import { mulberry32 } from "../data/random.js";
 import { checkClassifier, inEvalMode, type Classifier } from "../models/types.js";
 import { EOT_SAMPLES, LINF_EPS, checkBatch, checkLogits, checkTargeted, resolveEotSamples } from "./base.js";
@@ -38,7 +39,7 @@ import type { Attack, AttackDefinition } from "./types.js";
 
 const PARAMS = {
   eps: LINF_EPS,
-  queries: { type: "int", min: 1, default: 1000, doc: "model evaluations per image" },
+  queries: { type: "int", min: 1, max: LIMITS.queries, default: 1000, doc: "model evaluations per image" },
   pInit: {
     type: "number",
     min: 0,

@@ -1,9 +1,12 @@
 /** Shared CLI plumbing: error handling, output, progress bars. */
 import { Command, InvalidArgumentError } from "commander";
 import cliProgress from "cli-progress";
-import { VaeguardError } from "../core/errors.js";
+import { VaeguardError, exitCodeOf } from "../core/errors.js";
 import { checkInt, checkNumber } from "../core/validate.js";
 import type { Progress, ProgressFactory } from "../core/progress.js";
+import { checkThreads } from "../core/threads.js";
+import { binding } from "../binding.js";
+import { getNumThreads } from "../core/engine.js";
 
 /** A usage or input error: one clear line, exit code 2. */
 export class UsageError extends VaeguardError {}
@@ -21,6 +24,11 @@ export function parseIntArg(name: string, min?: number, max?: number) {
   return (v: string): number => asUsage(() => checkInt(/^-?\d+$/.test(v.trim()) ? Number(v) : v, name, min, max));
 }
 
+/** --threads: at most a few per core (core/threads.ts), with the bound explained in the message. */
+export function parseThreadsArg() {
+  return (v: string): number => asUsage(() => checkThreads(/^-?\d+$/.test(v.trim()) ? Number(v) : v, "--threads"));
+}
+
 export function parseNumberArg(name: string, min?: number, max?: number) {
   return (v: string): number =>
     asUsage(() => checkNumber(v.trim() !== "" && Number.isFinite(Number(v)) ? Number(v) : v, name, min, max));
@@ -35,17 +43,38 @@ export function parseListArg<T>(parse: (s: string) => T) {
       .map(parse);
 }
 
-/** Run a command body; map known errors to one line and exit code 2. */
+/** --debug anywhere on the command line (a program-wide option, see main.ts). */
+export function debugRequested(argv: readonly string[] = process.argv): boolean {
+  return argv.includes("--debug");
+}
+
+/**
+ * The one line (or, with --debug, the stack trace) for an error, and its exit
+ * code: 2 for what the user can fix, 1 for internal failures (errors.ts).
+ */
+export function reportError(e: unknown, debug = debugRequested()): 1 | 2 {
+  const code = exitCodeOf(e);
+  const err = e instanceof Error ? e : new Error(String(e));
+  const firstLine = (s: string) => s.split("\n")[0];
+  if (code === 2) {
+    process.stderr.write(`vaeguard: error: ${firstLine(err.message)}\n`);
+  } else {
+    process.stderr.write(
+      `vaeguard: internal error: ${err.name}: ${firstLine(err.message)}` +
+        (debug ? "" : " (run again with --debug for the stack trace)") +
+        "\n",
+    );
+  }
+  if (debug && err.stack) process.stderr.write(err.stack + "\n");
+  return code;
+}
+
+/** Run a command body; every error becomes one line on stderr and exit code 2 or 1. */
 export async function runAction(fn: () => Promise<void> | void): Promise<void> {
   try {
     await fn();
   } catch (e) {
-    if (e instanceof VaeguardError) {
-      process.stderr.write(`vaeguard: error: ${e.message}\n`);
-      process.exitCode = 2;
-      return;
-    }
-    throw e;
+    process.exitCode = reportError(e);
   }
 }
 

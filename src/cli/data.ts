@@ -1,6 +1,6 @@
 /** `vaeguard data fetch <dataset>`: the only command that downloads anything. */
+import { checkWritableDir } from "../io/preflight.js";
 import type { Command } from "commander";
-import { resolve } from "node:path";
 import { fetchDataset, REMOTE_DATASETS } from "../data/fetch.js";
 import { fetchNips2017, NIPS2017_REMOTE } from "../data/fetch-nips2017.js";
 import { progress, runAction, UsageError } from "./common.js";
@@ -41,7 +41,7 @@ export function register(program: Command): void {
         }
         let bar: ReturnType<typeof progress> | undefined;
         const dir = await fetchDataset(name, {
-          dataRoot: resolve(opts.dataRoot),
+          dataRoot: checkWritableDir(opts.dataRoot, "data sets"),
           archive: opts.archive,
           timeoutSeconds: Number(opts.timeout),
           onProgress: (got, total) => {

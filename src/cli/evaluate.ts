@@ -5,6 +5,7 @@
  * folder with sanity checks. Settings come from the command line or from a
  * JSON or YAML config file (see src/eval/config.ts).
  */
+import { checkReadableFile, checkWritableDir } from "../io/preflight.js";
 import { existsSync, readdirSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
 import type { Command } from "commander";
@@ -49,7 +50,7 @@ import {
 import { sweep, type CellRunner, type GridSample } from "../eval/sweep.js";
 import { QueueRunner } from "../queue/coordinator.js";
 import { parseRedisUrl } from "../queue/connection.js";
-import { parseIntArg, progressBars, runAction, softwareVersions } from "./common.js";
+import { parseIntArg, parseThreadsArg, progressBars, runAction, softwareVersions } from "./common.js";
 
 export interface EvaluateRunOptions {
   /** Delete the results files of the modes being run and start over. */
@@ -359,11 +360,12 @@ with a gray-box vs adaptive table; quote the adaptive number).
 Config file (--config run.yaml or run.json): keys are the long options without
 "--": ${CONFIG_KEYS.join(", ")}.
 Lists may be arrays; an attack may be {name: pgd, steps: 40}. Relative paths are
-taken from the config file's folder. Command-line options override the file.
+taken from the config file's folder and must stay inside it (give other paths on
+the command line). Command-line options override the file.
   # run.yaml
   dataset: mnist
-  classifier: ../checkpoints/mnist-classifier.safetensors
-  vae: ../checkpoints/mnist-vae-b0.01-bce.safetensors
+  classifier: checkpoints/mnist-classifier.safetensors
+  vae: checkpoints/mnist-vae-b0.01-bce.safetensors
   defenses: [none, "jpeg:23", vae, "median:3"]
   attacks: [fgsm, {name: pgd, steps: 40, restarts: 2}, "square:queries=1000"]
   eps: [0, 0.05, 0.1, 0.2, 0.3]
@@ -448,7 +450,7 @@ export function register(program: Command): void {
       parseIntArg("queue-timeout", 1),
     )
     .option("--restart", "discard the results files in --out and evaluate from scratch")
-    .option("--threads <n>", "libtorch threads (default: all cores)", parseIntArg("threads", 1))
+    .option("--threads <n>", "libtorch threads (default: all cores)", parseThreadsArg())
     .option("--json", "print rows, sanity findings and file paths as JSON on stdout")
     .option("--quiet", "no progress output")
     .addHelpText("after", HELP_AFTER)
@@ -457,6 +459,10 @@ export function register(program: Command): void {
         const cfg = resolveConfig(flagSettings(opts), { configFile: opts.config });
         const target = opts.queue !== undefined ? parseRedisUrl(opts.queue) : undefined;
         if (opts.threads) setNumThreads(opts.threads);
+        // Before any work: the inputs open, the report folder takes a write.
+        checkReadableFile(cfg.classifier, "the classifier checkpoint");
+        if (cfg.vae) checkReadableFile(cfg.vae, "the VAE checkpoint");
+        checkWritableDir(cfg.out, "the report");
         const t0 = performance.now();
         const log = (l: string) => process.stderr.write(l + "\n");
         const result = await runEvaluate(cfg, {

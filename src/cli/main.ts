@@ -10,6 +10,7 @@ import { register as registerTrain } from "./train.js";
 import { register as registerServe } from "./serve.js";
 import { register as registerWorker } from "./worker.js";
 import { register as registerQueue } from "./queue.js";
+import { reportError } from "./common.js";
 
 const program = new Command()
   .name("vaeguard")
@@ -17,8 +18,12 @@ const program = new Command()
   .version("0.1.0")
   // Lets a subcommand's subcommand own its options (`reproduce imagenet --quick`).
   .enablePositionalOptions()
-  .showHelpAfterError("(run with --help for usage)")
-  .configureOutput({ outputError: (str, write) => write(`vaeguard: ${str.replace(/^error: /, "error: ")}`) })
+  // Listed for --help; read from the raw command line (common.ts, debugRequested) and taken out before
+  // parsing, so that it works after a subcommand too despite positional options.
+  .option("--debug", "print the stack trace of internal errors")
+  // One line for a usage error too, the hint at its end.
+  .configureOutput({ outputError: (str, write) => write(`vaeguard: ${str.trimEnd()} (run with --help for usage)
+`) })
   .exitOverride((err) => {
     // commander's own usage errors (unknown option, bad argument): exit code 2.
     process.exit(err.exitCode === 0 ? 0 : 2);
@@ -35,4 +40,9 @@ registerServe(program);
 registerWorker(program);
 registerQueue(program);
 
-await program.parseAsync(process.argv);
+// Errors that escape a command's own handling (a stream error, a rejected promise
+// left behind): one line and an exit code too, never a raw stack trace.
+process.on("uncaughtException", (e) => process.exit(reportError(e)));
+process.on("unhandledRejection", (e) => process.exit(reportError(e)));
+
+await program.parseAsync(process.argv.filter((arg) => arg !== "--debug"));

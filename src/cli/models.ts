@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { loadTfliteModel, type TfliteSummary } from "../models/tflite/model.js";
 import { writeFileAtomic } from "../io/atomic.js";
+import { checkWritableDir } from "../io/preflight.js";
 import { runAction, parseListArg } from "./common.js";
 import { REMOTE_MODELS, fetchModel } from "../models/fetch.js";
 import {
@@ -44,7 +45,7 @@ export function register(program: Command): void {
             );
           }
         }
-        const out = resolve(opts.out);
+        const out = checkWritableDir(opts.out, "the models");
         const pkg = findNsfwjsPackage();
         const written = extractNsfwjsModels(out, {
           packageDir: pkg,

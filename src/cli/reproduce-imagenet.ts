@@ -6,7 +6,17 @@
 import type { Command } from "commander";
 import { join, resolve } from "node:path";
 import { setNumThreads } from "../core/engine.js";
-import { UsageError, parseIntArg, parseListArg, parseNumberArg, progressBars, runAction } from "./common.js";
+import { LIMITS } from "../core/limits.js";
+import { checkWritableDir } from "../io/preflight.js";
+import {
+  UsageError,
+  parseIntArg,
+  parseListArg,
+  parseNumberArg,
+  parseThreadsArg,
+  progressBars,
+  runAction,
+} from "./common.js";
 import {
   DEFAULT_FGSM_EPS,
   DEFAULT_IFGSM_EPS,
@@ -123,7 +133,7 @@ function define(cmd: Command): void {
       `cap on the CPU time of training per VAE, all sessions together: N or 16=N,32=N,64=N (default ${spec(DEFAULT_TRAIN_CPU_MINUTES)}); a larger cap later resumes`,
     )
     .option("--train-minutes <spec>", "the same cap in wall-clock minutes (none by default)")
-    .option("--max-epochs <n>", "most training epochs per VAE", parseIntArg("max-epochs", 1))
+    .option("--max-epochs <n>", "most training epochs per VAE", parseIntArg("max-epochs", 1, LIMITS.epochs))
     .option(
       "--convergence <x>",
       "stop training when the reconstruction term changes by less than this fraction per epoch (the paper's criterion)",
@@ -145,8 +155,8 @@ function define(cmd: Command): void {
       parseListArg(parseNumberArg("ifgsm-eps", 0, 1)),
     )
     .option("--attacks <list>", "comma-separated: fgsm,ifgsm", parseListArg(String))
-    .option("--ifgsm-steps <n>", "I-FGSM iterations (the paper: 10)", parseIntArg("ifgsm-steps", 1), IFGSM_STEPS)
-    .option("--eval-batch-size <n>", "images per attack and defense batch", parseIntArg("eval-batch-size", 1), 8)
+    .option("--ifgsm-steps <n>", "I-FGSM iterations (the paper: 10)", parseIntArg("ifgsm-steps", 1, LIMITS.attackSteps), IFGSM_STEPS)
+    .option("--eval-batch-size <n>", "images per attack and defense batch", parseIntArg("eval-batch-size", 1, LIMITS.batchSize), 8)
     .option(
       "--eval-minutes <x>",
       "start no new batch of images after this many minutes; the report covers the images done, a later run continues",
@@ -163,7 +173,7 @@ function define(cmd: Command): void {
     .option("--checkpoints <dir>", "where trained VAEs are kept, reused and resumed", "runs/checkpoints")
     .option("--seed <n>", "random seed", parseIntArg("seed", 0), 0)
     .option("--restart", "ignore existing checkpoints and results; train and evaluate from scratch")
-    .option("--threads <n>", "libtorch threads (default: all cores)", parseIntArg("threads", 1))
+    .option("--threads <n>", "libtorch threads (default: all cores)", parseThreadsArg())
     .option("--json", "print the results as JSON on stdout")
     .option("--quiet", "no progress output")
     .action((opts: Opts) =>
@@ -200,7 +210,8 @@ function define(cmd: Command): void {
           shard = { index: Number(m[1]), count: Number(m[2]) };
         }
         if (opts.threads) setNumThreads(opts.threads);
-        const out = resolve(opts.out ?? join("runs", `imagenet${opts.quick ? "-quick" : ""}`));
+        const out = checkWritableDir(opts.out ?? join("runs", `imagenet${opts.quick ? "-quick" : ""}`), "the report");
+        checkWritableDir(opts.checkpoints, "checkpoints");
         const t0 = performance.now();
         const result = await reproduceImagenet({
           images: opts.images,

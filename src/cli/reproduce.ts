@@ -1,8 +1,18 @@
 /** `vaeguard reproduce <dataset>`: the paper's experiments end to end. */
+import { checkWritableDir } from "../io/preflight.js";
 import type { Command } from "commander";
 import { join, resolve } from "node:path";
 import { setNumThreads } from "../core/engine.js";
-import { UsageError, parseIntArg, parseListArg, parseNumberArg, progressBars, runAction } from "./common.js";
+import { LIMITS } from "../core/limits.js";
+import {
+  UsageError,
+  parseIntArg,
+  parseListArg,
+  parseNumberArg,
+  parseThreadsArg,
+  progressBars,
+  runAction,
+} from "./common.js";
 import { reproduceSmall, RECIPES, DEFAULT_DEFENSES, type SmallDataset } from "../eval/reproduce.js";
 import { renderTextTable } from "../report/table.js";
 import { registerImagenetSubcommand } from "./reproduce-imagenet.js";
@@ -63,15 +73,20 @@ export function register(program: Command): void {
     )
     .option("--attacks <list>", "comma-separated attacks: fgsm,ifgsm", parseListArg(String))
     .option("--mode <mode>", "gray-box (the paper's) or adaptive (attacks see the defense)", "gray-box")
-    .option("--epochs-classifier <n>", "classifier training epochs", parseIntArg("epochs-classifier", 1))
-    .option("--epochs-vae <n>", "VAE training epochs", parseIntArg("epochs-vae", 1))
+    .option("--epochs-classifier <n>", "classifier training epochs", parseIntArg("epochs-classifier", 1, LIMITS.epochs))
+    .option("--epochs-vae <n>", "VAE training epochs", parseIntArg("epochs-vae", 1, LIMITS.epochs))
     .option("--beta <x>", "weight of the VAE's KL term", parseNumberArg("beta", 0), 0.01)
     .option("--reconstruction <kind>", "VAE reconstruction loss: bce or mse", "bce")
-    .option("--batch-size <n>", "training batch size", parseIntArg("batch-size", 1), 128)
-    .option("--eval-batch-size <n>", "evaluation batch size", parseIntArg("eval-batch-size", 1), 500)
-    .option("--passes <n>", "forward passes per randomized defense (scored as their mean)", parseIntArg("passes", 1), 1)
+    .option("--batch-size <n>", "training batch size", parseIntArg("batch-size", 1, LIMITS.batchSize), 128)
+    .option("--eval-batch-size <n>", "evaluation batch size", parseIntArg("eval-batch-size", 1, LIMITS.batchSize), 500)
+    .option(
+      "--passes <n>",
+      "forward passes per randomized defense (scored as their mean)",
+      parseIntArg("passes", 1, LIMITS.passes),
+      1,
+    )
     .option("--restart", "ignore existing checkpoints and results; train and evaluate from scratch")
-    .option("--threads <n>", "libtorch threads (default: all cores)", parseIntArg("threads", 1))
+    .option("--threads <n>", "libtorch threads (default: all cores)", parseThreadsArg())
     .option("--json", "print the result rows as JSON on stdout")
     .option("--quiet", "no progress output")
     .action((dataset: string, opts: Opts) =>
@@ -98,7 +113,8 @@ export function register(program: Command): void {
         }
         if (opts.threads) setNumThreads(opts.threads);
         const ds = dataset as SmallDataset;
-        const out = resolve(opts.out ?? join("runs", `${ds}${opts.quick ? "-quick" : ""}`));
+        const out = checkWritableDir(opts.out ?? join("runs", `${ds}${opts.quick ? "-quick" : ""}`), "the report");
+        checkWritableDir(opts.checkpoints, "checkpoints");
         const t0 = performance.now();
         const { rows, paths, cleanAccuracy } = await reproduceSmall({
           dataset: ds,

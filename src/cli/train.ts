@@ -1,13 +1,23 @@
 /** `vaeguard train classifier|vae`: train one model with progress, validation, per-epoch checkpoints and --resume. */
+import { checkWritableFile } from "../io/preflight.js";
+import { removeOrphanedTemps } from "../io/atomic.js";
 import type { Command } from "commander";
-import { resolve } from "node:path";
 import { existsSync } from "node:fs";
 import { setNumThreads } from "../core/engine.js";
+import { LIMITS } from "../core/limits.js";
 import { splitValidation, takeFirst, datasetSize } from "../data/index.js";
 import { ConvVae, VAE_PRESETS } from "../models/vae.js";
 import { accuracy, trainClassifier, trainVae } from "../train/trainer.js";
 import { RECIPES, type SmallDataset } from "../eval/reproduce.js";
-import { UsageError, parseIntArg, parseListArg, parseNumberArg, progressBars, runAction } from "./common.js";
+import {
+  UsageError,
+  parseIntArg,
+  parseListArg,
+  parseNumberArg,
+  parseThreadsArg,
+  progressBars,
+  runAction,
+} from "./common.js";
 
 interface Opts {
   dataset: string;
@@ -39,8 +49,8 @@ export function register(program: Command): void {
     .requiredOption("--dataset <name>", `one of ${Object.keys(RECIPES).join(", ")}`)
     .requiredOption("--out <file>", "checkpoint file (.safetensors); resumed when it exists")
     .option("--data-dir <dir>", "data files to use instead of the default source")
-    .option("--epochs <n>", "training epochs", parseIntArg("epochs", 1), 4)
-    .option("--batch-size <n>", "batch size", parseIntArg("batch-size", 1), 128)
+    .option("--epochs <n>", "training epochs", parseIntArg("epochs", 1, LIMITS.epochs), 4)
+    .option("--batch-size <n>", "batch size", parseIntArg("batch-size", 1, LIMITS.batchSize), 128)
     .option("--lr <x>", "Adam learning rate", parseNumberArg("lr", 0), 1e-3)
     .option("--seed <n>", "random seed", parseIntArg("seed", 0), 0)
     .option("--validation <n>", "training images held out for validation", parseIntArg("validation", 1), 5000)
@@ -64,7 +74,7 @@ export function register(program: Command): void {
       "VAE: stop once the training reconstruction term changes by less than this fraction per epoch (0.01 = 1%); --epochs is the cap",
       parseNumberArg("stop-reconstruction-change", 0, 1),
     )
-    .option("--threads <n>", "libtorch threads", parseIntArg("threads", 1))
+    .option("--threads <n>", "libtorch threads", parseThreadsArg())
     .option("--quiet", "no progress output")
     .action((kind: string, o: Opts) =>
       runAction(async () => {
@@ -87,13 +97,16 @@ export function register(program: Command): void {
         }
         if (o.threads) setNumThreads(o.threads);
         const recipe = RECIPES[o.dataset as SmallDataset];
+        // Before any work: the checkpoint can be written, and the test data loads too.
+        const out = checkWritableFile(o.out, "the checkpoint");
+        removeOrphanedTemps(out);
         const full = await recipe.load("train", o.dataDir);
+        const test = kind === "classifier" ? await recipe.load("test", o.dataDir) : undefined;
         const split = splitValidation(full, Math.min(o.validation, Math.floor(datasetSize(full) / 2)), o.seed);
         const train =
           o.trainSamples && o.trainSamples < datasetSize(split.train)
             ? takeFirst(split.train, o.trainSamples)
             : split.train;
-        const out = resolve(o.out);
         const common = {
           train,
           validation: split.validation,
@@ -116,8 +129,7 @@ export function register(program: Command): void {
             augment: o.augment ? "cifar" : null,
             label: "classifier",
           });
-          const test = await recipe.load("test", o.dataDir);
-          console.log(`test accuracy ${accuracy(r.model, test).toFixed(4)}; checkpoint ${out}`);
+          console.log(`test accuracy ${accuracy(r.model, test!).toFixed(4)}; checkpoint ${out}`);
         } else {
           const preset = VAE_PRESETS[o.preset ?? recipe.vaePreset];
           await trainVae({

@@ -6,7 +6,7 @@
 import type { Command } from "commander";
 import { parseRedisUrl } from "../queue/connection.js";
 import { runWorker } from "../queue/worker.js";
-import { parseIntArg, runAction } from "./common.js";
+import { parseIntArg, parseThreadsArg, runAction } from "./common.js";
 
 interface Opts {
   queue?: string;
@@ -23,7 +23,7 @@ export function register(program: Command): void {
       "run cells of distributed evaluations (`vaeguard evaluate --queue`) from the job queue on a Redis server",
     )
     .requiredOption("--queue <url>", "the Redis server of the queue (redis://HOST:PORT)")
-    .option("--threads <n>", "libtorch threads for the cells (default: all cores)", parseIntArg("threads", 1))
+    .option("--threads <n>", "libtorch threads for the cells (default: all cores)", parseThreadsArg())
     .option(
       "--lock-duration <ms>",
       "how long a cell's lock lives without renewal: a dead worker's cell runs again after about this long (default 30000)",

@@ -17,6 +17,7 @@
 import { AsyncLocalStorage } from "node:async_hooks";
 import { binding } from "../binding.js";
 import { VaeguardError } from "./errors.js";
+import { checkThreads } from "./threads.js";
 
 export interface Tracked {
   dispose(): void;
@@ -235,9 +236,7 @@ export function manualSeed(seed: number): void {
 }
 
 export function setNumThreads(n: number): void {
-  if (!Number.isInteger(n) || n < 1)
-    throw new VaeguardError(`Expected integer of at least 1 for threads but received ${n}`);
-  binding.setNumThreads(n);
+  binding.setNumThreads(checkThreads(n));
 }
 
 export function getNumThreads(): number {

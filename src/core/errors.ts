@@ -9,6 +9,9 @@ export class VaeguardError extends Error {
 /** An error raised inside libtorch (c10::Error or std::exception), with libtorch's message. */
 export class TorchError extends VaeguardError {}
 
+/** A failure of vaeguard itself, not of what the user gave it (exit code 1). */
+export class InternalError extends VaeguardError {}
+
 /** An argument has the wrong type, range or value. */
 export class ArgumentError extends VaeguardError {}
 
@@ -38,4 +41,30 @@ export class DataError extends VaeguardError {
   ) {
     super(`${file}: ${message}`, options);
   }
+}
+
+/** A path given by the user cannot be used: an output folder that cannot be written, an input that cannot be read. */
+export class PathError extends VaeguardError {
+  constructor(
+    readonly path: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${path}: ${message}`, options);
+  }
+}
+
+/** Training cannot go on (the loss became NaN or infinite). */
+export class TrainingError extends VaeguardError {}
+
+/**
+ * The exit code of the CLI for an error: 2 for what the user can fix (usage,
+ * arguments, data, checkpoints, paths), 1 for internal failures: libtorch's
+ * own errors, a tensor used after dispose() (a bug), and anything that is not
+ * a VaeguardError.
+ */
+export function exitCodeOf(e: unknown): 1 | 2 {
+  if (!(e instanceof VaeguardError)) return 1;
+  if (e instanceof TorchError || e instanceof DisposedError || e instanceof InternalError) return 1;
+  return 2;
 }

@@ -14,7 +14,7 @@
  * ("vae:samples=8,clip=2,jpeg:23" is two defenses).
  */
 import { readFileSync } from "node:fs";
-import { dirname, extname, resolve } from "node:path";
+import { dirname, extname, isAbsolute, relative, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { ArgumentError } from "../core/errors.js";
 import { parseNumber } from "../core/spec.js";
@@ -206,9 +206,14 @@ function str(raw: unknown, key: ConfigKey, origin: Origin): string {
   return raw.trim();
 }
 
-function int(raw: unknown, key: ConfigKey, origin: Origin, min: number): number {
+function int(raw: unknown, key: ConfigKey, origin: Origin, min: number, max?: number): number {
   const n = typeof raw === "number" ? raw : typeof raw === "string" && /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : NaN;
-  if (!Number.isInteger(n) || n < min) fail(`integer of at least ${min}`, where(key, origin), raw);
+  if (!Number.isInteger(n) || n < min || (max !== undefined && n > max))
+    fail(
+      max === undefined ? `integer of at least ${min}` : `integer between ${min} and ${max}`,
+      where(key, origin),
+      raw,
+    );
   return n;
 }
 
@@ -236,8 +241,23 @@ function epsilons(raw: unknown, origin: Origin): number[] {
   return out;
 }
 
+/**
+ * A path setting, relative to the config file's folder. A path in a config file
+ * must stay inside that folder (a shared config must not reach ../../etc);
+ * paths given on the command line are the user's own and may point anywhere.
+ */
 function path(raw: unknown, key: ConfigKey, origin: Origin, base: string): string {
-  return resolve(base, str(raw, key, origin));
+  const full = resolve(base, str(raw, key, origin));
+  if (origin.file !== undefined) {
+    const rel = relative(base, full);
+    if (rel.startsWith("..") || isAbsolute(rel)) {
+      throw new ArgumentError(
+        `${where(key, origin)} is ${JSON.stringify(raw)}, which lies outside the config file's folder ${base}; ` +
+          `give it on the command line (--${key}) instead`,
+      );
+    }
+  }
+  return full;
 }
 
 // ---------------------------------------------------------------- files
@@ -366,12 +386,12 @@ export function resolveConfig(flags: RawSettings, options: { configFile?: string
     fail(`one of ${EVALUATE_MODES.map((m) => JSON.stringify(m)).join(", ")}`, where("mode", md!.origin), mode);
   }
 
-  const intSetting = (key: ConfigKey, fallback: number, min: number) => {
+  const intSetting = (key: ConfigKey, fallback: number, min: number, max?: number) => {
     const p = pick(key);
-    return p ? int(p.raw, key, p.origin, min) : fallback;
+    return p ? int(p.raw, key, p.origin, min, max) : fallback;
   };
   const out = pick("out");
-  const batchSize = intSetting("batch-size", DEFAULTS.batchSize, 1);
+  const batchSize = intSetting("batch-size", DEFAULTS.batchSize, 1, LIMITS.batchSize);
   return {
     dataset: dataset as SmallDataset,
     dataDir: dd ? path(dd.raw, "data-dir", dd.origin, dd.base) : undefined,
@@ -382,12 +402,12 @@ export function resolveConfig(flags: RawSettings, options: { configFile?: string
     attacks,
     eps,
     mode: mode as EvaluateMode,
-    eot: intSetting("eot", DEFAULTS.eot, 1),
-    passes: intSetting("passes", DEFAULTS.passes, 1),
+    eot: intSetting("eot", DEFAULTS.eot, 1, LIMITS.eotSamples),
+    passes: intSetting("passes", DEFAULTS.passes, 1, LIMITS.passes),
     seed: intSetting("seed", DEFAULTS.seed, 0),
     out: out ? path(out.raw, "out", out.origin, out.base) : resolve(cwd, "runs", `evaluate-${dataset}`),
     batchSize,
-    shardSize: intSetting("shard-size", batchSize, 1),
+    shardSize: intSetting("shard-size", batchSize, 1, LIMITS.batchSize),
   };
 }
 

@@ -10,7 +10,8 @@ import type { Tensor } from "../core/tensor.js";
 import type { Module } from "../nn/module.js";
 import type { Optimizer } from "../optim/optimizer.js";
 import { loadSafetensors, saveSafetensors } from "../io/safetensors.js";
-import { buildModel, describeModel } from "./registry.js";
+import { architectures, buildModel, describeModel } from "./registry.js";
+import { tidy } from "../core/engine.js";
 
 export const CHECKPOINT_FORMAT = "vaeguard-checkpoint/1";
 
@@ -49,12 +50,46 @@ export interface LoadedCheckpoint<M extends Module = Module> {
 
 function parseJson(path: string, what: string, text: string | undefined): Record<string, unknown> | undefined {
   if (text === undefined) return undefined;
+  let v: unknown;
   try {
-    const v = JSON.parse(text) as unknown;
-    if (typeof v !== "object" || v === null) throw new Error("not an object");
-    return v as Record<string, unknown>;
+    v = JSON.parse(text);
   } catch {
     throw new CheckpointError(path, `its '${what}' metadata is not valid JSON`);
+  }
+  if (typeof v !== "object" || v === null)
+    throw new CheckpointError(path, `its '${what}' metadata is not a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+/**
+ * Every tensor has the dtype the architecture gives it: a checkpoint whose
+ * weights are declared int32 would otherwise be converted silently and score
+ * as if nothing were wrong. Optimizer state is float32 like the parameters.
+ */
+function checkDtypes(path: string, arch: string, model: Module, tensors: Map<string, Tensor>): void {
+  const own = model.stateDict();
+  for (const [name, t] of tensors) {
+    const expected = name.startsWith("__optimizer__.") ? "float32" : own.get(name)?.dtype;
+    if (expected !== undefined && t.dtype !== expected) {
+      throw new CheckpointError(path, `tensor '${name}' is ${t.dtype} but architecture '${arch}' needs ${expected}`);
+    }
+  }
+}
+
+/** NaN or infinite weights make every prediction meaningless; name the first such tensor. */
+function checkFinite(
+  path: string,
+  tensors: Map<string, Tensor>,
+  mode: "refuse" | "warn",
+  warn: (line: string) => void = (l) => process.stderr.write(l + "\n"),
+): void {
+  for (const [name, t] of tensors) {
+    if (t.size === 0 || !t.dtype.startsWith("float")) continue;
+    const largest = tidy(() => t.abs().max().item());
+    if (Number.isFinite(largest)) continue;
+    const what = `tensor '${name}' holds ${Number.isNaN(largest) ? "NaN" : "infinite"} values`;
+    if (mode === "refuse") throw new CheckpointError(path, `${what}; the model would be meaningless`);
+    warn(`vaeguard: warning: ${path}: ${what}`);
   }
 }
 
@@ -64,15 +99,30 @@ function parseJson(path: string, what: string, text: string | undefined): Record
  */
 export function loadCheckpoint<M extends Module = Module>(
   path: string,
-  options: { expectArch?: string; optimizer?: (model: M) => Optimizer } = {},
+  options: {
+    expectArch?: string;
+    optimizer?: (model: M) => Optimizer;
+    /** Weights that are NaN or infinite: refused (default), or loaded after a warning. */
+    nonFinite?: "refuse" | "warn";
+    warn?: (line: string) => void;
+  } = {},
 ): LoadedCheckpoint<M> {
   if (!existsSync(path)) throw new CheckpointError(path, "no such checkpoint file");
   const { tensors, metadata } = loadSafetensors(path);
   try {
     if (metadata.format !== CHECKPOINT_FORMAT) {
-      throw new CheckpointError(path, `not a vaeguard checkpoint (metadata format is ${JSON.stringify(metadata.format ?? null)})`);
+      throw new CheckpointError(
+        path,
+        `not a vaeguard checkpoint (metadata format is ${JSON.stringify(metadata.format ?? null)})`,
+      );
     }
     const arch = metadata.arch;
+    if (typeof arch !== "string" || !architectures().includes(arch)) {
+      throw new CheckpointError(
+        path,
+        `its metadata names the architecture ${JSON.stringify(arch ?? null)}, which vaeguard does not know (known: ${architectures().join(", ")})`,
+      );
+    }
     if (options.expectArch && arch !== options.expectArch) {
       throw new CheckpointError(path, `holds a '${arch}' model but a '${options.expectArch}' model is needed here`);
     }
@@ -81,10 +131,16 @@ export function loadCheckpoint<M extends Module = Module>(
     try {
       model = buildModel(arch, config);
     } catch (e) {
-      throw new CheckpointError(path, `cannot rebuild its model: ${(e as Error).message}`, { cause: e });
+      throw new CheckpointError(
+        path,
+        `its 'config' metadata does not describe a valid '${arch}' model (${(e as Error).message})`,
+        { cause: e },
+      );
     }
     const modelState = new Map([...tensors].filter(([k]) => !k.startsWith("__optimizer__.")));
     try {
+      checkDtypes(path, arch, model, tensors);
+      checkFinite(path, tensors, options.nonFinite ?? "refuse", options.warn);
       model.loadStateDict(modelState, { source: path });
       return { ...restoreRest(path, model as M, tensors, metadata, options), model: model as M, arch, config };
     } catch (e) {

@@ -21,13 +21,14 @@ import { realpathSync, statSync } from "node:fs";
 import { dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { Tensor, tensor, zeros } from "../core/tensor.js";
 import { keep, noGrad, tidy } from "../core/engine.js";
-import { ArgumentError, CheckpointError, ShapeError } from "../core/errors.js";
+import { ArgumentError, CheckpointError, ShapeError, TorchError } from "../core/errors.js";
+import { LIMITS } from "../core/limits.js";
 import { checkOneOf, fail } from "../core/validate.js";
 import { Module } from "../nn/module.js";
 import * as F from "../nn/functional.js";
 import { readFileOr } from "../io/read-file.js";
 import type { ImageClassifier } from "./classifiers.js";
-import { fmt, isObj, type TfjsModelJson } from "./tfjs/format.js";
+import { fmt, isObj, product, type TfjsModelJson } from "./tfjs/format.js";
 import { Graph, buildGraph, kerasShape, type GraphNode, type LayerOwner } from "./tfjs/graph.js";
 import { alias, type KerasLayer, type LayerContext } from "./tfjs/layer.js";
 import { ActivationLayer, DropoutLayer, SoftmaxLayer } from "./tfjs/layers-plain.js";
@@ -206,6 +207,14 @@ export class TfjsLayersModel extends Module implements ImageClassifier, LayerOwn
         }
         shape = [ks[2]!, ks[0]!, ks[1]!];
       }
+      const inputBytes = product(shape) * 4;
+      if (inputBytes > LIMITS.inputBytes) {
+        throw new CheckpointError(
+          file,
+          `the model input [${shape.join(", ")}] (channels, height, width) needs ${inputBytes} bytes per image, ` +
+            `more than the limit of ${LIMITS.inputBytes}`,
+        );
+      }
       this.inputShape = shape;
       this.scaling = resolveScaling(options.inputScaling, shape[0]);
       const needScale = this.scaling.scale.some((v) => v !== 1) || this.scaling.offset.some((v) => v !== 0);
@@ -240,7 +249,8 @@ export class TfjsLayersModel extends Module implements ImageClassifier, LayerOwn
       }
     } catch (e) {
       this.dispose();
-      if (e instanceof ShapeError) throw new CheckpointError(file, e.message, { cause: e });
+      // libtorch's own failures during the probe (an allocation it cannot make) name the file too.
+      if (e instanceof ShapeError || e instanceof TorchError) throw new CheckpointError(file, e.message, { cause: e });
       throw e;
     }
   }

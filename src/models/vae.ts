@@ -10,7 +10,8 @@
  */
 import { Tensor, randn } from "../core/tensor.js";
 import { tidy } from "../core/engine.js";
-import { checkInt, checkNumber, checkOneOf } from "../core/validate.js";
+import { checkInt, checkNumber, checkOneOf, fail } from "../core/validate.js";
+import { ArgumentError } from "../core/errors.js";
 import { Module } from "../nn/module.js";
 import { Conv2d, ConvTranspose2d, Linear } from "../nn/layers.js";
 import * as F from "../nn/functional.js";
@@ -82,14 +83,14 @@ export class ConvVae extends Module {
     checkInt(c, "inputShape[0]", 1);
     checkInt(cfg.latentDim, "latentDim", 1);
     const k = checkInt(cfg.kernelSize ?? 3, "kernelSize", 1);
-    if (k % 2 !== 1) throw new RangeError(`Expected odd integer for kernelSize but received ${k}`);
+    if (k % 2 !== 1) fail("odd integer", "kernelSize", k);
     this.inputShape = cfg.inputShape;
     this.latentDim = cfg.latentDim;
     this.pools = cfg.encoder.map((l) => l.pool);
     const pools = this.pools.filter(Boolean).length;
     const scale = 2 ** pools;
     if (h % scale !== 0 || w % scale !== 0) {
-      throw new RangeError(`Input ${h}x${w} is not divisible by 2^${pools} (one halving per pooling layer)`);
+      throw new ArgumentError(`Input ${h}x${w} is not divisible by 2^${pools} (one halving per pooling layer)`);
     }
     let inC = c;
     cfg.encoder.forEach((l, i) => {

@@ -15,6 +15,8 @@ import { existsSync } from "node:fs";
 import { dispose, manualSeed, noGrad, tidy } from "../core/engine.js";
 import type { Tensor } from "../core/tensor.js";
 import { checkInt, checkNumber } from "../core/validate.js";
+import { LIMITS } from "../core/limits.js";
+import { TrainingError } from "../core/errors.js";
 import { bceLoss, crossEntropy } from "../nn/functional.js";
 import type { Module } from "../nn/module.js";
 import { Adam, type Optimizer } from "../optim/optimizer.js";
@@ -138,10 +140,11 @@ export interface FitResult<M> {
 }
 
 async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Promise<FitResult<M>> {
-  const epochs = checkInt(opts.epochs, "epochs", 1);
-  const batchSize = checkInt(opts.batchSize, "batchSize", 1);
+  const epochs = checkInt(opts.epochs, "epochs", 1, LIMITS.epochs);
+  const batchSize = checkInt(opts.batchSize, "batchSize", 1, LIMITS.batchSize);
   checkNumber(opts.lr, "lr", 0);
-  const log = opts.log ?? ((l: string) => process.stderr.write(l + "\n"));
+  // --quiet means no output at all, epoch summaries included; a given log still receives them.
+  const log = opts.log ?? (opts.quiet ? () => undefined : (l: string) => process.stderr.write(l + "\n"));
   const label = opts.label ?? "train";
   const milestones = (opts.lrMilestones ?? []).map((m, i) => checkInt(m, `lrMilestones[${i}]`, 1));
   const gamma = checkNumber(opts.lrGamma ?? 0.1, "lrGamma", 0);
@@ -226,16 +229,15 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
           batch.x.dispose();
           batch.y.dispose();
           if (!Number.isFinite(loss))
-            throw new Error(`${label}: the loss became ${loss} at epoch ${epoch + 1}, batch ${b + 1}`);
+            throw new TrainingError(
+              `${label}: the loss became ${loss} at epoch ${epoch + 1}, batch ${b + 1} (try a smaller --lr)`,
+            );
           const k = batch.indices.length;
           lossSum += loss * k;
           for (const [name, v] of Object.entries(terms)) termSums[name] = (termSums[name] ?? 0) + v * k;
           seen += k;
           b++;
           bar.update(seen, { loss: lossSum / seen });
-          // Let Node run the finalizers of disposed tensor handles: in a loop that never
-          // yields they pile up, and with them memory (hundreds of MB per epoch).
-          if (b % 20 === 0) await new Promise((r) => setImmediate(r));
         }
       } finally {
         if (train !== opts.train) dispose([train.images, train.labels]);

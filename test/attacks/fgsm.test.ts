@@ -146,7 +146,7 @@ describe("FGSM", () => {
     assert.throws(() => new FGSM(model, {} as never), /for eps but received undefined/);
     assert.throws(
       () => new FGSM(model, { eps: 0.1, eotSamples: 0 }),
-      /Expected integer of at least 1 for eotSamples but received 0/,
+      /Expected integer between 1 and 10000 for eotSamples but received 0/,
     );
     assert.throws(() => new FGSM(model, { eps: 0.1, steps: 3 } as never), /Unknown option "steps" for FGSM/);
     assert.throws(() => new FGSM({} as never, { eps: 0.1 }), ArgumentError);

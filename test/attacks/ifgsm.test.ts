@@ -105,11 +105,11 @@ describe("I-FGSM", () => {
   it("validates options and describes itself", () => {
     assert.throws(
       () => new IFGSM(model, { eps: 0.1, steps: 0 }),
-      /Expected integer of at least 1 for steps but received 0/,
+      /Expected integer between 1 and 100000 for steps but received 0/,
     );
     assert.throws(
       () => new IFGSM(model, { eps: 0.1, steps: 2.5 }),
-      /Expected integer of at least 1 for steps but received 2.5/,
+      /Expected integer between 1 and 100000 for steps but received 2.5/,
     );
     assert.throws(() => new IFGSM(model, { eps: 2 }), /Expected number between 0 and 1 for eps but received 2/);
     assert.throws(() => new IFGSM(model, { eps: 0.1, stepSize: -1 }), /for stepSize but received -1/);

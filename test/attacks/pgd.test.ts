@@ -182,11 +182,11 @@ describe("PGD", () => {
     );
     assert.throws(
       () => new PGD(model, { eps: 0.1, steps: 0 }),
-      /Expected integer of at least 1 for steps but received 0/,
+      /Expected integer between 1 and 100000 for steps but received 0/,
     );
     assert.throws(
       () => new PGD(model, { eps: 0.1, restarts: 0 }),
-      /Expected integer of at least 1 for restarts but received 0/,
+      /Expected integer between 1 and 1000 for restarts but received 0/,
     );
     assert.throws(() => new PGD(model, { eps: 0.1, restarts: 2, randomStart: false }), /needs randomStart = true/);
     const l2 = new PGD(model, { eps: 2, norm: "L2" });

@@ -140,7 +140,7 @@ describe("Square Attack", () => {
   it("validates options and inputs, and describes itself", async () => {
     assert.throws(
       () => new SquareAttack(model, { eps: 0.1, queries: 0 }),
-      /Expected integer of at least 1 for queries but received 0/,
+      /Expected integer between 1 and 1000000 for queries but received 0/,
     );
     assert.throws(
       () => new SquareAttack(model, { eps: 0.1, pInit: 0 }),

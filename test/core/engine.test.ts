@@ -22,7 +22,8 @@ import {
   tidy,
   tidyAsync,
 } from "../../src/core/engine.js";
-import { DisposedError, TorchError, VaeguardError } from "../../src/core/errors.js";
+import { ArgumentError, DisposedError, TorchError, VaeguardError } from "../../src/core/errors.js";
+import { availableParallelism } from "node:os";
 import { Tensor, ones, tensor, zeros } from "../../src/core/tensor.js";
 import { binding } from "../../src/binding.js";
 import { assertThrowsWith, leakFree } from "../helpers/assert.js";
@@ -473,12 +474,17 @@ describe("threads", () => {
     try {
       setNumThreads(1);
       assert.equal(getNumThreads(), 1);
+      const cores = availableParallelism();
       assertThrowsWith(
         () => setNumThreads(0),
-        VaeguardError,
-        "Expected integer of at least 1 for threads but received 0",
+        ArgumentError,
+        `Expected integer between 1 and ${4 * cores} for threads but received 0 (at most 4 threads per core, ${cores} cores)`,
       );
       assertThrowsWith(() => setNumThreads(1.5), VaeguardError, /received 1.5/);
+      // Bounded: a million threads hung the machine before the cap.
+      assertThrowsWith(() => setNumThreads(4 * cores + 1), ArgumentError, /between 1 and \d+ for threads but received/);
+      assertThrowsWith(() => setNumThreads(1_000_000), ArgumentError, /received 1000000 \(at most 4 threads per core/);
+      assert.equal(getNumThreads(), 1);
     } finally {
       setNumThreads(before);
     }

@@ -67,7 +67,14 @@ describe("attack specs", () => {
       ["pgd:steps=3:steps=4", /^Parameter "steps" given twice in attack spec "pgd:steps=3:steps=4"$/],
       ["pgd:randomStart=maybe", /^Expected true or false for randomStart in attack spec/],
       // Range and combination checks are the attacks' own, with the spec appended.
-      ["pgd:steps=0", /^Expected integer of at least 1 for steps but received 0 \(in attack spec "pgd:steps=0"\)$/],
+      [
+        "pgd:steps=0",
+        /^Expected integer between 1 and 100000 for steps but received 0 \(in attack spec "pgd:steps=0"\)$/,
+      ],
+      // Bounded: pgd:steps=1e15 used to run forever.
+      ["pgd:steps=1e15", /^Expected integer between 1 and 100000 for steps but received 1000000000000000 /],
+      ["pgd:restarts=100000", /^Expected integer between 1 and 1000 for restarts but received 100000 /],
+      ["square:queries=1e9", /^Expected integer between 1 and 1000000 for queries but received 1000000000 /],
       [
         "pgd:restarts=3:randomStart=false",
         /needs randomStart = true .*\(in attack spec "pgd:restarts=3:randomStart=false"\)$/,
@@ -247,7 +254,17 @@ describe("resolveConfig", () => {
         "classifier: c\nmode: white-box\n",
         /one of "gray-box", "adaptive", "both" for "mode" in .*j\.yaml but received "white-box"/,
       ],
-      ["k.yaml", "classifier: c\npasses: 0\n", /integer of at least 1 for "passes" in .*k\.yaml but received 0/],
+      ["k.yaml", "classifier: c\npasses: 0\n", /integer between 1 and 10000 for "passes" in .*k\.yaml but received 0/],
+      [
+        "escape.yaml",
+        "classifier: ../../etc/passwd\n",
+        /"classifier" in .*escape\.yaml is "\.\.\/\.\.\/etc\/passwd", which lies outside the config file's folder .*; give it on the command line \(--classifier\) instead/,
+      ],
+      [
+        "abs.yaml",
+        "classifier: c\nout: /tmp/elsewhere\n",
+        /"out" in .*abs\.yaml is "\/tmp\/elsewhere", which lies outside/,
+      ],
     ];
     for (const [name, text, message] of bad) {
       const p = file(name, text);
@@ -281,7 +298,9 @@ describe("resolveConfig", () => {
       [{ attacks: "fgsm,pgd:stpes=3" }, /^Unknown parameter "stpes" in attack spec "pgd:stpes=3"/],
       [{ mode: "grey" }, /for --mode but received "grey"/],
       [{ dataset: "imagenet" }, /"mnist", "fashion-mnist", "cifar10" for --dataset but received "imagenet"/],
-      [{ eot: "0" }, /integer of at least 1 for --eot but received "0"/],
+      [{ eot: "0" }, /integer between 1 and 10000 for --eot but received "0"/],
+      [{ eot: "100000" }, /integer between 1 and 10000 for --eot but received "100000"/],
+      [{ "batch-size": "1000000" }, /integer between 1 and 65536 for --batch-size but received "1000000"/],
       [{ samples: "ten" }, /integer of at least 1 for --samples but received "ten"/],
       [{ "batch-size": "1.5" }, /for --batch-size but received "1\.5"/],
     ];

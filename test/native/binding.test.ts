@@ -52,7 +52,13 @@ test("garbage into every raw binding function: the child process exits normally 
   assert.ok(s.threw > 0.5 * s.calls, "most garbage calls must be rejected");
   assert.equal(s.nonErrorThrows, 0, "every throw is an Error");
   // Only functions that take no arguments can never fail.
-  assert.deepEqual(s.neverThrew.sort(), ["getNumThreads", "isGradEnabled", "liveTensors", "versions"]);
+  assert.deepEqual(s.neverThrew.sort(), [
+    "allocatorSettings",
+    "getNumThreads",
+    "isGradEnabled",
+    "liveTensors",
+    "versions",
+  ]);
   // Every error names the function that raised it (convention 2 of DESIGN.md).
   assert.deepEqual(s.messagesWithoutName, []);
   // Through src/binding.ts, every failure is a TorchError.
@@ -103,4 +109,34 @@ test("in this process too, bad calls through the binding throw TorchError and le
   );
   assertThrowsWith(() => binding.manualSeed(0.5), TorchError, "manualSeed: expected an integer for argument 0 (seed)");
   assert.equal(memory().numTensors, start);
+});
+
+test("add_ and sub_ scale a scalar `other` by alpha, as they scale a tensor (PyTorch semantics)", () => {
+  const a = binding.zeros([3], "float32");
+  const b = binding.ones([3], "float32");
+  try {
+    binding.add_(a, 2, 3); // 0 + 3 * 2
+    assert.deepEqual([...new Float32Array(binding.toBuffer(a))], [6, 6, 6]);
+    binding.sub_(a, 1, 0.5); // 6 - 0.5 * 1
+    assert.deepEqual([...new Float32Array(binding.toBuffer(a))], [5.5, 5.5, 5.5]);
+    binding.add_(a, b, -2); // tensor other: 5.5 - 2
+    assert.deepEqual([...new Float32Array(binding.toBuffer(a))], [3.5, 3.5, 3.5]);
+    binding.sub_(a, 1); // alpha defaults to 1
+    assert.deepEqual([...new Float32Array(binding.toBuffer(a))], [2.5, 2.5, 2.5]);
+  } finally {
+    a.dispose();
+    b.dispose();
+  }
+});
+
+test("dispose() frees the native tensor at once; a second dispose() and isDisposed() are safe", () => {
+  const start = memory();
+  const h = binding.zeros([1000], "float32");
+  assert.equal(memory().numTensors, start.numTensors + 1);
+  assert.equal(memory().numBytes, start.numBytes + 4000);
+  h.dispose();
+  assert.deepEqual(memory(), start);
+  h.dispose();
+  assert.equal(h.isDisposed(), true);
+  assertThrowsWith(() => binding.neg(h), TorchError, "neg: tensor for argument 0 (input) was disposed");
 });

@@ -4,6 +4,7 @@
  * by layer, with every byte count checked.
  */
 import { CheckpointError } from "../../core/errors.js";
+import { LIMITS } from "../../core/limits.js";
 import { fmt, isObj, product, type TfjsQuantization } from "./format.js";
 
 export function decodeFloat16(bits: Uint16Array): Float32Array {
@@ -92,6 +93,12 @@ export function decodeWeights(
           );
         }
         bytes = n * DTYPE_BYTES[spec.dtype];
+      }
+      if (bytes > LIMITS.tensorBytes) {
+        throw new CheckpointError(
+          file,
+          `weight '${spec.name}' ${fmt(shape)} declares ${bytes} bytes, more than the limit of ${LIMITS.tensorBytes} for one tensor`,
+        );
       }
       if (offset + bytes > total) {
         throw new CheckpointError(
