@@ -16,6 +16,7 @@ import { MnistCnn, Cifar10Cnn } from "../src/models/classifiers.js";
 import { ConvVae, VAE_PRESETS } from "../src/models/vae.js";
 import { benchClassifier, benchVae } from "./classifiers.js";
 import { benchLarge, LARGE_PARTS } from "./large-images.js";
+import { benchPurifier } from "./purifier.js";
 import { benchServe, renderServeBench } from "./serve.js";
 
 const program = new Command()
@@ -25,8 +26,8 @@ const program = new Command()
   .option("--rounds <n>", "alternating rounds per engine (best of)", "2")
   .option(
     "--only <list>",
-    "comma-separated: mnist,cifar10,vae,large,serve (large: patch VAEs and Inception V3 on 299x299 images, or a part of it: large-recon, large-train, large-inception; serve: HTTP load on vaeguard serve)",
-    "mnist,cifar10,vae",
+    "comma-separated: mnist,cifar10,vae,purifier,large,serve (purifier: adversarial training step of issue 12; large: patch VAEs and Inception V3 on 299x299 images, or a part of it: large-recon, large-train, large-inception; serve: HTTP load on vaeguard serve)",
+    "mnist,cifar10,vae,purifier",
   )
   .option("--python <path>", "python with torch for the comparison", "/usr/bin/python3")
   .option("--serve-seconds <s>", "serve: seconds per connection level", "30")
@@ -113,9 +114,24 @@ const best = (acc: Record<string, number>, cur: Record<string, number> | undefin
 };
 const ours: Record<string, number> = {};
 const theirs: Record<string, number> = {};
+const purifierScript = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bench", "torch_purifier.py");
+function theirPurifier(): Record<string, number> | undefined {
+  if (!existsSync(o.python)) return undefined;
+  const r = spawnSync(o.python, [purifierScript, String(threads), String(seconds)], { encoding: "utf8" });
+  if (r.status !== 0) {
+    torchNote = [torchNote, `PyTorch purifier run failed: ${r.stderr.trim().split("\n").pop()}`].filter(Boolean).join("\n");
+    return undefined;
+  }
+  return JSON.parse(r.stdout.trim().split("\n").pop()!) as Record<string, number>;
+}
+
 for (let r = 0; r < rounds; r++) {
   best(theirs, theirsOnce());
   best(ours, oursOnce());
+  if (only.includes("purifier")) {
+    best(theirs, theirPurifier());
+    best(ours, await benchPurifier(128, seconds));
+  }
   const largeParts = only.includes("large")
     ? LARGE_PARTS
     : LARGE_PARTS.filter((p) => only.includes(`large-${p}`));

@@ -28,3 +28,32 @@ export {
 export { ResizedClassifier, type ResizedClassifierOptions } from "./models/resized-classifier.js";
 export { loadClassifierFile, type ClassifierFileOptions, type LoadedClassifier } from "./models/load-classifier.js";
 export { labelMapFromWnids, loadWnidsLabelMap, type LabelMap } from "./models/label-map.js";
+export { Mlp, MNIST_MLP, type MlpConfig } from "./models/mlp.js";
+export {
+  ConvPurifier,
+  CONV_PURIFIER_PRESETS,
+  type ConvPurifierConfig,
+  type Purifier,
+  type PurifierApi,
+} from "./models/purifier.js";
+export { loadPurifier, loadPurifierFor, loadClassifierFor, PURIFIER_ARCHS } from "./models/loaders.js";
+export {
+  trainPurifier,
+  parseTrainingAttack,
+  rampedEpsilon,
+  DEFAULT_OBJECTIVE,
+  type TrainPurifierOptions,
+  type TrainingAttack,
+  type PurifierObjective,
+} from "./train/purifier.js";
+export { PurifierDefense } from "./defenses/purifier.js";
+export {
+  worstCaseCell,
+  maskingChecks,
+  resolveWorstCaseSettings,
+  WORST_CASE_ATTACKS,
+  type WorstCaseCell,
+  type WorstCaseSettings,
+  type MaskingResult,
+} from "./eval/worst-case.js";
+export { wilsonInterval } from "./eval/interval.js";

@@ -8,15 +8,23 @@
  * The returned gradient is that of the attack objective, always to be
  * ascended: the cross-entropy of the true label when untargeted, minus the
  * cross-entropy of the target label when targeted (so ascending it descends
- * the loss toward the target). The objective is summed over the batch, so each
+ * the loss toward the target). With loss "margin" the cross-entropy is replaced
+ * by Carlini & Wagner's margin on the logits (2017, "Towards Evaluating the
+ * Robustness of Neural Networks", f_6 without its confidence clamp):
+ * max_{j != y} z_j - z_y untargeted, z_t - max_{j != t} z_j targeted, which
+ * does not saturate as the softmax does. The objective is summed over the batch, so each
  * image's gradient does not depend on the batch size. Input gradients come
  * from the functional grad(); parameter .grad is never touched.
  */
 import { enableGrad, enableGradAsync, iterateAsync, noGrad, noGradAsync, tidy, tidyAsync } from "../core/engine.js";
-import { Tensor, grad } from "../core/tensor.js";
+import { Tensor, arange, grad } from "../core/tensor.js";
 import * as F from "../nn/functional.js";
 import type { Classifier } from "../models/types.js";
 import { checkLabelRange, checkLogits, resolveEotSamples } from "./base.js";
+
+/** The loss an attack ascends: cross-entropy (default) or the Carlini-Wagner margin. */
+export type AttackLoss = "ce" | "margin";
+export const ATTACK_LOSSES: readonly AttackLoss[] = ["ce", "margin"];
 
 export interface LossGradientOptions {
   /** Descend the cross-entropy toward `labels` (target labels) instead of ascending it away from them. */
@@ -25,6 +33,8 @@ export interface LossGradientOptions {
   eotSamples?: number;
   /** Name used in error messages. */
   attack?: string;
+  /** "ce" (default) or "margin". */
+  loss?: AttackLoss;
 }
 
 export interface LossAndGradient {
@@ -34,9 +44,19 @@ export interface LossAndGradient {
   loss: Tensor;
 }
 
-/** Per-sample attack objective from logits: CE(y) untargeted, -CE(target) targeted. */
-export function attackObjective(logits: Tensor, labels: Tensor, targeted: boolean): Tensor {
+/** Per-sample attack objective from logits: CE(y) untargeted, -CE(target) targeted; or the margin (see above). */
+export function attackObjective(logits: Tensor, labels: Tensor, targeted: boolean, loss: AttackLoss = "ce"): Tensor {
   return tidy(() => {
+    if (loss === "margin") {
+      const index = labels.reshape([-1, 1]);
+      const own = logits.gather(1, index).squeeze(1);
+      // The largest other logit: the label's own logit is masked out with -inf.
+      const isLabel = arange(0, logits.dims[1], 1, { dtype: "int64", device: logits.device })
+        .reshape([1, -1])
+        .eq(index);
+      const others = logits.maskedFill(isLabel, -Infinity).max(1);
+      return targeted ? own.sub(others) : others.sub(own);
+    }
     const ce = F.crossEntropy(logits, labels, "none");
     return targeted ? ce.neg() : ce;
   });
@@ -71,6 +91,7 @@ export async function lossAndGradient(
   const targeted = options.targeted ?? false;
   const samples = resolveEotSamples(model, options.eotSamples);
   const attack = options.attack ?? "lossGradient";
+  const loss = options.loss ?? "ce";
   return tidyAsync(async () => {
     const sum = await sumOfDraws(samples, async (i) => {
       const xi = noGrad(() => x.detach()).requiresGrad_(true);
@@ -78,7 +99,7 @@ export async function lossAndGradient(
       const numClasses = checkLogits(logits, x.dims[0], attack);
       if (i === 0) checkLabelRange(labels, numClasses, attack);
       return enableGrad(() => {
-        const objective = attackObjective(logits, labels, targeted);
+        const objective = attackObjective(logits, labels, targeted, loss);
         const [gradient] = grad(objective.sum(), [xi]);
         return { gradient, loss: objective.detach() };
       });
@@ -110,12 +131,13 @@ export async function evaluateObjective(
   targeted: boolean,
   eotSamples: number,
   attack: string,
+  loss: AttackLoss = "ce",
 ): Promise<{ loss: Tensor; predicted: Tensor }> {
   return tidyAsync(async () => {
     const sum = await sumOfDraws(eotSamples, async () => {
       const logits = await noGradAsync(() => model.forward(x));
       checkLogits(logits, x.dims[0], attack);
-      return noGrad(() => ({ loss: attackObjective(logits, labels, targeted), logits: logits.detach() }));
+      return noGrad(() => ({ loss: attackObjective(logits, labels, targeted, loss), logits: logits.detach() }));
     });
     return noGrad(() => ({
       loss: eotSamples > 1 ? sum.loss.div(eotSamples) : sum.loss,

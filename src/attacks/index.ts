@@ -20,10 +20,12 @@ export { IFGSM, IFGSM_DEFINITION, type IfgsmOptions } from "./ifgsm.js";
 export { PGD, PGD_DEFINITION, PGD_L2_DEFINITION, type PgdNorm, type PgdOptions } from "./pgd.js";
 export { SquareAttack, SQUARE_DEFINITION, squareFraction, type SquareOptions } from "./square.js";
 export {
+  ATTACK_LOSSES,
   attackObjective,
   evaluateObjective,
   lossAndGradient,
   lossGradient,
+  type AttackLoss,
   type LossAndGradient,
   type LossGradientOptions,
 } from "./gradient.js";

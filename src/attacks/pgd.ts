@@ -17,7 +17,9 @@
  * >= 0 for L2), steps (default 40, Madry et al.'s MNIST setting), stepSize
  * (default 2.5 * eps / steps), restarts (default 1), randomStart (default
  * true), eotSamples (default 1, or DEFAULT_RANDOMIZED_EOT_SAMPLES on a
- * randomized model).
+ * randomized model), loss ("ce", default, or "margin": Carlini & Wagner's
+ * logit margin, see gradient.ts), onStep (called with the batch-mean
+ * objective before every step, for convergence checks).
  * Input: images [N, C, H, W] in [0, 1] and labels [N]; output: a new tensor of
  * the same shape, in [0, 1], with ||x_adv - x||_inf <= eps (L-inf) or
  * ||x_adv_i - x_i||_2 <= eps for every image i (L2).
@@ -39,7 +41,7 @@ import {
   projectLinf,
   resolveEotSamples,
 } from "./base.js";
-import { evaluateObjective, lossGradient } from "./gradient.js";
+import { ATTACK_LOSSES, evaluateObjective, lossAndGradient, type AttackLoss } from "./gradient.js";
 import type { Attack, AttackDefinition } from "./types.js";
 
 export type PgdNorm = "Linf" | "L2";
@@ -81,13 +83,26 @@ const PARAMS = {
     },
   },
   eotSamples: EOT_SAMPLES,
+  loss: {
+    type: "choice",
+    choices: ATTACK_LOSSES,
+    default: "ce",
+    doc: "objective: ce (cross-entropy) or margin (Carlini-Wagner, max other logit minus the label's)",
+  },
 } as const satisfies Schema;
 
-export type PgdOptions = OptionsOf<typeof PARAMS>;
+/** Called before each step with the batch-mean objective at the current point (restart and step from 0). */
+export type PgdStepHook = (info: { restart: number; step: number; loss: number }) => void;
+
+export type PgdOptions = OptionsOf<typeof PARAMS> & {
+  /** A trace of the objective along the steps (the masking checks read it); not part of a spec. */
+  onStep?: PgdStepHook;
+};
 type Values = ValuesOf<typeof PARAMS>;
 
 function label(v: Values): string {
-  const base = v.norm === "Linf" ? `PGD(${v.steps})` : `PGD-L2(${v.steps})`;
+  const kind = (v.norm === "Linf" ? "PGD" : "PGD-L2") + (v.loss === "margin" ? "-margin" : "");
+  const base = `${kind}(${v.steps})`;
   return v.restarts > 1 ? `${base}x${v.restarts}` : base;
 }
 
@@ -95,6 +110,8 @@ function describe(v: Values): Record<string, number | string | boolean> {
   return {
     attack: v.norm === "Linf" ? "PGD" : "PGD-L2",
     ...describeValues(PARAMS, { ...v, eotSamples: v.eotSamples ?? 1 }),
+    // Named only when it is not the default, so reports and results files of CE runs keep their shape.
+    ...(v.loss === "margin" ? { loss: v.loss } : {}),
   };
 }
 
@@ -145,11 +162,16 @@ export class PGD implements Attack {
   readonly restarts: number;
   readonly randomStart: boolean;
   readonly eotSamples: number;
+  readonly loss: AttackLoss;
+  private readonly onStep?: PgdStepHook;
   private readonly model: Classifier;
 
   constructor(model: Classifier, options: PgdOptions) {
     this.model = checkClassifier(model, "PGD");
-    const o: Values = readOptions("PGD", PARAMS, options);
+    const { onStep, ...rest } = (options ?? {}) as PgdOptions;
+    if (onStep !== undefined && typeof onStep !== "function") fail("a function", "onStep", onStep);
+    this.onStep = onStep;
+    const o: Values = readOptions("PGD", PARAMS, options === undefined ? options : rest);
     this.norm = o.norm;
     this.eps = o.eps;
     this.steps = o.steps;
@@ -157,6 +179,7 @@ export class PGD implements Attack {
     this.restarts = o.restarts;
     this.randomStart = o.randomStart;
     this.eotSamples = resolveEotSamples(model, o.eotSamples);
+    this.loss = o.loss as AttackLoss;
   }
 
   get name(): string {
@@ -168,11 +191,11 @@ export class PGD implements Attack {
     return tidyAsync(async () => {
       const y = checkBatch(x, labels, "PGD");
       return inEvalMode(this.model, async () => {
-        if (this.restarts === 1) return this.run(x, y, targeted);
+        if (this.restarts === 1) return this.run(x, y, targeted, 0);
         // Restarts stop drawing once every image is fooled.
-        const first = await this.restart(x, y, targeted);
-        const best = await iterateAsync(first, this.restarts - 1, async (b) =>
-          noGrad(() => b.fooled.all().item()) === 1 ? b : this.better(b, await this.restart(x, y, targeted), x),
+        const first = await this.restart(x, y, targeted, 0);
+        const best = await iterateAsync(first, this.restarts - 1, async (b, i) =>
+          noGrad(() => b.fooled.all().item()) === 1 ? b : this.better(b, await this.restart(x, y, targeted, i + 1), x),
         );
         return best.x;
       });
@@ -180,9 +203,17 @@ export class PGD implements Attack {
   }
 
   /** One restart, scored: its loss, and whether each image fooled the model. */
-  private async restart(x: Tensor, y: Tensor, targeted: boolean): Promise<Restart> {
-    const candidate = await this.run(x, y, targeted);
-    const { loss, predicted } = await evaluateObjective(this.model, candidate, y, targeted, this.eotSamples, "PGD");
+  private async restart(x: Tensor, y: Tensor, targeted: boolean, restart: number): Promise<Restart> {
+    const candidate = await this.run(x, y, targeted, restart);
+    const { loss, predicted } = await evaluateObjective(
+      this.model,
+      candidate,
+      y,
+      targeted,
+      this.eotSamples,
+      "PGD",
+      this.loss,
+    );
     return { x: candidate, loss, fooled: noGrad(() => (targeted ? predicted.eq(y) : predicted.ne(y))) };
   }
 
@@ -201,11 +232,12 @@ export class PGD implements Attack {
   }
 
   /** Random start, then `steps` times x <- Proj(x + stepSize * direction(grad)). */
-  private async run(x: Tensor, y: Tensor, targeted: boolean): Promise<Tensor> {
-    const gradientOptions = { targeted, eotSamples: this.eotSamples, attack: "PGD" };
+  private async run(x: Tensor, y: Tensor, targeted: boolean, restart: number): Promise<Tensor> {
+    const gradientOptions = { targeted, eotSamples: this.eotSamples, attack: "PGD", loss: this.loss };
     const start = noGrad(() => tidy(() => (this.randomStart ? this.randomStartPoint(x) : x.detach().clone())));
-    return iterateAsync(start, this.steps, async (current) => {
-      const g = await lossGradient(this.model, current, y, gradientOptions);
+    return iterateAsync(start, this.steps, async (current, step) => {
+      const { gradient: g, loss } = await lossAndGradient(this.model, current, y, gradientOptions);
+      if (this.onStep) this.onStep({ restart, step, loss: noGrad(() => loss.mean().item()) });
       return noGrad(() => this.step(current, g, x));
     });
   }
@@ -229,8 +261,8 @@ export class PGD implements Attack {
   }
 
   private values(): Values {
-    const { norm, eps, steps, stepSize, restarts, randomStart, eotSamples } = this;
-    return { norm, eps, steps, stepSize, restarts, randomStart, eotSamples };
+    const { norm, eps, steps, stepSize, restarts, randomStart, eotSamples, loss } = this;
+    return { norm, eps, steps, stepSize, restarts, randomStart, eotSamples, loss };
   }
 
   describe(): Record<string, number | string | boolean> {

@@ -23,7 +23,7 @@ export function register(program: Command): void {
             throw new UsageError("--archive is for archive data sets; nips2017 is fetched file by file");
           let bar: ReturnType<typeof progress> | undefined;
           const dir = await fetchNips2017({
-            dataRoot: resolve(opts.dataRoot),
+            dataRoot: checkWritableDir(opts.dataRoot, "data sets"),
             timeoutSeconds: Number(opts.timeout),
             onProgress: (done, total) => {
               bar ??= progress("download nips2017", total, "files");

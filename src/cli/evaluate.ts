@@ -21,7 +21,7 @@ import {
 import { describeDefenseParams, listDefenses, type Defense } from "../defenses/index.js";
 import { datasetSize } from "../data/index.js";
 import type { ImageClassifier } from "../models/classifiers.js";
-import type { ConvVae } from "../models/vae.js";
+import type { Purifier } from "../models/purifier.js";
 import type { Module } from "../nn/module.js";
 import { accuracy } from "../train/trainer.js";
 import { reportSoftwareVersions, writeReportBundle, type BundlePaths } from "../report/bundle.js";
@@ -147,7 +147,7 @@ export async function runEvaluate(cfg: EvaluateConfig, o: EvaluateRunOptions): P
     const classifierRef = { path: cfg.classifier, sha256: hashOf(cfg.classifier) };
     const vaeRef = usesVae && cfg.vae ? { path: cfg.vae, sha256: hashOf(cfg.vae) } : undefined;
     const clf = cache.model(classifierRef, "classifier") as Module & ImageClassifier;
-    const vae = vaeRef ? (cache.model(vaeRef, "vae") as ConvVae) : undefined;
+    const vae = vaeRef ? (cache.model(vaeRef, "vae") as Purifier) : undefined;
     const { test, total } = await loadTestData(cfg.dataset, cfg.dataDir, cfg.samples);
     const n = datasetSize(test);
     const refs = { classifier: classifierRef, vae: vaeRef, samples: n, dataSha256: datasetSha256(test) };

@@ -11,6 +11,7 @@ import { register as registerServe } from "./serve.js";
 import { register as registerWorker } from "./worker.js";
 import { register as registerQueue } from "./queue.js";
 import { reportError } from "./common.js";
+import { register as registerWorstCase } from "./worst-case.js";
 
 const program = new Command()
   .name("vaeguard")
@@ -39,6 +40,7 @@ registerEvaluate(program);
 registerServe(program);
 registerWorker(program);
 registerQueue(program);
+registerWorstCase(program);
 
 // Errors that escape a command's own handling (a stream error, a rejected promise
 // left behind): one line and an exit code too, never a raw stack trace.

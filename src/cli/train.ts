@@ -1,4 +1,8 @@
-/** `vaeguard train classifier|vae`: train one model with progress, validation, per-epoch checkpoints and --resume. */
+/**
+ * `vaeguard train classifier|vae|purifier`: train one model with progress, validation, per-epoch checkpoints
+ * and --resume. `purifier` trains a purifier against adaptive attacks in front of a frozen classifier
+ * (src/train/purifier.ts; its options and run are in train-purifier.ts).
+ */
 import { checkWritableFile } from "../io/preflight.js";
 import { removeOrphanedTemps } from "../io/atomic.js";
 import type { Command } from "commander";
@@ -18,6 +22,14 @@ import {
   progressBars,
   runAction,
 } from "./common.js";
+import {
+  CLASSIFIER_ARCHS,
+  addPurifierOptions,
+  classifierFactory,
+  planPurifierRun,
+  runTrainPurifier,
+  type PurifierCliOptions,
+} from "./train-purifier.js";
 
 interface Opts {
   dataset: string;
@@ -39,13 +51,16 @@ interface Opts {
   stopReconstructionChange?: number;
   threads?: number;
   quiet?: boolean;
+  arch?: string;
 }
 
 export function register(program: Command): void {
-  program
+  const command = program
     .command("train")
-    .description("train the paper's classifier or VAE for a data set; resumable, with a checkpoint after every epoch")
-    .argument("<model>", "classifier or vae")
+    .description(
+      "train the paper's classifier or VAE, or a purifier against adaptive attacks, for a data set; resumable, with a checkpoint after every epoch",
+    )
+    .argument("<model>", "classifier, vae or purifier")
     .requiredOption("--dataset <name>", `one of ${Object.keys(RECIPES).join(", ")}`)
     .requiredOption("--out <file>", "checkpoint file (.safetensors); resumed when it exists")
     .option("--data-dir <dir>", "data files to use instead of the default source")
@@ -76,10 +91,16 @@ export function register(program: Command): void {
     )
     .option("--threads <n>", "libtorch threads", parseThreadsArg())
     .option("--quiet", "no progress output")
-    .action((kind: string, o: Opts) =>
+    .option(
+      "--arch <name>",
+      `classifier: ${Object.keys(CLASSIFIER_ARCHS).join(" (default) or ")}; purifier: vae (default, Table 2) or conv`,
+    )
+    .action((kind: string, o: Opts & PurifierCliOptions) =>
       runAction(async () => {
-        if (kind !== "classifier" && kind !== "vae")
-          throw new UsageError(`Expected "classifier" or "vae" for model but received ${JSON.stringify(kind)}`);
+        if (kind !== "classifier" && kind !== "vae" && kind !== "purifier")
+          throw new UsageError(
+            `Expected "classifier", "vae" or "purifier" for model but received ${JSON.stringify(kind)}`,
+          );
         if (!(o.dataset in RECIPES)) {
           throw new UsageError(
             `Expected one of ${Object.keys(RECIPES).join(", ")} for --dataset but received ${JSON.stringify(o.dataset)}`,
@@ -97,6 +118,9 @@ export function register(program: Command): void {
         }
         if (o.threads) setNumThreads(o.threads);
         const recipe = RECIPES[o.dataset as SmallDataset];
+        // Checked and loaded before the training data, so bad input costs nothing.
+        const makeClassifier = classifierFactory(kind === "classifier" ? o.arch : undefined, recipe.makeClassifier);
+        const plan = kind === "purifier" ? planPurifierRun(o.dataset as SmallDataset, o) : undefined;
         // Before any work: the checkpoint can be written, and the test data loads too.
         const out = checkWritableFile(o.out, "the checkpoint");
         removeOrphanedTemps(out);
@@ -122,10 +146,12 @@ export function register(program: Command): void {
           quiet: o.quiet,
           progress: progressBars(o.quiet),
         };
-        if (kind === "classifier") {
+        if (plan) {
+          await runTrainPurifier(plan, { ...o, ...common, out }, train, split.validation);
+        } else if (kind === "classifier") {
           const r = await trainClassifier({
             ...common,
-            makeModel: recipe.makeClassifier,
+            makeModel: makeClassifier,
             augment: o.augment ? "cifar" : null,
             label: "classifier",
           });
@@ -143,4 +169,5 @@ export function register(program: Command): void {
         }
       }),
     );
+  addPurifierOptions(command);
 }

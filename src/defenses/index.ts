@@ -6,7 +6,8 @@
  * `key=value` or a flag, read by the defense's own declaration:
  *   none | jpeg:23 | vae | vae:samples=8 | vae:deterministic:clip=2 |
  *   patchvae:64/32 | patchvae:16/8:nosmooth | bits:4 | median:3 | gauss:1.0 |
- *   ensemble:patchvae:16/16+patchvae:32/32  (members separated by "+")
+ *   ensemble:patchvae:16/16+patchvae:32/32  (members separated by "+") |
+ *   purifier | purifier:deterministic  (a trained purifier, ctx.purifier)
  * The old syntax with commas between arguments ("vae:samples=8,clip=2") is
  * still read, with a deprecation warning.
  */
@@ -21,6 +22,7 @@ import { JPEG_DEFINITION } from "./jpeg.js";
 import { MEDIAN_DEFINITION } from "./median.js";
 import { NONE_DEFINITION } from "./none.js";
 import { PATCH_VAE_DEFINITION } from "./patch-vae.js";
+import { PURIFIER_DEFINITION } from "./purifier.js";
 import type { Defense, DefenseContext, DefenseDefinition } from "./types.js";
 import { VAE_DEFINITION } from "./vae.js";
 
@@ -41,6 +43,7 @@ export {
   type SmoothOptions,
 } from "./patch-vae.js";
 export { EnsembleDefense, type EnsembleOptions } from "./ensemble.js";
+export { PurifierDefense } from "./purifier.js";
 export { BitDepthDefense, type BitDepthOptions } from "./bit-depth.js";
 export { MedianDefense, medianFilter, type MedianOptions } from "./median.js";
 export { GaussianBlurDefense, gaussianBlur, gaussianWeights, type GaussianBlurOptions } from "./gaussian-blur.js";
@@ -56,7 +59,17 @@ export {
 export { correctPerPass, passAccuracy, type FirstPassHook } from "./scoring.js";
 export { BpdaDefense, bpdaIdentity, padImages, type PadMode } from "./common.js";
 
-export const DEFENSE_NAMES = ["none", "jpeg", "vae", "patchvae", "ensemble", "bits", "median", "gauss"] as const;
+export const DEFENSE_NAMES = [
+  "none",
+  "jpeg",
+  "vae",
+  "patchvae",
+  "ensemble",
+  "bits",
+  "median",
+  "gauss",
+  "purifier",
+] as const;
 export type DefenseName = (typeof DEFENSE_NAMES)[number];
 
 const ENSEMBLE_DEFINITION: DefenseDefinition = {
@@ -80,6 +93,7 @@ export const DEFENSES: Readonly<Record<DefenseName, DefenseDefinition>> = {
   bits: BIT_DEPTH_DEFINITION,
   median: MEDIAN_DEFINITION,
   gauss: GAUSSIAN_BLUR_DEFINITION,
+  purifier: PURIFIER_DEFINITION,
 };
 
 export interface DefenseInfo {

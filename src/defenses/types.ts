@@ -7,6 +7,7 @@ import type { ParamValue, Schema } from "../core/params.js";
 import type { PositionalReader } from "../core/spec.js";
 import type { Tensor } from "../core/tensor.js";
 import type { ConvVae } from "../models/vae.js";
+import type { Purifier } from "../models/purifier.js";
 
 export type GradientKind = "exact" | "bpda-identity" | `bpda-${string}`;
 
@@ -31,8 +32,11 @@ export interface Defense {
 
 /** The models some defenses need: the VAE for "vae", patch VAEs by patch size ("16", "32", "64" or "patch16" ...). */
 export interface DefenseContext {
-  vae?: ConvVae;
+  /** The paper's VAE for "vae", or any purifier with its interface. */
+  vae?: Purifier;
   patchVaes?: Record<string, ConvVae>;
+  /** The trained purifier for "purifier" (vaeguard train purifier). */
+  purifier?: Purifier;
 }
 
 /** A defense as the registry knows it: its parameters, declared once, and how a spec builds it. */

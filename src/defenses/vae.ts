@@ -15,7 +15,7 @@ import { noGrad } from "../core/engine.js";
 import { ArgumentError, ShapeError } from "../core/errors.js";
 import { readOptions, type OptionsOf, type Schema } from "../core/params.js";
 import type { Tensor } from "../core/tensor.js";
-import type { ConvVae } from "../models/vae.js";
+import type { Purifier } from "../models/purifier.js";
 import { checkImages } from "./common.js";
 import type { Defense, DefenseDefinition, GradientKind } from "./types.js";
 
@@ -65,7 +65,8 @@ export class VaeDefense implements Defense {
   readonly samples: number;
 
   constructor(
-    readonly vae: ConvVae,
+    /** The paper's ConvVae, or any purifier with its interface (a trained ConvPurifier). */
+    readonly vae: Purifier,
     options: VaeDefenseOptions = {},
   ) {
     const o = readOptions("the VAE defense", VAE_PARAMS, options);

@@ -19,6 +19,7 @@ import { parse as parseYaml } from "yaml";
 import { ArgumentError } from "../core/errors.js";
 import { parseNumber } from "../core/spec.js";
 import { fail } from "../core/validate.js";
+import { LIMITS } from "../core/limits.js";
 import { ATTACK_NAMES, attackChoice, checkAttackKind, parseAttackSpec, type AttackChoice } from "../attacks/index.js";
 import { DEFENSE_NAMES, createDefense } from "../defenses/index.js";
 import type { AttackMode } from "./results.js";

@@ -17,7 +17,8 @@ import { datasetSize, takeFirst, type ImageDataset } from "../data/index.js";
 import { loadCheckpoint } from "../models/checkpoint.js";
 import { classifierFormat, loadClassifierFile } from "../models/load-classifier.js";
 import type { ImageClassifier } from "../models/classifiers.js";
-import { ConvVae } from "../models/vae.js";
+import { PURIFIER_ARCHS, loadPurifier } from "../models/loaders.js";
+import type { Purifier } from "../models/purifier.js";
 import type { Module } from "../nn/module.js";
 import type { AttackSpec, SweepContext } from "./run-cell.js";
 import { RECIPES, type SmallDataset } from "./reproduce.js";
@@ -99,15 +100,16 @@ export function loadClassifier(file: string): Module & ImageClassifier {
   // Pretrained classifiers from outside (.tflite, TorchScript, TF.js); vaeguard checkpoints below.
   if (classifierFormat(file) !== "checkpoint") return loadClassifierFile(file).classifier as Module & ImageClassifier;
   const ck = loadCheckpoint(file);
-  if (ck.arch === ConvVae.arch) {
+  if (PURIFIER_ARCHS.includes(ck.arch)) {
     ck.model.dispose();
     throw new CheckpointError(file, `holds a '${ck.arch}' model but --classifier needs a classifier`);
   }
   return ck.model as Module & ImageClassifier;
 }
 
-export function loadVae(file: string): ConvVae {
-  return loadCheckpoint<ConvVae>(file, { expectArch: ConvVae.arch }).model;
+/** The paper's VAE, or a purifier trained by `vaeguard train purifier` (either architecture). */
+export function loadVae(file: string): Purifier {
+  return loadPurifier(file);
 }
 
 /** The first `samples` images of a data set's test split (the whole split when it has no more), and the split's size. */
@@ -198,7 +200,7 @@ export class EvaluationCache {
     const key = JSON.stringify([setupKey(setup), setup.attacks.map((a) => a.name)]);
     if (this.context?.key === key) return this.context.ctx;
     const classifier = this.model(setup.classifier, "classifier") as Module & ImageClassifier;
-    const vae = setup.vae ? (this.model(setup.vae, "vae") as ConvVae) : undefined;
+    const vae = setup.vae ? (this.model(setup.vae, "vae") as Purifier) : undefined;
     for (const [sha, m] of this.models) {
       if (sha !== setup.classifier.sha256 && sha !== setup.vae?.sha256) {
         m.dispose();

@@ -9,14 +9,20 @@
  * (b) black-box vs white-box: the gradient-free Square Attack should not beat
  *     the best gradient attack at the same epsilon; where it does, the
  *     gradient the attacks follow is masked for that defense;
- * (c) randomized defenses: their numbers are means over forward passes.
+ * (c) randomized defenses: their numbers are means over forward passes;
+ * (d) convergence: PGD with twice the steps and restarts should not move the
+ *     accuracy by more than a tolerance (else the attack had not converged and
+ *     the number overstates robustness);
+ * (e) monotone loss: the loss PGD ascends should rise along its steps; a loss
+ *     that stalls or falls means the gradient does not point uphill (masked).
+ * (d) and (e) take the numbers of a worst-case evaluation (src/eval/worst-case.ts).
  *
  * Also the "gray-box vs adaptive" table that puts the two modes side by side.
  */
 import type { AttackName } from "../attacks/index.js";
 import { defensesOf, formatEpsilon, type AttackMode, type ResultRow } from "./results.js";
 
-export type SanityCheck = "decay" | "black-box" | "randomized";
+export type SanityCheck = "decay" | "black-box" | "randomized" | "convergence" | "monotone";
 
 export interface SanityFinding {
   check: SanityCheck;
@@ -192,6 +198,100 @@ export function checkRandomized(rows: readonly ResultRow[], options: RandomizedO
         message: `${defense} is randomized: ${mean}${eot}.`,
       };
     });
+}
+
+export interface ConvergenceInput {
+  defense: string;
+  epsilon: number;
+  /** The attack as evaluated, and its accuracy. */
+  base: { attack: string; accuracy: number };
+  /** The same attack with doubled steps and restarts, on the same images. */
+  stronger: { attack: string; accuracy: number };
+  /** Images both ran on. */
+  samples: number;
+  /** Largest change allowed (default 0.01). */
+  tolerance?: number;
+}
+
+/** (d) Doubling PGD's steps and restarts should change the accuracy by less than the tolerance. */
+export function checkConvergence(c: ConvergenceInput): SanityFinding[] {
+  const tolerance = c.tolerance ?? 0.01;
+  const delta = c.stronger.accuracy - c.base.accuracy;
+  const where = `${c.defense} at epsilon ${formatEpsilon(c.epsilon)}`;
+  const moved = `${c.base.attack} leaves ${fmt(c.base.accuracy)}, ${c.stronger.attack} ${fmt(c.stronger.accuracy)} on the same ${c.samples} images`;
+  if (Math.abs(delta) >= tolerance) {
+    return [
+      {
+        check: "convergence",
+        level: "warning",
+        attack: c.base.attack,
+        mode: "adaptive",
+        defense: c.defense,
+        epsilon: c.epsilon,
+        message:
+          delta < 0
+            ? `${where}: ${moved}: the attack had not converged (doubling steps and restarts lowers accuracy by ${fmt(-delta)}, tolerance ${tolerance}); the robustness is overstated.`
+            : `${where}: ${moved}: the accuracy rises by ${fmt(delta)} with the stronger attack (tolerance ${tolerance}): a noisy (randomized) defense or too few images to tell.`,
+      },
+    ];
+  }
+  return [
+    {
+      check: "convergence",
+      level: "info",
+      attack: c.base.attack,
+      mode: "adaptive",
+      defense: c.defense,
+      epsilon: c.epsilon,
+      message: `${where}: ${moved}: the attack has converged (change ${fmt(Math.abs(delta))} < ${tolerance}).`,
+    },
+  ];
+}
+
+export interface MonotoneOptions {
+  defense: string;
+  attack: string;
+  epsilon: number;
+  /** Steps in the moving average that smooths EOT noise (default 5). */
+  window?: number;
+  /** Largest fall of the smoothed loss allowed, as a fraction of its rise (default 0.1). */
+  tolerance?: number;
+}
+
+/**
+ * (e) The batch-mean loss along PGD's steps (one restart) should rise: its
+ * moving average must end above where it starts, and never fall by more than
+ * `tolerance` of that rise.
+ */
+export function checkMonotoneLoss(trace: readonly number[], o: MonotoneOptions): SanityFinding[] {
+  if (trace.length < 2) return [];
+  const w = Math.max(1, Math.min(o.window ?? 5, trace.length));
+  const tolerance = o.tolerance ?? 0.1;
+  const smooth: number[] = [];
+  for (let i = 0; i + w <= trace.length; i++) smooth.push(trace.slice(i, i + w).reduce((a, b) => a + b, 0) / w);
+  const rise = smooth[smooth.length - 1] - smooth[0];
+  let peak = smooth[0];
+  let fall = 0;
+  for (const v of smooth) {
+    peak = Math.max(peak, v);
+    fall = Math.max(fall, peak - v);
+  }
+  const where = `${o.defense} at epsilon ${formatEpsilon(o.epsilon)}, ${o.attack}`;
+  const said = `the loss goes from ${trace[0].toFixed(3)} to ${trace[trace.length - 1].toFixed(3)} over ${trace.length} steps; the largest fall of its ${w}-step moving average is ${fall.toFixed(3)}`;
+  const ok = rise > 0 && fall <= tolerance * rise;
+  return [
+    {
+      check: "monotone",
+      level: ok ? "info" : "warning",
+      attack: o.attack,
+      mode: "adaptive",
+      defense: o.defense,
+      epsilon: o.epsilon,
+      message: ok
+        ? `${where}: ${said} (${rise > 0 ? ((100 * fall) / rise).toFixed(0) : "-"}% of its rise): the loss rises monotonically.`
+        : `${where}: ${said}, against a rise of ${rise.toFixed(3)}: the loss does not rise monotonically, so the gradient the attack follows may be masked or its step too large.`,
+    },
+  ];
 }
 
 /** Every check, warnings first. */

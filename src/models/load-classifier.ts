@@ -11,7 +11,7 @@ import { ArgumentError, CheckpointError } from "../core/errors.js";
 import { checkInt } from "../core/validate.js";
 import type { ImageClassifier } from "./classifiers.js";
 import { loadCheckpoint } from "./checkpoint.js";
-import { ConvVae } from "./vae.js";
+import { PURIFIER_ARCHS } from "./loaders.js";
 import { INPUT_SCALINGS, loadTfjsLayersModel, type InputScalingName } from "./tfjs.js";
 import { loadTorchScriptClassifier } from "./torchscript.js";
 import { loadTfliteModel } from "./tflite/model.js";
@@ -109,7 +109,7 @@ function loadBase(path: string, o: ClassifierFileOptions): LoadedClassifier {
     }
     case "checkpoint": {
       const ck = loadCheckpoint(path);
-      if (ck.arch === ConvVae.arch) {
+      if (PURIFIER_ARCHS.includes(ck.arch)) {
         ck.model.dispose();
         throw new CheckpointError(path, `holds a '${ck.arch}' model but a classifier is needed`);
       }

@@ -3,6 +3,8 @@ import { VaeguardError } from "../core/errors.js";
 import type { Module } from "../nn/module.js";
 import { Cifar10Cnn, MnistCnn } from "./classifiers.js";
 import { ConvVae, type ConvVaeConfig } from "./vae.js";
+import { Mlp, type MlpConfig } from "./mlp.js";
+import { ConvPurifier, type ConvPurifierConfig } from "./purifier.js";
 
 type Factory = (config: Record<string, unknown>) => Module;
 
@@ -10,6 +12,8 @@ const FACTORIES: Record<string, Factory> = {
   [MnistCnn.arch]: () => new MnistCnn(),
   [Cifar10Cnn.arch]: () => new Cifar10Cnn(),
   [ConvVae.arch]: (config) => new ConvVae(config as unknown as ConvVaeConfig),
+  [Mlp.arch]: (config) => new Mlp(config as unknown as MlpConfig),
+  [ConvPurifier.arch]: (config) => new ConvPurifier(config as unknown as ConvPurifierConfig),
 };
 
 export function architectures(): string[] {
@@ -27,7 +31,9 @@ export function describeModel(model: Module): { arch: string; config: Record<str
   const ctor = model.constructor as unknown as { arch?: string };
   const withConfig = model as unknown as { config?: () => Record<string, unknown> };
   if (!ctor.arch || typeof withConfig.config !== "function") {
-    throw new VaeguardError(`${model.constructor.name} is not a registered architecture and cannot be checkpointed by name`);
+    throw new VaeguardError(
+      `${model.constructor.name} is not a registered architecture and cannot be checkpointed by name`,
+    );
   }
   return { arch: ctor.arch, config: withConfig.config() };
 }

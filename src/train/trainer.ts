@@ -13,7 +13,7 @@
  */
 import { existsSync } from "node:fs";
 import { dispose, manualSeed, noGrad, tidy } from "../core/engine.js";
-import type { Tensor } from "../core/tensor.js";
+import { Tensor } from "../core/tensor.js";
 import { checkInt, checkNumber } from "../core/validate.js";
 import { LIMITS } from "../core/limits.js";
 import { TrainingError } from "../core/errors.js";
@@ -39,6 +39,8 @@ export interface EpochStats {
   /** The learning rate of this epoch. */
   lr?: number;
   validation?: Record<string, number>;
+  /** Means over the epoch's training batches of what the step reported besides its loss. */
+  train?: Record<string, number>;
 }
 
 export interface StopCriterion {
@@ -117,6 +119,10 @@ export interface FitOptions<M extends Module> {
   /** Reports each epoch's progress (default: nothing). */
   progress?: ProgressFactory;
   log?: (line: string) => void;
+  /** Saved in every checkpoint's info (what the model was trained for), and checked by `checkResume`. */
+  info?: Record<string, unknown>;
+  /** Called with a checkpoint's info before resuming or reusing it; throw to refuse it. */
+  checkResume?: (info: Record<string, unknown> | undefined) => void;
 }
 
 /** The learning rate of a 0-based epoch under a multi-step schedule. */
@@ -124,10 +130,27 @@ export function scheduledLr(baseLr: number, epoch: number, milestones: readonly 
   return baseLr * gamma ** milestones.filter((m) => epoch >= m).length;
 }
 
-interface Hooks<M> {
-  /** The loss to minimise, optionally with named terms to report (scalars). */
-  step(model: M, x: Tensor, y: Tensor): Tensor | { loss: Tensor; terms: Record<string, Tensor> };
-  validate(model: M, ds: ImageDataset, batchSize: number): Record<string, number>;
+/**
+ * What one training step reports: its loss (to minimise), optionally named terms of
+ * it (scalar tensors, kept per epoch: the VAE's reconstruction term decides when to
+ * stop) and other numbers for the progress line (the purifier's adversarial accuracy).
+ */
+export type StepResult = Tensor | { loss: Tensor; terms?: Record<string, Tensor>; metrics?: Record<string, number> };
+
+/** Where training is, for schedules: the epoch (0-based) and the fraction of it done. */
+export interface TrainingPosition {
+  epoch: number;
+  fraction: number;
+}
+
+export interface Hooks<M> {
+  /**
+   * Optional, before each step, outside autograd's recording of the step: an
+   * input made from the batch (adversarial examples), passed to `step` and then freed.
+   */
+  prepare?(model: M, x: Tensor, y: Tensor, at: TrainingPosition): Promise<Tensor>;
+  step(model: M, x: Tensor, y: Tensor, prepared?: Tensor): StepResult;
+  validate(model: M, ds: ImageDataset, batchSize: number): Record<string, number> | Promise<Record<string, number>>;
 }
 
 export interface FitResult<M> {
@@ -139,7 +162,7 @@ export interface FitResult<M> {
   stopReason: StopReason;
 }
 
-async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Promise<FitResult<M>> {
+export async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Promise<FitResult<M>> {
   const epochs = checkInt(opts.epochs, "epochs", 1, LIMITS.epochs);
   const batchSize = checkInt(opts.batchSize, "batchSize", 1, LIMITS.batchSize);
   checkNumber(opts.lr, "lr", 0);
@@ -165,6 +188,13 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
     });
     model = ck.model;
     optimizer = ck.optimizer!;
+    try {
+      opts.checkResume?.(ck.info);
+    } catch (e) {
+      optimizer.dispose();
+      model.dispose();
+      throw e;
+    }
     const done = ck.training?.epoch ?? epochs;
     history = (ck.training?.history as EpochStats[] | undefined) ?? [];
     const reason = opts.stop ? stopReason(history, epochs, opts.stop) : done >= epochs ? "epochs" : null;
@@ -209,6 +239,8 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
       const termSums: Record<string, number> = {};
       let seen = 0;
       let b = 0;
+      const metricSums: Record<string, number> = {};
+      const batchTotal = Math.ceil(n / batchSize);
       try {
         for (const batch of batches(train, {
           batchSize,
@@ -217,17 +249,32 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
           epoch,
           augment: opts.augment,
         })) {
-          const { loss, terms } = tidy(() => {
-            optimizer.zeroGrad();
-            const out = hooks.step(model, batch.x, batch.y);
-            const l = "loss" in out ? out.loss : out;
-            l.backward();
-            optimizer.step();
-            const t = "loss" in out ? Object.fromEntries(Object.entries(out.terms).map(([k, v]) => [k, v.item()])) : {};
-            return { loss: l.item(), terms: t };
-          });
-          batch.x.dispose();
-          batch.y.dispose();
+          let prepared: Tensor | undefined;
+          let metrics: Record<string, number> | undefined;
+          let loss: number;
+          let terms: Record<string, number>;
+          try {
+            if (hooks.prepare)
+              prepared = await hooks.prepare(model, batch.x, batch.y, { epoch, fraction: b / batchTotal });
+            model.train();
+            ({ loss, terms } = tidy(() => {
+              optimizer.zeroGrad();
+              const out = hooks.step(model, batch.x, batch.y, prepared);
+              const l = out instanceof Tensor ? out : out.loss;
+              if (!(out instanceof Tensor)) metrics = out.metrics;
+              l.backward();
+              optimizer.step();
+              const t =
+                out instanceof Tensor || out.terms === undefined
+                  ? {}
+                  : Object.fromEntries(Object.entries(out.terms).map(([k, v]) => [k, v.item()]));
+              return { loss: l.item(), terms: t };
+            }));
+          } finally {
+            prepared?.dispose();
+            batch.x.dispose();
+            batch.y.dispose();
+          }
           if (!Number.isFinite(loss))
             throw new TrainingError(
               `${label}: the loss became ${loss} at epoch ${epoch + 1}, batch ${b + 1} (try a smaller --lr)`,
@@ -235,9 +282,13 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
           const k = batch.indices.length;
           lossSum += loss * k;
           for (const [name, v] of Object.entries(terms)) termSums[name] = (termSums[name] ?? 0) + v * k;
+          for (const [name, v] of Object.entries(metrics ?? {})) metricSums[name] = (metricSums[name] ?? 0) + v * k;
           seen += k;
           b++;
-          bar.update(seen, { loss: lossSum / seen });
+          bar.update(seen, {
+            loss: lossSum / seen,
+            ...Object.fromEntries(Object.entries(metricSums).map(([name, v]) => [name, v / seen])),
+          });
         }
       } finally {
         if (train !== opts.train) dispose([train.images, train.labels]);
@@ -256,17 +307,20 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
         imagesPerSecond: seen / seconds,
         lr: optimizer.lr,
       };
+      if (Object.keys(metricSums).length > 0) {
+        stats.train = Object.fromEntries(Object.entries(metricSums).map(([k, v]) => [k, v / seen]));
+      }
       if (opts.validation) {
         model.eval();
-        stats.validation = hooks.validate(model, opts.validation, 256);
+        stats.validation = await hooks.validate(model, opts.validation, 256);
       }
       history.push(stats);
-      const val = stats.validation
-        ? " " +
-          Object.entries(stats.validation)
-            .map(([k, v]) => `${k} ${v.toFixed(4)}`)
-            .join(" ")
-        : "";
+      const show = (m: Record<string, number>, prefix: string) =>
+        Object.entries(m)
+          .map(([k, v]) => ` ${prefix}${k} ${v.toFixed(4)}`)
+          .join("");
+      const val =
+        (stats.train ? show(stats.train, "train ") : "") + (stats.validation ? show(stats.validation, "") : "");
       log(
         `${label} epoch ${epoch + 1}/${epochs}: loss ${stats.trainLoss.toFixed(4)}${val} lr ${optimizer.lr.toExponential(1)} (${seconds.toFixed(0)} s, ${stats.imagesPerSecond.toFixed(0)} images/s)`,
       );
@@ -282,6 +336,7 @@ async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Prom
           seed: opts.seed,
           history,
         },
+        ...(opts.info ? { info: opts.info } : {}),
       });
       if (after) {
         if (opts.stop) log(`${label}: stopped after epoch ${epoch + 1} (${after})`);

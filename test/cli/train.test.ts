@@ -74,5 +74,5 @@ test("train rejects a bad model kind with exit code 2", () => {
     encoding: "utf8",
   });
   assert.equal(r.status, 2);
-  assert.match(r.stderr, /Expected "classifier" or "vae" for model but received "gan"/);
+  assert.match(r.stderr, /Expected "classifier", "vae" or "purifier" for model but received "gan"/);
 });

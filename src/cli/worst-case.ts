@@ -1,0 +1,364 @@
+/**
+ * `vaeguard worst-case`: the worst-case robust accuracy of a classifier behind
+ * a list of defenses (the paper's VAE, a trained purifier, JPEG, none ...) at
+ * a list of epsilons, with the gradient-masking checks (src/eval/worst-case.ts).
+ * Resumable: every finished (defense, epsilon) cell is kept in OUT/results.json
+ * and reused by a rerun with the same settings and the same checkpoints behind
+ * that defense, so defenses can be added to a folder run by run. Writes OUT/report.md.
+ */
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync, rmSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
+import type { Command } from "commander";
+import { setNumThreads } from "../core/engine.js";
+import { ArgumentError, VaeguardError } from "../core/errors.js";
+import { datasetSize, takeFirst } from "../data/index.js";
+import { createDefense, type Defense } from "../defenses/index.js";
+import { loadClassifierFor, loadPurifierFor } from "../models/loaders.js";
+import type { Purifier } from "../models/purifier.js";
+import { describeModel } from "../models/registry.js";
+import { splitDefenseList } from "../eval/config.js";
+import { RECIPES, type SmallDataset } from "../eval/reproduce.js";
+import {
+  WORST_CASE_ATTACKS,
+  WORST_CASE_DEFAULTS,
+  maskingChecks,
+  resolveWorstCaseSettings,
+  worstCaseCell,
+  type MaskingResult,
+  type WorstCaseAttack,
+  type WorstCaseCell,
+  type WorstCaseSettings,
+} from "../eval/worst-case.js";
+import { writeFileAtomic, writeJsonAtomic } from "../io/atomic.js";
+import { maskingKey, renderWorstCaseReport, renderWorstCaseText } from "../report/worst-case.js";
+import { parseIntArg, parseListArg, parseNumberArg, runAction, softwareVersions } from "./common.js";
+
+interface Opts {
+  dataset: string;
+  dataDir?: string;
+  classifier?: string;
+  vae?: string;
+  purifier?: string;
+  defenses?: string;
+  eps: number[];
+  samples: number;
+  steps: number;
+  restarts: number;
+  eot: number;
+  squareQueries: number;
+  squareEot?: number;
+  attacks: string[];
+  passes: number;
+  checks: boolean;
+  checkSamples?: number;
+  largeEps: number;
+  batchSize: number;
+  seed: number;
+  out?: string;
+  restart?: boolean;
+  threads?: number;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+const RESULTS_FORMAT = "vaeguard worst-case/1";
+
+function sha256(file: string): string {
+  return createHash("sha256").update(readFileSync(file)).digest("hex");
+}
+
+function checkAttacks(list: string[]): WorstCaseAttack[] {
+  if (list.length === 0) throw new ArgumentError("Expected at least one attack for --attacks but received none");
+  for (const a of list) {
+    if (!(WORST_CASE_ATTACKS as readonly string[]).includes(a)) {
+      throw new ArgumentError(
+        `Unsupported attack "${a}" for --attacks; the worst case takes ${WORST_CASE_ATTACKS.join(", ")}`,
+      );
+    }
+  }
+  return list as WorstCaseAttack[];
+}
+
+interface SavedResults {
+  format: string;
+  fingerprint: Record<string, unknown>;
+  cells: WorstCaseCell[];
+  masking: Record<string, MaskingResult>;
+  /** The checkpoints (sha256) behind each cell's defense, by maskingKey. */
+  models: Record<string, string>;
+}
+
+/** Whether a defense spec uses the model of `head` ("vae", "purifier"), itself or as an ensemble member. */
+function specUses(spec: string, head: string): boolean {
+  const colon = spec.indexOf(":");
+  const name = (colon < 0 ? spec : spec.slice(0, colon)).trim().toLowerCase();
+  if (name === head) return true;
+  return (
+    name === "ensemble" &&
+    spec
+      .slice(colon + 1)
+      .split("+")
+      .some((m) => specUses(m, head))
+  );
+}
+
+function loadSaved(file: string, fingerprint: Record<string, unknown>): SavedResults | undefined {
+  if (!existsSync(file)) return undefined;
+  let saved: SavedResults;
+  try {
+    saved = JSON.parse(readFileSync(file, "utf8")) as SavedResults;
+  } catch {
+    throw new VaeguardError(`${file}: not a readable results file; pass --restart to start over`);
+  }
+  if (saved.format !== RESULTS_FORMAT || JSON.stringify(saved.fingerprint) !== JSON.stringify(fingerprint)) {
+    throw new VaeguardError(
+      `${file} holds results of other settings (data, checkpoints, defenses or attack parameters); pass --restart or another --out`,
+    );
+  }
+  return saved;
+}
+
+export function register(program: Command): void {
+  program
+    .command("worst-case")
+    .description(
+      "worst-case robust accuracy: per image the minimum over PGD (CE and margin losses, restarts, EOT), Square and transfer attacks, with a 95% interval and gradient-masking checks; resumable",
+    )
+    .option("--dataset <name>", `test data: ${Object.keys(RECIPES).join(", ")}`, "mnist")
+    .option("--data-dir <dir>", "data files to use instead of the default source")
+    .option("--classifier <file>", "classifier checkpoint (required)")
+    .option("--vae <file>", "VAE checkpoint for the vae defense (the paper's)")
+    .option("--purifier <file>", "trained purifier checkpoint for the purifier defense (vaeguard train purifier)")
+    .option(
+      "--defenses <list>",
+      'defense specs, comma-separated (default "none", plus "vae" with --vae and "purifier" with --purifier)',
+    )
+    .option(
+      "--eps <list>",
+      "comma-separated L-inf budgets in [0, 1]",
+      parseListArg(parseNumberArg("eps", 0, 1)),
+      [0.1, 0.2, 0.3],
+    )
+    .option("--samples <n>", "first N test images", parseIntArg("samples", 1), 1000)
+    .option("--steps <n>", "PGD steps", parseIntArg("steps", 1), WORST_CASE_DEFAULTS.steps)
+    .option("--restarts <n>", "PGD random restarts", parseIntArg("restarts", 1), WORST_CASE_DEFAULTS.restarts)
+    .option("--eot <k>", "EOT samples per PGD gradient on randomized defenses", parseIntArg("eot", 1), 10)
+    .option("--square-queries <n>", "Square Attack queries", parseIntArg("square-queries", 1), 5000)
+    .option(
+      "--square-eot <k>",
+      "passes averaged per Square query on randomized defenses (default --eot)",
+      parseIntArg("square-eot", 1),
+    )
+    .option(
+      "--attacks <list>",
+      `which attacks, comma-separated: ${WORST_CASE_ATTACKS.join(",")}`,
+      parseListArg(String),
+      [...WORST_CASE_ATTACKS],
+    )
+    .option("--passes <p>", "forward passes scoring a randomized defense", parseIntArg("passes", 1), 5)
+    .option("--no-checks", "skip the gradient-masking checks")
+    .option(
+      "--check-samples <n>",
+      "images for the checks' extra attacks (default all)",
+      parseIntArg("check-samples", 1),
+    )
+    .option("--large-eps <x>", "budget at which accuracy must be near 0", parseNumberArg("large-eps", 0, 1), 0.5)
+    .option("--batch-size <n>", "images per attack batch", parseIntArg("batch-size", 1), 100)
+    .option("--seed <n>", "random seed", parseIntArg("seed", 0), 0)
+    .option("--out <dir>", "report folder with resumable results (default runs/worst-case-<dataset>)")
+    .option("--restart", "discard saved results in --out")
+    .option("--threads <n>", "libtorch threads", parseIntArg("threads", 1))
+    .option("--json", "print the cells and checks as JSON on stdout")
+    .option("--quiet", "no progress lines")
+    .action((o: Opts) =>
+      runAction(async () => {
+        if (!(o.dataset in RECIPES)) {
+          throw new ArgumentError(
+            `Expected one of ${Object.keys(RECIPES).join(", ")} for --dataset but received ${JSON.stringify(o.dataset)}`,
+          );
+        }
+        if (!o.classifier) throw new ArgumentError("--classifier is required: a vaeguard classifier checkpoint");
+        const attacks = checkAttacks(o.attacks);
+        if (o.eps.length === 0) throw new ArgumentError("Expected at least one epsilon for --eps but received none");
+        if (o.threads) setNumThreads(o.threads);
+        const log = (line: string) => {
+          if (!o.quiet) process.stderr.write(`worst-case: ${line}\n`);
+        };
+        const dataset = o.dataset as SmallDataset;
+        const recipe = RECIPES[dataset];
+        const probe = recipe.makeClassifier();
+        const shape = [...probe.inputShape];
+        probe.dispose();
+        const specs = o.defenses
+          ? splitDefenseList(o.defenses)
+          : ["none", ...(o.vae ? ["vae"] : []), ...(o.purifier ? ["purifier"] : [])];
+        // Every setting is checked before anything is loaded or attacked.
+        const settingsFor = (eps: number): WorstCaseSettings =>
+          resolveWorstCaseSettings({
+            eps,
+            steps: o.steps,
+            restarts: o.restarts,
+            eot: o.eot,
+            squareQueries: o.squareQueries,
+            squareEot: o.squareEot,
+            attacks,
+            passes: o.passes,
+            batchSize: o.batchSize,
+            seed: o.seed,
+          });
+        o.eps.forEach(settingsFor);
+        const classifierFile = resolve(o.classifier);
+        const classifier = loadClassifierFor(classifierFile, {
+          inputShape: shape,
+          numClasses: 10,
+          dataset: recipe.title,
+        });
+        const owned: { dispose(): void }[] = [classifier];
+        try {
+          const vae: Purifier | undefined = o.vae ? loadPurifierFor(resolve(o.vae), shape, recipe.title) : undefined;
+          if (vae) owned.push(vae);
+          const purifier: Purifier | undefined = o.purifier
+            ? loadPurifierFor(resolve(o.purifier), shape, recipe.title)
+            : undefined;
+          if (purifier) owned.push(purifier);
+          const defenses: Defense[] = specs.map((s) => createDefense(s, { vae, purifier }));
+          const names = new Set<string>();
+          for (const d of defenses) {
+            if (names.has(d.name)) throw new ArgumentError(`Two defenses are both named "${d.name}"; list each once`);
+            names.add(d.name);
+          }
+
+          const full = await recipe.load("test", o.dataDir);
+          owned.push({ dispose: () => (full.images.dispose(), full.labels.dispose()) });
+          const n = Math.min(o.samples, datasetSize(full));
+          const test = n < datasetSize(full) ? takeFirst(full, n) : full;
+          if (test !== full) owned.push({ dispose: () => (test.images.dispose(), test.labels.dispose()) });
+
+          const out = resolve(o.out ?? join("runs", `worst-case-${dataset}`));
+          const resultsFile = join(out, "results.json");
+          if (o.restart) rmSync(resultsFile, { force: true });
+          const fingerprint = {
+            dataset,
+            test: test.source,
+            samples: n,
+            classifierSha256: sha256(classifierFile),
+            settings: settingsFor(0),
+            checks: o.checks ? { samples: o.checkSamples ?? null, largeEps: o.largeEps } : null,
+          };
+          const vaeSha256 = o.vae ? sha256(resolve(o.vae)) : null;
+          const purifierSha256 = o.purifier ? sha256(resolve(o.purifier)) : null;
+          const modelsOf = (spec: string): string =>
+            [
+              specUses(spec, "vae") ? `vae ${vaeSha256}` : "",
+              specUses(spec, "purifier") ? `purifier ${purifierSha256}` : "",
+            ].join(";");
+          const saved = loadSaved(resultsFile, fingerprint);
+          const models: Record<string, string> = saved?.models ?? {};
+          const masking: Record<string, MaskingResult> = saved?.masking ?? {};
+          // A saved cell is reused only when its defense still rests on the same checkpoints.
+          const cells: WorstCaseCell[] = (saved?.cells ?? []).filter((c) => {
+            const i = defenses.findIndex((d) => d.name === c.defense);
+            const key = maskingKey(c.defense, c.epsilon);
+            if (i < 0 || models[key] === modelsOf(specs[i])) return true;
+            log(
+              `${c.defense}, eps ${c.epsilon}: its checkpoint differs from the one in ${resultsFile}; evaluating again`,
+            );
+            delete masking[key];
+            delete models[key];
+            return false;
+          });
+          const about = [
+            `Data: ${recipe.title} test set, first ${n} images (${test.source}); labels: ${recipe.labelSource}.`,
+            `Classifier: ${basename(classifierFile)} ('${describeModel(classifier).arch}', sha256 ${fingerprint.classifierSha256.slice(0, 12)}).`,
+            ...(vae
+              ? [
+                  `VAE: ${basename(o.vae!)} ('${describeModel(vae).arch}', sha256 ${vaeSha256!.slice(0, 12)}).`,
+                ]
+              : []),
+            ...(purifier
+              ? [
+                  `Purifier: ${basename(o.purifier!)} ('${describeModel(purifier).arch}', sha256 ${purifierSha256!.slice(0, 12)}).`,
+                ]
+              : []),
+            `Attacks: ${attacks.join(", ")}; PGD ${o.steps} steps of 2.5 * eps / steps, ${o.restarts} restart(s), EOT ${o.eot} on randomized defenses; Square ${o.squareQueries} queries; scoring over ${o.passes} pass(es) for randomized defenses. Seed ${o.seed}.`,
+            `Command: \`${["vaeguard", ...process.argv.slice(2)].join(" ")}\`.`,
+            `Software: ${Object.entries(softwareVersions())
+              .map(([k, v]) => `${k} ${v}`)
+              .join(", ")}.`,
+          ];
+          const save = () =>
+            writeJsonAtomic(resultsFile, { format: RESULTS_FORMAT, fingerprint, cells, masking, models });
+          const t0 = performance.now();
+          for (const eps of o.eps) {
+            for (const defense of defenses) {
+              let cell = cells.find((c) => c.defense === defense.name && c.epsilon === eps);
+              if (cell) {
+                log(`${defense.name}, eps ${eps}: taken from ${resultsFile}`);
+              } else {
+                cell = await worstCaseCell(classifier, defense, test.images, test.labels, settingsFor(eps), { log });
+                cells.push(cell);
+                models[maskingKey(defense.name, eps)] = modelsOf(specs[defenses.indexOf(defense)]);
+                save();
+              }
+              log(
+                `${defense.name}, eps ${eps}: worst case ${cell.worstCase.toFixed(4)} [${cell.interval.map((v) => v.toFixed(3)).join(", ")}] on ${cell.n} images`,
+              );
+              const key = maskingKey(defense.name, eps);
+              if (o.checks && eps > 0 && masking[key] === undefined) {
+                masking[key] = await maskingChecks(classifier, defense, test.images, test.labels, cell, {
+                  largeEps: o.largeEps,
+                  samples: o.checkSamples,
+                  log,
+                });
+                save();
+              }
+            }
+          }
+          // This run's cells in its order, then those other runs left in the same folder.
+          const current = o.eps.flatMap((e) =>
+            defenses.map((d) => cells.find((c) => c.defense === d.name && c.epsilon === e)!),
+          );
+          const ordered = [...current, ...cells.filter((c) => !current.includes(c))];
+          const seconds = (performance.now() - t0) / 1000;
+          const report = renderWorstCaseReport({
+            title: `vaeguard worst-case: ${recipe.title}`,
+            about: [
+              ...about,
+              `Time: ${seconds.toFixed(0)} s in this run (cells taken from earlier runs cost nothing).`,
+            ],
+            cells: ordered,
+            masking,
+          });
+          writeFileAtomic(join(out, "report.md"), report);
+          if (o.json) {
+            console.log(
+              JSON.stringify(
+                {
+                  cells: ordered.map(({ perImage: _p, clean, attacks: a, ...rest }) => ({
+                    ...rest,
+                    clean: clean.accuracy,
+                    attacks: a.map(({ perImage: _q, ...r }) => r),
+                  })),
+                  masking,
+                  report: join(out, "report.md"),
+                  results: resultsFile,
+                  seconds,
+                },
+                null,
+                2,
+              ),
+            );
+            return;
+          }
+          console.log(renderWorstCaseText(ordered));
+          for (const m of Object.values(masking)) {
+            for (const f of m.findings) console.log(`${f.level === "warning" ? "Warning" : "Check"}: ${f.message}`);
+          }
+          console.log(`Report: ${join(out, "report.md")} (${seconds.toFixed(0)} s)`);
+        } finally {
+          for (const d of owned.reverse()) d.dispose();
+        }
+      }),
+    );
+}

@@ -1,0 +1,454 @@
+/**
+ * Worst-case robust accuracy of a defended classifier (issue 12): for each
+ * image, the minimum over a set of strong attacks, each run against the
+ * defense as it is (adaptive):
+ *
+ * - PGD L-inf with the cross-entropy loss, `steps` steps of 2.5 * eps / steps,
+ *   `restarts` random restarts, EOT over `eot` samples of a randomized
+ *   defense's noise per gradient (1 for a deterministic one);
+ * - the same with Carlini & Wagner's margin loss (it does not saturate where
+ *   the softmax does, so it catches masking by over-confident logits);
+ * - Square Attack (gradient-free random search; EOT `squareEot` passes per query
+ *   on a randomized defense), which needs no gradient at all;
+ * - gray-box transfer: PGD-CE on the undefended classifier, then the defense.
+ *
+ * The clean image is a candidate too, so a clean mistake counts as a loss.
+ * Scoring: a deterministic defense gives each image 0 or 1; a randomized one
+ * gives it the fraction of `passes` independent forward passes that classify
+ * it correctly (its expected accuracy), never the best pass. The worst case of
+ * an image is its minimum over the candidates, and the defense's worst-case
+ * accuracy the mean over images, with a 95% Wilson interval over the n images.
+ *
+ * libtorch's generator is reseeded from (seed, defense, attack, eps, batch)
+ * before every attack, so a cell's numbers do not depend on what ran before.
+ *
+ * Also the gradient-masking checks (maskingChecks), as SanityFindings.
+ */
+import { manualSeed, noGrad, tidy } from "../core/engine.js";
+import type { Tensor } from "../core/tensor.js";
+import { checkInt, checkNumber, fail } from "../core/validate.js";
+import { PGD } from "../attacks/pgd.js";
+import { SquareAttack } from "../attacks/square.js";
+import type { Attack, AttackableModel } from "../attacks/types.js";
+import { DefendedModel, type Classifier } from "../defenses/defended-model.js";
+import type { Defense } from "../defenses/types.js";
+import { deriveSeed } from "../data/random.js";
+import type { ResultRow } from "../report/types.js";
+import { accuracyStandardError, wilsonInterval } from "./interval.js";
+import { checkBlackBox, checkConvergence, checkDecay, checkMonotoneLoss, type SanityFinding } from "./sanity.js";
+
+export const WORST_CASE_ATTACKS = ["pgd-ce", "pgd-margin", "square", "transfer"] as const;
+export type WorstCaseAttack = (typeof WORST_CASE_ATTACKS)[number];
+
+export interface WorstCaseSettings {
+  /** L-inf budget in [0, 1]. */
+  eps: number;
+  /** PGD steps (default 100). */
+  steps: number;
+  /** PGD random restarts (default 2). */
+  restarts: number;
+  /** EOT samples per PGD gradient on a randomized defense (default 10). */
+  eot: number;
+  /** Square Attack queries per image (default 5000). */
+  squareQueries: number;
+  /** Forward passes averaged per Square query on a randomized defense (default: eot). */
+  squareEot: number;
+  /** Which attacks (default all four). */
+  attacks: WorstCaseAttack[];
+  /** Forward passes scoring a randomized defense (default 5). */
+  passes: number;
+  batchSize: number;
+  seed: number;
+}
+
+export const WORST_CASE_DEFAULTS: Omit<WorstCaseSettings, "eps" | "squareEot"> = {
+  steps: 100,
+  restarts: 2,
+  eot: 10,
+  squareQueries: 5000,
+  attacks: [...WORST_CASE_ATTACKS],
+  passes: 5,
+  batchSize: 100,
+  seed: 0,
+};
+
+/** Defaults filled in and every value checked. */
+export function resolveWorstCaseSettings(s: Partial<WorstCaseSettings> & { eps: number }): WorstCaseSettings {
+  const eot = checkInt(s.eot ?? WORST_CASE_DEFAULTS.eot, "eot", 1);
+  const attacks = s.attacks ?? WORST_CASE_DEFAULTS.attacks;
+  if (!Array.isArray(attacks) || attacks.length === 0) fail("a non-empty list of attacks", "attacks", attacks);
+  for (const a of attacks) {
+    if (!(WORST_CASE_ATTACKS as readonly string[]).includes(a)) {
+      fail(`one of ${WORST_CASE_ATTACKS.map((x) => JSON.stringify(x)).join(", ")}`, "attack", a);
+    }
+  }
+  return {
+    eps: checkNumber(s.eps, "eps", 0, 1),
+    steps: checkInt(s.steps ?? WORST_CASE_DEFAULTS.steps, "steps", 1),
+    restarts: checkInt(s.restarts ?? WORST_CASE_DEFAULTS.restarts, "restarts", 1),
+    eot,
+    squareQueries: checkInt(s.squareQueries ?? WORST_CASE_DEFAULTS.squareQueries, "squareQueries", 1),
+    squareEot: checkInt(s.squareEot ?? eot, "squareEot", 1),
+    attacks: [...new Set(attacks)],
+    passes: checkInt(s.passes ?? WORST_CASE_DEFAULTS.passes, "passes", 1),
+    batchSize: checkInt(s.batchSize ?? WORST_CASE_DEFAULTS.batchSize, "batchSize", 1),
+    seed: checkInt(s.seed ?? WORST_CASE_DEFAULTS.seed, "seed", 0),
+  };
+}
+
+export interface AttackScore {
+  attack: WorstCaseAttack | "clean";
+  /** Name with its parameters, for tables: "PGD(100)x2, EOT 10". */
+  name: string;
+  accuracy: number;
+  /** Per image: 1/0, or the fraction of passes correct for a randomized defense. */
+  perImage: number[];
+  seconds: number;
+}
+
+export interface WorstCaseCell {
+  defense: string;
+  epsilon: number;
+  n: number;
+  randomized: boolean;
+  clean: AttackScore;
+  attacks: AttackScore[];
+  /** Mean over images of the per-image minimum over clean and every attack. */
+  worstCase: number;
+  /** 95% Wilson interval of worstCase over the n images. */
+  interval: [number, number];
+  perImage: number[];
+  /** Batch-mean PGD-CE objective before each step, first batch, first restart (empty when PGD-CE did not run). */
+  pgdTrace: number[];
+  settings: WorstCaseSettings;
+  seconds: number;
+}
+
+/** A 32-bit hash of a string (FNV-1a), for seeds derived from names. */
+function hashString(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+function seedFor(seed: number, defense: string, attack: string, eps: number, batch: number): number {
+  return deriveSeed(seed, hashString(defense), hashString(attack), Math.round(eps * 1e6), batch);
+}
+
+/** Per-image fraction of `passes` forward passes (1 for a deterministic defense) that classify x correctly. */
+export async function scorePerImage(
+  model: DefendedModel,
+  x: Tensor,
+  labels: Tensor,
+  passes: number,
+): Promise<number[]> {
+  const runs = model.defense.randomized ? passes : 1;
+  let sum: number[] | undefined;
+  for (let p = 0; p < runs; p++) {
+    const pred = await model.predict(x);
+    const ok = noGrad(() => tidy(() => pred.eq(labels.to(pred.dtype)).to("float32").toArray()));
+    pred.dispose();
+    sum = sum === undefined ? ok : sum.map((v, i) => v + ok[i]);
+  }
+  return sum!.map((v) => v / runs);
+}
+
+const mean = (a: readonly number[]) => a.reduce((s, v) => s + v, 0) / Math.max(a.length, 1);
+
+function attackName(
+  kind: WorstCaseAttack,
+  s: WorstCaseSettings,
+  randomized: boolean,
+  steps = s.steps,
+  restarts = s.restarts,
+): string {
+  const eot = randomized ? `, EOT ${kind === "square" ? s.squareEot : s.eot}` : "";
+  const pgd = `(${steps})${restarts > 1 ? `x${restarts}` : ""}`;
+  switch (kind) {
+    case "pgd-ce":
+      return `PGD${pgd}${eot}`;
+    case "pgd-margin":
+      return `PGD-margin${pgd}${eot}`;
+    case "square":
+      return `Square(${s.squareQueries})${eot}`;
+    case "transfer":
+      return `transfer PGD${pgd} from the undefended classifier`;
+  }
+}
+
+/** Build one attack of the worst case: against the defended model (adaptive), or the bare classifier (transfer). */
+function buildAttack(
+  kind: WorstCaseAttack,
+  adaptive: DefendedModel,
+  classifier: Classifier,
+  s: WorstCaseSettings,
+  eps: number,
+  extra: {
+    steps?: number;
+    restarts?: number;
+    onStep?: (i: { restart: number; step: number; loss: number }) => void;
+  } = {},
+): Attack {
+  const randomized = adaptive.randomized;
+  const steps = extra.steps ?? s.steps;
+  const restarts = extra.restarts ?? s.restarts;
+  switch (kind) {
+    case "pgd-ce":
+    case "pgd-margin":
+      return new PGD(adaptive, {
+        eps,
+        steps,
+        restarts,
+        eotSamples: randomized ? s.eot : 1,
+        loss: kind === "pgd-ce" ? "ce" : "margin",
+        ...(extra.onStep ? { onStep: extra.onStep } : {}),
+      });
+    case "square":
+      return new SquareAttack(adaptive, { eps, queries: s.squareQueries, eotSamples: randomized ? s.squareEot : 1 });
+    case "transfer":
+      return new PGD(classifier as AttackableModel, { eps, steps, restarts, eotSamples: 1 });
+  }
+}
+
+/** Run one attack over the images in batches and score its adversarial images through the defense. */
+async function runAttack(
+  kind: WorstCaseAttack,
+  defended: DefendedModel,
+  classifier: Classifier,
+  images: Tensor,
+  labels: Tensor,
+  s: WorstCaseSettings,
+  eps: number,
+  extra: { steps?: number; restarts?: number; trace?: number[] } = {},
+): Promise<AttackScore> {
+  const t0 = performance.now();
+  const n = images.dims[0];
+  const perImage: number[] = [];
+  for (let start = 0, b = 0; start < n; start += s.batchSize, b++) {
+    const m = Math.min(s.batchSize, n - start);
+    const [x, y] = tidy(() => [images.narrow(0, start, m), labels.narrow(0, start, m)]);
+    try {
+      manualSeed(
+        seedFor(
+          s.seed,
+          defended.defense.name,
+          `${kind}/${extra.steps ?? s.steps}/${extra.restarts ?? s.restarts}`,
+          eps,
+          b,
+        ),
+      );
+      const trace = b === 0 ? extra.trace : undefined;
+      const attack = buildAttack(kind, defended, classifier, s, eps, {
+        ...extra,
+        ...(trace ? { onStep: (i) => (i.restart === 0 ? trace.push(i.loss) : undefined) } : {}),
+      });
+      const adv = eps === 0 ? noGrad(() => x.clone()) : await attack.generate(x, y);
+      try {
+        perImage.push(...(await scorePerImage(defended, adv, y, s.passes)));
+      } finally {
+        adv.dispose();
+      }
+    } finally {
+      x.dispose();
+      y.dispose();
+    }
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const name = attackName(kind, s, defended.randomized, extra.steps, extra.restarts);
+  return { attack: kind, name, accuracy: mean(perImage), perImage, seconds };
+}
+
+function checkData(images: unknown, labels: unknown): void {
+  const x = images as Tensor;
+  const y = labels as Tensor;
+  if (typeof x?.dims !== "object" || x.rank !== 4) fail("a batch of images [N, C, H, W]", "images", images);
+  if (typeof y?.dims !== "object" || y.rank !== 1 || y.dims[0] !== x.dims[0]) {
+    fail(`${x.dims[0]} labels`, "labels", labels);
+  }
+}
+
+/**
+ * The worst case of one defense at one eps over the images (see the header).
+ * `log` gets one line per attack.
+ */
+export async function worstCaseCell(
+  classifier: Classifier,
+  defense: Defense,
+  images: Tensor,
+  labels: Tensor,
+  settings: Partial<WorstCaseSettings> & { eps: number },
+  options: { log?: (line: string) => void } = {},
+): Promise<WorstCaseCell> {
+  const s = resolveWorstCaseSettings(settings);
+  checkData(images, labels);
+  const t0 = performance.now();
+  const defended = new DefendedModel(defense, classifier, { view: "adaptive" });
+  const n = images.dims[0];
+  const cleanStart = performance.now();
+  const cleanScores: number[] = [];
+  for (let start = 0, b = 0; start < n; start += s.batchSize, b++) {
+    const m = Math.min(s.batchSize, n - start);
+    const [x, y] = tidy(() => [images.narrow(0, start, m), labels.narrow(0, start, m)]);
+    manualSeed(seedFor(s.seed, defense.name, "clean", s.eps, b));
+    cleanScores.push(...(await scorePerImage(defended, x, y, s.passes)));
+    x.dispose();
+    y.dispose();
+  }
+  const clean: AttackScore = {
+    attack: "clean",
+    name: "clean",
+    accuracy: mean(cleanScores),
+    perImage: cleanScores,
+    seconds: (performance.now() - cleanStart) / 1000,
+  };
+  const trace: number[] = [];
+  const attacks: AttackScore[] = [];
+  for (const kind of s.attacks) {
+    const score = await runAttack(kind, defended, classifier, images, labels, s, s.eps, {
+      ...(kind === "pgd-ce" ? { trace } : {}),
+    });
+    options.log?.(
+      `${defense.name}, eps ${s.eps}: ${score.name}: ${score.accuracy.toFixed(4)} (${score.seconds.toFixed(0)} s)`,
+    );
+    attacks.push(score);
+  }
+  const perImage = cleanScores.map((c, i) => Math.min(c, ...attacks.map((a) => a.perImage[i])));
+  const worst = mean(perImage);
+  return {
+    defense: defense.name,
+    epsilon: s.eps,
+    n,
+    randomized: defense.randomized,
+    clean,
+    attacks,
+    worstCase: worst,
+    interval: wilsonInterval(worst * n, n),
+    perImage,
+    pgdTrace: trace,
+    settings: s,
+    seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+export interface MaskingOptions {
+  /** The large budget at which accuracy must be near 0 (default 0.5). */
+  largeEps?: number;
+  /** Accuracy allowed at largeEps, as a fraction of the clean accuracy (default 0.1, chance on 10 classes). */
+  largeEpsRatio?: number;
+  /** Largest accuracy change allowed when PGD's steps and restarts double (default 0.01). */
+  convergenceTolerance?: number;
+  /** Run the large-eps and doubled-PGD checks on the first N images only (default: all of the cell's). */
+  samples?: number;
+  log?: (line: string) => void;
+}
+
+export interface MaskingResult {
+  findings: SanityFinding[];
+  /** Images the extra attacks ran on. */
+  samples: number;
+  largeEps: { epsilon: number; accuracy: number; clean: number };
+  doubled?: { name: string; base: number; doubled: number };
+}
+
+/**
+ * The gradient-masking checks of one worst-case cell (issue 12): accuracy
+ * near 0 at a large eps; PGD with doubled steps and restarts within
+ * `convergenceTolerance` of PGD; Square no better than PGD beyond noise; the
+ * PGD loss rising along its steps. Runs two extra attacks (PGD at largeEps, and
+ * PGD with 2x steps and 2x restarts) on the first `samples` images.
+ */
+export async function maskingChecks(
+  classifier: Classifier,
+  defense: Defense,
+  images: Tensor,
+  labels: Tensor,
+  cell: WorstCaseCell,
+  options: MaskingOptions = {},
+): Promise<MaskingResult> {
+  const largeEps = checkNumber(options.largeEps ?? 0.5, "largeEps", 0, 1);
+  const ratio = checkNumber(options.largeEpsRatio ?? 0.1, "largeEpsRatio", 0, 1);
+  const tolerance = checkNumber(options.convergenceTolerance ?? 0.01, "convergenceTolerance", 0);
+  const count = Math.min(checkInt(options.samples ?? cell.n, "samples", 1), cell.n);
+  const s = cell.settings;
+  const defended = new DefendedModel(defense, classifier, { view: "adaptive" });
+  const [x, y] = tidy(() => [images.narrow(0, 0, count), labels.narrow(0, 0, count)]);
+  const findings: SanityFinding[] = [];
+  try {
+    const subsetMean = (a: readonly number[]) => mean(a.slice(0, count));
+    const clean = subsetMean(cell.clean.perImage);
+    const large = await runAttack("pgd-ce", defended, classifier, x, y, s, largeEps, { restarts: 1 });
+    options.log?.(`${defense.name}: masking check, ${large.name} at eps ${largeEps}: ${large.accuracy.toFixed(4)}`);
+    const decayRows: ResultRow[] = [
+      { attack: "PGD", mode: "adaptive", epsilon: 0, relL2: 0, accuracy: { [defense.name]: clean } },
+      { attack: "PGD", mode: "adaptive", epsilon: largeEps, relL2: 0, accuracy: { [defense.name]: large.accuracy } },
+    ];
+    findings.push(...checkDecay(decayRows, { ratio }));
+
+    const base = cell.attacks.find((a) => a.attack === "pgd-ce");
+    let doubled: MaskingResult["doubled"];
+    if (base) {
+      const twice = await runAttack("pgd-ce", defended, classifier, x, y, s, s.eps, {
+        steps: 2 * s.steps,
+        restarts: 2 * s.restarts,
+      });
+      options.log?.(`${defense.name}: masking check, ${twice.name}: ${twice.accuracy.toFixed(4)}`);
+      doubled = { name: twice.name, base: subsetMean(base.perImage), doubled: twice.accuracy };
+      findings.push(
+        ...checkConvergence({
+          defense: defense.name,
+          epsilon: s.eps,
+          base: { attack: base.name, accuracy: doubled.base },
+          stronger: { attack: twice.name, accuracy: twice.accuracy },
+          samples: count,
+          tolerance,
+        }),
+      );
+      if (cell.pgdTrace.length > 1) {
+        findings.push(
+          ...checkMonotoneLoss(cell.pgdTrace, { defense: defense.name, attack: base.name, epsilon: s.eps }),
+        );
+      }
+    }
+
+    const square = cell.attacks.find((a) => a.attack === "square");
+    const gradient = cell.attacks.filter((a) => a.attack === "pgd-ce" || a.attack === "pgd-margin");
+    if (square && gradient.length > 0) {
+      const best = gradient.reduce((m, a) => (a.accuracy < m.accuracy ? a : m));
+      const noise = 2 * accuracyStandardError(best.accuracy, cell.n);
+      const rows: ResultRow[] = [best, square].map((a) => ({
+        attack: a.name,
+        mode: "adaptive",
+        epsilon: s.eps,
+        relL2: 0,
+        accuracy: { [defense.name]: a.accuracy },
+      }));
+      const warned = checkBlackBox(rows, { margin: noise, kinds: { [best.name]: "pgd", [square.name]: "square" } });
+      findings.push(
+        ...(warned.length > 0
+          ? warned
+          : [
+              {
+                check: "black-box" as const,
+                level: "info" as const,
+                attack: square.name,
+                mode: "adaptive" as const,
+                defense: defense.name,
+                epsilon: s.eps,
+                message:
+                  `${defense.name} at epsilon ${s.eps}: ${square.name} leaves ${square.accuracy.toFixed(3)}, ` +
+                  `not below the best gradient attack ${best.name} (${best.accuracy.toFixed(3)}) by more than the noise (${noise.toFixed(3)}).`,
+              },
+            ]),
+      );
+    }
+    return {
+      findings: [...findings.filter((f) => f.level === "warning"), ...findings.filter((f) => f.level === "info")],
+      samples: count,
+      largeEps: { epsilon: largeEps, accuracy: large.accuracy, clean },
+      doubled,
+    };
+  } finally {
+    x.dispose();
+    y.dispose();
+  }
+}

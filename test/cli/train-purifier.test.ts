@@ -1,0 +1,127 @@
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { manualSeed } from "../../src/core/engine.js";
+import { loadSafetensors } from "../../src/io/safetensors.js";
+import { saveCheckpoint } from "../../src/models/checkpoint.js";
+import { Cifar10Cnn } from "../../src/models/classifiers.js";
+import { Mlp } from "../../src/models/mlp.js";
+import { ConvVae, VAE_PRESETS } from "../../src/models/vae.js";
+
+const bin = join(process.cwd(), "bin", "vaeguard.js");
+let dir: string;
+let files: { mlp: string; vae: string; cifar: string };
+
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), "vaeguard-train-purifier-"));
+  manualSeed(0);
+  const mlp = new Mlp({ inputShape: [1, 28, 28], hidden: [16], numClasses: 10 });
+  const vae = new ConvVae(VAE_PRESETS.mnist);
+  const cifar = new Cifar10Cnn();
+  files = {
+    mlp: join(dir, "mlp.safetensors"),
+    vae: join(dir, "vae.safetensors"),
+    cifar: join(dir, "cifar.safetensors"),
+  };
+  saveCheckpoint(files.mlp, mlp);
+  saveCheckpoint(files.vae, vae);
+  saveCheckpoint(files.cifar, cifar);
+  for (const m of [mlp, vae, cifar]) m.dispose();
+});
+
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const train = (...args: string[]) =>
+  spawnSync(process.execPath, [bin, "train", "purifier", "--dataset", "mnist", ...args], { encoding: "utf8" });
+
+function assertUsage(r: ReturnType<typeof train>, pattern: RegExp): void {
+  assert.equal(r.status, 2, r.stderr);
+  assert.ok(
+    r.stderr
+      .trim()
+      .split("\n")
+      .some((l) => pattern.test(l)),
+    r.stderr,
+  );
+  assert.ok(!/at .*\.js:\d+/.test(r.stderr), `no stack trace: ${r.stderr}`);
+}
+
+test("train purifier: bad input is one line and exit code 2, before any data is loaded", () => {
+  const out = join(dir, "p.safetensors");
+  assertUsage(train("--out", out), /train purifier needs --classifier/);
+  assertUsage(
+    train("--out", out, "--classifier", files.mlp, "--eps", "1.5"),
+    /Expected number between 0 and 1 for eps but received 1.5/,
+  );
+  assertUsage(
+    train("--out", out, "--classifier", files.mlp, "--attack", "square"),
+    /Unsupported training attack "square"/,
+  );
+  assertUsage(
+    train("--out", out, "--classifier", files.cifar),
+    /holds a 'cifar10-cnn' classifier of images \[3, 32, 32\] but MNIST images are \[1, 28, 28\]/,
+  );
+  assertUsage(train("--out", out, "--classifier", files.vae), /holds a 'conv-vae' model, not a classifier/);
+  assertUsage(
+    train("--out", out, "--classifier", files.mlp, "--init", files.mlp),
+    /holds a 'mlp' model but a purifier/,
+  );
+  assertUsage(
+    train("--out", out, "--classifier", files.mlp, "--init", files.vae, "--arch", "conv"),
+    /holds a 'conv-vae' purifier but --arch conv needs a 'conv-purifier'/,
+  );
+  assertUsage(
+    train("--out", out, "--classifier", files.mlp, "--arch", "unet"),
+    /Expected "vae" or "conv" for --arch of a purifier/,
+  );
+});
+
+test("train purifier: a tiny run from the paper's VAE leaves the classifier file untouched and records what it was trained for", () => {
+  const out = join(dir, "tiny.safetensors");
+  const sha = () => createHash("sha256").update(readFileSync(files.mlp)).digest("hex");
+  const beforeSha = sha();
+  const r = train(
+    "--classifier",
+    files.mlp,
+    "--init",
+    files.vae,
+    "--out",
+    out,
+    "--train-samples",
+    "64",
+    "--validation",
+    "32",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "32",
+    "--eps",
+    "0.1",
+    "--eps-ramp",
+    "0",
+    "--eot",
+    "2",
+    "--val-attack-samples",
+    "16",
+    "--val-attack-steps",
+    "1",
+    "--quiet",
+  );
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /trained with fgsm-rs:alpha=1.25 at eps 0.1 in front of the frozen mlp \(weights unchanged\)/);
+  assert.equal(sha(), beforeSha);
+  const saved = loadSafetensors(out);
+  const info = JSON.parse(saved.metadata.info);
+  assert.equal(info.kind, "purifier");
+  assert.equal(info.classifierArch, "mlp");
+  assert.equal(info.classifierSha256, beforeSha);
+  assert.match(info.init, /^vae\.safetensors/);
+  const history = JSON.parse(saved.metadata.training).history;
+  assert.equal(history.length, 1);
+  assert.ok("pgd1Acc" in history[0].validation && "cleanAcc" in history[0].validation);
+  for (const t of saved.tensors.values()) t.dispose();
+});

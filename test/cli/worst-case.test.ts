@@ -1,0 +1,107 @@
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { manualSeed } from "../../src/core/engine.js";
+import { saveCheckpoint } from "../../src/models/checkpoint.js";
+import { Cifar10Cnn } from "../../src/models/classifiers.js";
+import { Mlp } from "../../src/models/mlp.js";
+import { ConvVae, VAE_PRESETS } from "../../src/models/vae.js";
+
+const bin = join(process.cwd(), "bin", "vaeguard.js");
+let dir: string;
+let files: { mlp: string; vae: string; cifar: string };
+
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), "vaeguard-worst-case-"));
+  manualSeed(0);
+  const mlp = new Mlp({ inputShape: [1, 28, 28], hidden: [16], numClasses: 10 });
+  const vae = new ConvVae(VAE_PRESETS.mnist);
+  const cifar = new Cifar10Cnn();
+  files = {
+    mlp: join(dir, "mlp.safetensors"),
+    vae: join(dir, "vae.safetensors"),
+    cifar: join(dir, "cifar.safetensors"),
+  };
+  saveCheckpoint(files.mlp, mlp);
+  saveCheckpoint(files.vae, vae);
+  saveCheckpoint(files.cifar, cifar);
+  for (const m of [mlp, vae, cifar]) m.dispose();
+});
+
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const run = (...args: string[]) => spawnSync(process.execPath, [bin, "worst-case", ...args], { encoding: "utf8" });
+
+function assertUsage(r: ReturnType<typeof run>, pattern: RegExp): void {
+  assert.equal(r.status, 2, r.stderr);
+  const lines = r.stderr.trim().split("\n");
+  assert.ok(
+    lines.some((l) => pattern.test(l)),
+    r.stderr,
+  );
+  assert.ok(!/at .*\.js:\d+/.test(r.stderr), `no stack trace: ${r.stderr}`);
+}
+
+test("worst-case: bad input is one line and exit code 2", () => {
+  assertUsage(
+    run("--classifier", files.mlp, "--eps", "0.1,1.5"),
+    /Expected number between 0 and 1 for eps but received 1.5/,
+  );
+  assertUsage(run("--classifier", files.mlp, "--eps", "-0.1"), /Expected number between 0 and 1 for eps/);
+  assertUsage(
+    run("--classifier", files.cifar, "--eps", "0.1"),
+    /holds a 'cifar10-cnn' classifier of images \[3, 32, 32\] but MNIST images are \[1, 28, 28\]/,
+  );
+  assertUsage(run("--classifier", files.vae), /holds a 'conv-vae' model, not a classifier/);
+  assertUsage(run("--classifier", files.mlp, "--attacks", "pgd-ce,cw"), /Unsupported attack "cw" for --attacks/);
+  assertUsage(run("--classifier", files.mlp, "--defenses", "purifier"), /needs a trained purifier/);
+  assertUsage(run("--eps", "0.1"), /--classifier is required/);
+});
+
+test("worst-case: a tiny run writes its table and checks, and a rerun takes its cells from the results file", () => {
+  const out = join(dir, "out");
+  const args = [
+    "--classifier",
+    files.mlp,
+    "--vae",
+    files.vae,
+    "--samples",
+    "6",
+    "--eps",
+    "0.1",
+    "--steps",
+    "2",
+    "--restarts",
+    "1",
+    "--eot",
+    "2",
+    "--square-queries",
+    "5",
+    "--passes",
+    "2",
+    "--check-samples",
+    "3",
+    "--batch-size",
+    "6",
+    "--out",
+    out,
+  ];
+  const r = run(...args);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /worst case\s+95% interval/);
+  assert.match(r.stdout, /^No defense\s+0\.1\s+6\s/m);
+  assert.match(r.stdout, /^VAE\s+0\.1\s+6\s/m);
+  const report = readFileSync(join(out, "report.md"), "utf8");
+  assert.match(report, /## Gradient-masking checks/);
+  assert.match(report, /\*\*VAE, eps 0.1\*\*/);
+  assert.ok(existsSync(join(out, "results.json")));
+  const again = run(...args);
+  assert.equal(again.status, 0, again.stderr);
+  assert.match(again.stderr, /taken from/);
+  const other = run(...args.map((a) => (a === "2" ? "3" : a)));
+  assert.equal(other.status, 2);
+  assert.match(other.stderr, /holds results of other settings/);
+});

@@ -1,0 +1,49 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { checkConvergence, checkMonotoneLoss } from "../../src/eval/sanity.js";
+
+test("convergence: a doubled PGD within the tolerance passes, one that lowers accuracy more is a warning", () => {
+  const ok = checkConvergence({
+    defense: "VAE",
+    epsilon: 0.1,
+    base: { attack: "PGD(100)x2", accuracy: 0.5 },
+    stronger: { attack: "PGD(200)x4", accuracy: 0.495 },
+    samples: 1000,
+  });
+  assert.equal(ok.length, 1);
+  assert.equal(ok[0].level, "info");
+  assert.match(ok[0].message, /has converged \(change 0.005 < 0.01\)/);
+  const bad = checkConvergence({
+    defense: "VAE",
+    epsilon: 0.1,
+    base: { attack: "PGD(100)x2", accuracy: 0.5 },
+    stronger: { attack: "PGD(200)x4", accuracy: 0.45 },
+    samples: 1000,
+  });
+  assert.equal(bad[0].level, "warning");
+  assert.match(bad[0].message, /had not converged .* lowers accuracy by 0.050/);
+  const up = checkConvergence({
+    defense: "VAE",
+    epsilon: 0.1,
+    base: { attack: "a", accuracy: 0.5 },
+    stronger: { attack: "b", accuracy: 0.53 },
+    samples: 100,
+  });
+  assert.equal(up[0].level, "warning");
+  assert.match(up[0].message, /rises by 0.030/);
+});
+
+test("monotone loss: a rising trace passes, a falling or oscillating one is a warning", () => {
+  const rising = Array.from({ length: 20 }, (_, i) => Math.log(1 + i));
+  assert.equal(checkMonotoneLoss(rising, { defense: "d", attack: "PGD", epsilon: 0.1 })[0].level, "info");
+  const falling = rising.slice().reverse();
+  const f = checkMonotoneLoss(falling, { defense: "d", attack: "PGD", epsilon: 0.1 });
+  assert.equal(f[0].level, "warning");
+  assert.match(f[0].message, /does not rise monotonically/);
+  const bump = [...rising.slice(0, 10), 0, 0, 0, 0, 0, 0, ...rising.slice(10)];
+  assert.equal(checkMonotoneLoss(bump, { defense: "d", attack: "PGD", epsilon: 0.1 })[0].level, "warning");
+  // EOT noise of a few percent is smoothed away.
+  const noisy = rising.map((v, i) => v + (i % 2 === 0 ? 0.02 : -0.02));
+  assert.equal(checkMonotoneLoss(noisy, { defense: "d", attack: "PGD", epsilon: 0.1 })[0].level, "info");
+  assert.deepEqual(checkMonotoneLoss([1], { defense: "d", attack: "PGD", epsilon: 0.1 }), []);
+});

@@ -1,0 +1,110 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { manualSeed } from "../../src/core/engine.js";
+import { NoDefense } from "../../src/defenses/none.js";
+import { VaeDefense } from "../../src/defenses/vae.js";
+import { ConvVae } from "../../src/models/vae.js";
+import { maskingChecks, resolveWorstCaseSettings, worstCaseCell } from "../../src/eval/worst-case.js";
+import { renderWorstCaseMarkdown, renderWorstCaseReport, renderWorstCaseText } from "../../src/report/worst-case.js";
+import { synthetic, trainedMlp } from "../attacks/helpers.js";
+import { leakFree } from "../helpers/assert.js";
+
+/** Runs `fn` once and fails if a tensor outlived it. */
+const assertNoLeak = (fn: () => Promise<void> | void): Promise<void> => leakFree(fn)();
+
+const small = { steps: 5, restarts: 1, eot: 2, squareQueries: 30, passes: 2, batchSize: 8 };
+
+test("the worst case is the per-image minimum over the clean image and every attack, with a Wilson interval", async () => {
+  const data = synthetic(16, 11);
+  const model = trainedMlp(data);
+  await assertNoLeak(async () => {
+    const cell = await worstCaseCell(model, new NoDefense(), data.x, data.y, { eps: 0.05, ...small });
+    assert.equal(cell.n, 16);
+    assert.deepEqual(
+      cell.attacks.map((a) => a.attack),
+      ["pgd-ce", "pgd-margin", "square", "transfer"],
+    );
+    assert.equal(cell.randomized, false);
+    for (let i = 0; i < cell.n; i++) {
+      const candidates = [cell.clean.perImage[i], ...cell.attacks.map((a) => a.perImage[i])];
+      assert.equal(cell.perImage[i], Math.min(...candidates));
+      assert.ok(
+        candidates.every((v) => v === 0 || v === 1),
+        "a deterministic defense scores 0 or 1 per image",
+      );
+    }
+    for (const a of cell.attacks) assert.ok(cell.worstCase <= a.accuracy + 1e-12);
+    assert.ok(cell.worstCase <= cell.clean.accuracy);
+    assert.ok(cell.interval[0] <= cell.worstCase && cell.worstCase <= cell.interval[1]);
+    assert.equal(cell.pgdTrace.length, small.steps);
+    assert.match(cell.attacks[0].name, /^PGD\(5\)$/);
+    assert.match(cell.attacks[1].name, /^PGD-margin\(5\)$/);
+    assert.match(renderWorstCaseText([cell]), /worst case\s+95% interval/);
+    assert.match(renderWorstCaseMarkdown([cell]), /\| No defense \| 0.05 \| 16 \|/);
+  });
+  data.dispose();
+  model.dispose();
+});
+
+test("a cell's numbers depend only on the seed, and eps 0 leaves the clean accuracy", async () => {
+  const data = synthetic(12, 12);
+  const model = trainedMlp(data);
+  const run = async (seed: number) => {
+    manualSeed(999 + seed); // what ran before must not matter
+    return worstCaseCell(model, new NoDefense(), data.x, data.y, { eps: 0.05, ...small, seed });
+  };
+  const a = await run(1);
+  const b = await run(1);
+  assert.deepEqual(
+    a.attacks.map((x) => x.perImage),
+    b.attacks.map((x) => x.perImage),
+  );
+  const zero = await worstCaseCell(model, new NoDefense(), data.x, data.y, { eps: 0, ...small });
+  assert.equal(zero.worstCase, zero.clean.accuracy);
+  data.dispose();
+  model.dispose();
+});
+
+test("a randomized defense is scored as the fraction of passes per image, with EOT in the attack names", async () => {
+  const data = synthetic(8, 13);
+  const model = trainedMlp(data, 60);
+  manualSeed(5);
+  const vae = new ConvVae({ inputShape: [1, 8, 8], encoder: [{ channels: 4, pool: true }], latentDim: 8 });
+  const cell = await worstCaseCell(model, new VaeDefense(vae), data.x, data.y, {
+    eps: 0.05,
+    ...small,
+    attacks: ["pgd-ce", "square"],
+  });
+  assert.equal(cell.randomized, true);
+  assert.match(cell.attacks[0].name, /EOT 2$/);
+  assert.ok(
+    cell.perImage.every((v) => [0, 0.5, 1].includes(v)),
+    "two passes: 0, 1/2 or 1 per image",
+  );
+  const masking = await maskingChecks(model, new VaeDefense(vae), data.x, data.y, cell, { samples: 4 });
+  const checks = masking.findings.map((f) => f.check).sort();
+  assert.deepEqual(checks, ["black-box", "convergence", "decay", "monotone"]);
+  assert.equal(masking.samples, 4);
+  assert.equal(masking.largeEps.epsilon, 0.5);
+  assert.match(
+    renderWorstCaseReport({ title: "t", about: ["a"], cells: [cell], masking: { [`${cell.defense}|0.05`]: masking } }),
+    /## Gradient-masking checks/,
+  );
+  vae.dispose();
+  data.dispose();
+  model.dispose();
+});
+
+test("worst-case settings are checked with one message each", () => {
+  assert.throws(
+    () => resolveWorstCaseSettings({ eps: 1.5 }),
+    /Expected number between 0 and 1 for eps but received 1.5/,
+  );
+  assert.throws(() => resolveWorstCaseSettings({ eps: 0.1, steps: 0 }), /Expected integer of at least 1 for steps/);
+  assert.throws(
+    () => resolveWorstCaseSettings({ eps: 0.1, attacks: ["cw" as "square"] }),
+    /Expected one of "pgd-ce", "pgd-margin", "square", "transfer" for attack but received "cw"/,
+  );
+  const s = resolveWorstCaseSettings({ eps: 0.1 });
+  assert.deepEqual([s.steps, s.restarts, s.eot, s.squareQueries, s.squareEot], [100, 2, 10, 5000, 10]);
+});
