@@ -1,7 +1,9 @@
 /**
- * Imports point one way: core <- nn/io/data/optim <- models <- train <- attacks
- * <- defenses <- eval <- report <- serve/queue <- cli (report may read eval's
+ * Imports point one way: core <- nn/io/data/optim <- models <- attacks <- defenses
+ * <- train <- eval <- report <- serve/queue <- cli (report may read eval's
  * result types). A module may import its own layer and the layers before it.
+ * train/ sits above attacks and defenses because adversarial training of a
+ * purifier (train/purifier.ts) attacks the purifier in front of a classifier.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -17,9 +19,9 @@ const LAYERS: Record<string, number> = {
   data: 1,
   optim: 1,
   models: 2,
-  train: 3,
-  attacks: 4,
-  defenses: 5,
+  attacks: 3,
+  defenses: 4,
+  train: 5,
   eval: 6,
   report: 7,
   serve: 8,

@@ -107,11 +107,12 @@ function label(v: Values): string {
 }
 
 function describe(v: Values): Record<string, number | string | boolean> {
+  // The loss is named only when it is not the default, so reports and results files of CE runs keep their shape.
+  const { loss, ...rest } = describeValues(PARAMS, { ...v, eotSamples: v.eotSamples ?? 1 });
   return {
     attack: v.norm === "Linf" ? "PGD" : "PGD-L2",
-    ...describeValues(PARAMS, { ...v, eotSamples: v.eotSamples ?? 1 }),
-    // Named only when it is not the default, so reports and results files of CE runs keep their shape.
-    ...(v.loss === "margin" ? { loss: v.loss } : {}),
+    ...rest,
+    ...(loss === "margin" ? { loss } : {}),
   };
 }
 

@@ -33,7 +33,7 @@ import type { Attack, AttackableModel } from "../attacks/types.js";
 import { DefendedModel, type Classifier } from "../defenses/defended-model.js";
 import type { Defense } from "../defenses/types.js";
 import { deriveSeed } from "../data/random.js";
-import type { ResultRow } from "../report/types.js";
+import type { ResultRow } from "./results.js";
 import { accuracyStandardError, wilsonInterval } from "./interval.js";
 import { checkBlackBox, checkConvergence, checkDecay, checkMonotoneLoss, type SanityFinding } from "./sanity.js";
 
