@@ -235,7 +235,7 @@ test("usage errors: one line, exit code 2", () => {
   assert.equal(spec.code, 2);
   assert.equal(
     spec.stderr.trim(),
-    'vaeguard: error: Unknown parameter "restart" in attack spec "pgd:steps=40:restart=2"; pgd takes steps, stepSize, restarts, randomStart',
+    'vaeguard: error: Unknown parameter "restart" in attack spec "pgd:steps=40:restart=2"; pgd takes steps, stepSize, restarts, randomStart, loss',
   );
 
   const bad = join(dir, "bad.json");

@@ -19,6 +19,7 @@ import { Tensor, zeros } from "../../core/tensor.js";
 import { noGrad, tidy } from "../../core/engine.js";
 import { CheckpointError, ShapeError, VaeguardError } from "../../core/errors.js";
 import { checkNumber, fail } from "../../core/validate.js";
+import { LIMITS } from "../../core/limits.js";
 import { Module } from "../../nn/module.js";
 import * as F from "../../nn/functional.js";
 import { readFileOr } from "../../io/read-file.js";
@@ -67,8 +68,8 @@ export const SUPPORTED_OPS = [
   "DEQUANTIZE",
 ] as const;
 
-/** Largest tensor the file may declare (elements). A corrupt shape must not become a huge allocation. */
-export const MAX_TENSOR_ELEMENTS = 2 ** 28;
+/** Largest tensor the file may declare (elements, as float32 within LIMITS.tensorBytes). A corrupt shape must not become a huge allocation. */
+export const MAX_TENSOR_ELEMENTS = LIMITS.tensorBytes / 8;
 
 /** An op this importer does not rebuild, named with its index in the subgraph's operator list. */
 export class UnsupportedOpError extends CheckpointError {
@@ -238,6 +239,13 @@ export class TfliteClassifier extends Module implements ImageClassifier {
       );
     }
     const inputShape: [number, number, number] = [inT.shape[3], inT.shape[1], inT.shape[2]];
+    const inputBytes = elementCount(inputShape) * 4;
+    if (inputBytes > LIMITS.inputBytes) {
+      throw new CheckpointError(
+        file,
+        `input '${inT.name}' ${fmt(inT.shape)} needs ${inputBytes} bytes per image as float32, more than the limit of ${LIMITS.inputBytes}`,
+      );
+    }
 
     // Constants: tensors with data, and DEQUANTIZE of such tensors (folded here).
     const folded = new Map<number, FloatConstant>();
