@@ -77,7 +77,7 @@ export class ConvPurifier extends Module implements PurifierApi {
     const latent = checkInt(cfg.latentChannels, "latentChannels", 1);
     const scale = 2 ** widths.length;
     if (h % scale !== 0 || w % scale !== 0) {
-      throw new RangeError(`Input ${h}x${w} is not divisible by 2^${widths.length} (one halving per level)`);
+      throw new ArgumentError(`Input ${h}x${w} is not divisible by 2^${widths.length} (one halving per level)`);
     }
     this.inputShape = [c, h, w];
     this.latentDim = latent * (h / scale) * (w / scale);
