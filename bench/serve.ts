@@ -8,12 +8,15 @@
  * purification rate (VaeDefense.apply on batches of the server's largest
  * batch size, no HTTP, no codecs) in this process before the server starts.
  *
- * The server is a separate process (`node bin/vaeguard.js serve`) with the
- * same libtorch thread count; autocannon runs here, so on a small machine
- * the client takes CPU from the server, as any loopback benchmark does.
+ * The server is a separate process (`node bin/vaeguard.js serve`), and so is
+ * the load generator (autocannon in a child of this process, so that its CPU
+ * time can be measured apart). On a small machine the client still takes
+ * CPU from the server, as any loopback benchmark does: the report gives the
+ * CPU seconds of both per level, so that the server's cost per request can
+ * be set beside the library's cost per image.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { existsSync } from "node:fs";
+import { fork, spawn, type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import autocannon from "autocannon";
@@ -36,6 +39,13 @@ export interface ServeBenchOptions {
   vae?: string;
   /** The server's largest batch (also the batch of the library figure). */
   maxBatch: number;
+  /**
+   * libtorch threads of the server (default 1, env VAEGUARD_SERVE_BENCH_SERVER_THREADS): on a machine
+   * shared with the load generator, HTTP and the codecs, one thread beats two (see the README).
+   */
+  serverThreads?: number;
+  /** The server's --batch-window-ms (default 0: a batch starts at once when the model is idle). */
+  windowMs?: number;
   log?: (line: string) => void;
 }
 
@@ -48,12 +58,23 @@ export interface ServeLevel {
   timeouts: number;
   statusCodes: Record<string, number>;
   meanBatchSize: number;
+  /** CPU seconds per second of wall time (1 = one core busy): the server process and the load generator. */
+  serverCpu: number;
+  clientCpu: number;
+  /** Server CPU milliseconds per answered request. */
+  serverCpuMsPerRequest: number;
 }
 
 export interface ServeBenchResult {
   classifier: string;
   vae: string;
+  /** The library's best rate (the comparison figure), and its rate by libtorch thread count. */
   libraryImagesPerSecond: number;
+  libraryByThreads: Record<string, number>;
+  /** Library CPU milliseconds per image at its best thread count. */
+  libraryCpuMsPerImage: number;
+  serverThreads: number;
+  windowMs: number;
   levels: ServeLevel[];
   rssBeforeMiB: number;
   rssAfterMiB: number;
@@ -76,7 +97,12 @@ function findCheckpoint(given: string | undefined, names: string[], flag: string
   );
 }
 
-async function libraryRate(vaeFile: string, images: Float32Array, batch: number, seconds: number): Promise<number> {
+async function libraryRate(
+  vaeFile: string,
+  images: Float32Array,
+  batch: number,
+  seconds: number,
+): Promise<{ rate: number; cpuMsPerImage: number }> {
   const vae = loadCheckpoint<ConvVae>(vaeFile, { expectArch: ConvVae.arch }).model;
   const defense = new VaeDefense(vae);
   const x = tensor(images.subarray(0, batch * 784), [batch, 1, 28, 28]);
@@ -85,11 +111,15 @@ async function libraryRate(vaeFile: string, images: Float32Array, batch: number,
     await once();
     let n = 0;
     const t0 = performance.now();
+    const c0 = process.cpuUsage();
     for (;;) {
       await once();
       n++;
       const el = (performance.now() - t0) / 1000;
-      if (el >= seconds && n >= 3) return (n * batch) / el;
+      if (el >= seconds && n >= 3) {
+        const c = process.cpuUsage(c0);
+        return { rate: (n * batch) / el, cpuMsPerImage: (c.user + c.system) / 1000 / (n * batch) };
+      }
     }
   } finally {
     x.dispose();
@@ -111,6 +141,65 @@ function startServer(args: string[]): Promise<{ child: ChildProcess; url: string
     });
     child.stderr!.on("data", (d) => (err += d.toString()));
     child.on("exit", (code) => reject(new Error(`vaeguard serve exited (${code}): ${err.trim()}`)));
+  });
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc (Linux); NaN elsewhere. */
+function processCpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100 on Linux)
+  } catch {
+    return NaN;
+  }
+}
+
+type LoadResult = Awaited<ReturnType<typeof autocannon>>;
+
+interface LoadJob {
+  url: string;
+  connections: number;
+  seconds: number;
+  pngs: string[];
+}
+
+/** The load generator's side: run autocannon and report its result and this process's CPU time. */
+async function loadChild(): Promise<void> {
+  const job = await new Promise<LoadJob>((res) => process.once("message", (m) => res(m as LoadJob)));
+  const pngs = job.pngs.map((b) => Buffer.from(b, "base64"));
+  let next = 0;
+  const c0 = process.cpuUsage();
+  const r = await autocannon({
+    url: job.url,
+    connections: job.connections,
+    duration: job.seconds,
+    timeout: 60,
+    requests: [
+      {
+        method: "POST",
+        path: "/v1/purify?defense=vae",
+        headers: { "content-type": "image/png" },
+        setupRequest: (req) => ({ ...req, body: pngs[next++ % pngs.length] }),
+      },
+    ],
+  });
+  const c = process.cpuUsage(c0);
+  process.send!({ result: r, cpuSeconds: (c.user + c.system) / 1e6 }, () => process.exit(0));
+}
+
+if (process.env.VAEGUARD_SERVE_LOAD_CHILD === "1" && process.send) void loadChild();
+
+/** autocannon in a child process (its CPU use measured apart from the server's). */
+function runLoad(job: LoadJob): Promise<{ result: LoadResult; cpuSeconds: number }> {
+  const child = fork(fileURLToPath(import.meta.url), [], {
+    env: { ...process.env, VAEGUARD_SERVE_LOAD_CHILD: "1" },
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+  });
+  return new Promise((res, rej) => {
+    child.once("message", (m) => res(m as { result: LoadResult; cpuSeconds: number }));
+    child.once("exit", (code) => rej(new Error(`load generator exited (${code}) without a result`)));
+    child.send(job);
   });
 }
 
@@ -153,9 +242,19 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult
     }),
   );
 
+  const serverThreads = o.serverThreads ?? Number(process.env.VAEGUARD_SERVE_BENCH_SERVER_THREADS ?? 1);
+  const windowMs = o.windowMs ?? Number(process.env.VAEGUARD_SERVE_BENCH_WINDOW_MS ?? 0);
+  // The library's rate at the bench's thread count and at the server's, the better one being the comparison.
+  const libraryByThreads: Record<string, number> = {};
+  let best = { rate: 0, cpuMsPerImage: 0 };
+  for (const t of [...new Set([o.threads, serverThreads])]) {
+    setNumThreads(t);
+    log(`serve bench: library rate (VaeDefense.apply, batch ${o.maxBatch}, ${t} thread(s)) ...`);
+    const r = await libraryRate(vae, images, Math.min(o.maxBatch, 256), Math.min(o.seconds, 10));
+    libraryByThreads[String(t)] = r.rate;
+    if (r.rate > best.rate) best = r;
+  }
   setNumThreads(o.threads);
-  log(`serve bench: library rate (VaeDefense.apply, batch ${o.maxBatch}, ${o.threads} threads) ...`);
-  const libraryImagesPerSecond = await libraryRate(vae, images, Math.min(o.maxBatch, 256), Math.min(o.seconds, 10));
 
   const { child, url } = await startServer([
     "--classifier",
@@ -169,27 +268,15 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult
     "--samples",
     "0",
     "--threads",
-    String(o.threads),
+    String(serverThreads),
     "--max-batch",
     String(o.maxBatch),
+    "--batch-window-ms",
+    String(windowMs),
   ]);
   try {
-    let next = 0;
-    const run = (connections: number, seconds: number) =>
-      autocannon({
-        url,
-        connections,
-        duration: seconds,
-        timeout: 60,
-        requests: [
-          {
-            method: "POST",
-            path: "/v1/purify?defense=vae",
-            headers: { "content-type": "image/png" },
-            setupRequest: (req) => ({ ...req, body: pngs[next++ % pngs.length] }),
-          },
-        ],
-      });
+    const pngText = pngs.map((b) => b.toString("base64"));
+    const run = (connections: number, seconds: number) => runLoad({ url, connections, seconds, pngs: pngText });
     log("serve bench: warm-up (3 s at 8 connections)");
     await run(8, 3);
     const before = await scrape(url);
@@ -197,7 +284,11 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult
     let last = before;
     for (const c of o.connections) {
       log(`serve bench: ${c} connection(s) for ${o.seconds} s ...`);
-      const r = await run(c, o.seconds);
+      const cpu0 = processCpuSeconds(child.pid!);
+      const { result: r, cpuSeconds: clientCpuSeconds } = await run(c, o.seconds);
+      // autocannon's own duration: the load generator's start-up is not load (the server idles through it).
+      const wall = r.duration > 1000 ? r.duration / 1000 : r.duration;
+      const serverCpuSeconds = processCpuSeconds(child.pid!) - cpu0;
       const now = await scrape(url);
       const count =
         (now.get('vaeguard_batch_size_count{operation="purify"}') ?? 0) -
@@ -206,6 +297,7 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult
         (now.get('vaeguard_batch_size_sum{operation="purify"}') ?? 0) -
         (last.get('vaeguard_batch_size_sum{operation="purify"}') ?? 0);
       last = now;
+      const answered = Object.values(r.statusCodeStats).reduce((a, v) => a + v.count, 0);
       levels.push({
         connections: c,
         requestsPerSecond: r.requests.average,
@@ -215,13 +307,20 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult
         timeouts: r.timeouts,
         statusCodes: Object.fromEntries(Object.entries(r.statusCodeStats).map(([k, v]) => [k, v.count])),
         meanBatchSize: count > 0 ? sum / count : 0,
+        serverCpu: serverCpuSeconds / wall,
+        clientCpu: clientCpuSeconds / wall,
+        serverCpuMsPerRequest: answered > 0 ? (serverCpuSeconds * 1000) / answered : NaN,
       });
     }
     const mib = (b: number | undefined) => (b ?? 0) / 2 ** 20;
     return {
       classifier,
       vae,
-      libraryImagesPerSecond,
+      libraryImagesPerSecond: best.rate,
+      libraryByThreads,
+      libraryCpuMsPerImage: best.cpuMsPerImage,
+      serverThreads,
+      windowMs,
       levels,
       rssBeforeMiB: mib(before.get("process_resident_memory_bytes")),
       rssAfterMiB: mib(last.get("process_resident_memory_bytes")),
@@ -235,13 +334,18 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult
 
 export function renderServeBench(r: ServeBenchResult, seconds: number): string {
   const lines = [
-    `POST /v1/purify (VAE defense), MNIST PNGs, ${seconds} s per level; library: VaeDefense.apply on batches, no HTTP`,
+    `POST /v1/purify (VAE defense), MNIST PNGs, ${seconds} s per level; server: ${r.serverThreads} libtorch thread(s), ` +
+      `batch window ${r.windowMs} ms; library: VaeDefense.apply on batches, no HTTP`,
     "connections".padEnd(12) +
       "req/s".padStart(9) +
       "p50 ms".padStart(9) +
       "p99 ms".padStart(9) +
       "  batch" +
-      "  errors  status codes",
+      "  errors" +
+      "  srv cpu" +
+      "  load cpu" +
+      "  srv ms/req" +
+      "  status codes",
   ];
   for (const l of r.levels) {
     lines.push(
@@ -251,6 +355,9 @@ export function renderServeBench(r: ServeBenchResult, seconds: number): string {
         l.latencyP99Ms.toFixed(1).padStart(9) +
         l.meanBatchSize.toFixed(1).padStart(7) +
         String(l.errors + l.timeouts).padStart(8) +
+        l.serverCpu.toFixed(2).padStart(9) +
+        l.clientCpu.toFixed(2).padStart(10) +
+        l.serverCpuMsPerRequest.toFixed(3).padStart(12) +
         "  " +
         Object.entries(l.statusCodes)
           .map(([k, v]) => `${k}: ${v}`)
@@ -259,7 +366,13 @@ export function renderServeBench(r: ServeBenchResult, seconds: number): string {
   }
   const one = r.levels.find((l) => l.connections === 1)?.requestsPerSecond;
   const at32 = r.levels.find((l) => l.connections === 32)?.requestsPerSecond;
-  lines.push(`library batched purification: ${r.libraryImagesPerSecond.toFixed(0)} images/s`);
+  const byThreads = Object.entries(r.libraryByThreads)
+    .map(([t, v]) => `${v.toFixed(0)} with ${t} thread(s)`)
+    .join(", ");
+  lines.push(
+    `library batched purification: ${r.libraryImagesPerSecond.toFixed(0)} images/s (${byThreads}; ` +
+      `${r.libraryCpuMsPerImage.toFixed(3)} CPU ms per image)`,
+  );
   if (one && at32) lines.push(`32 connections / 1 connection: ${(at32 / one).toFixed(1)}x`);
   if (at32) lines.push(`library / service at 32 connections: ${(r.libraryImagesPerSecond / at32).toFixed(2)}x`);
   lines.push(

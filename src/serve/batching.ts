@@ -1,9 +1,14 @@
 /**
  * Dynamic batching: concurrent requests for the same computation (same key:
  * same model, defense, attack settings, image shape) are gathered into one
- * libtorch batch. An item waits at most `windowMs` for company, unless a
- * batch is already running: then items keep gathering until a slot frees,
- * which is what makes throughput grow with load.
+ * libtorch batch. A batch never starts in the middle of a turn of the event
+ * loop: it starts at the end of the turn (setImmediate), so every request
+ * read in the same turn joins it, at no cost in latency when the model is
+ * idle. An item waits at most `windowMs` more for company (default 0), unless
+ * a batch is already running: then items keep gathering until a slot frees,
+ * which is what makes throughput grow with load. (The model runs on the main
+ * thread, so nothing is read while a batch runs; what arrived meanwhile is
+ * read in the next turn, before the next batch starts.)
  *
  * Bounded: at most `concurrency` batches run at once, at most `queueLimit`
  * items wait; past that `submit` fails at once with a 503 and Retry-After
@@ -30,7 +35,7 @@ export interface BatcherOptions {
 
 export const DEFAULT_BATCHER_OPTIONS: BatcherOptions = {
   maxBatchSize: 64,
-  windowMs: 2,
+  windowMs: 0,
   concurrency: 1,
   queueLimit: 512,
   timeoutMs: 30000,
@@ -63,6 +68,7 @@ export class DynamicBatcher {
   private queued = 0;
   private running = 0;
   private timer: NodeJS.Timeout | undefined;
+  private immediate: NodeJS.Immediate | undefined;
   private closed = false;
 
   constructor(options: Partial<BatcherOptions> = {}) {
@@ -107,7 +113,7 @@ export class DynamicBatcher {
         }),
     );
     this.queued += items.length;
-    this.pump();
+    this.pumpSoon();
     return Promise.all(promises);
   }
 
@@ -120,6 +126,8 @@ export class DynamicBatcher {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.immediate) clearImmediate(this.immediate);
+    this.immediate = undefined;
     for (const g of this.groups.values()) {
       for (const w of g.waiting.splice(0)) w.reject(new HttpError(503, "shutting_down", "The server is shutting down"));
     }
@@ -153,6 +161,15 @@ export class DynamicBatcher {
       if (ready && (best === undefined || w[0].since < best[1].waiting[0].since)) best = entry;
     }
     return best;
+  }
+
+  /** Pump at the end of this turn of the event loop, once, whatever was submitted in it. */
+  private pumpSoon(): void {
+    if (this.immediate || this.closed) return;
+    this.immediate = setImmediate(() => {
+      this.immediate = undefined;
+      this.pump();
+    });
   }
 
   private pump(): void {
@@ -193,7 +210,7 @@ export class DynamicBatcher {
       for (const w of batch) w.reject(e);
     } finally {
       this.running--;
-      this.pump();
+      this.pumpSoon();
     }
   }
 }

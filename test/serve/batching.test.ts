@@ -57,10 +57,23 @@ test("batches hold at most maxBatchSize items; a full batch starts without waiti
   ]);
 });
 
+/** The end of this turn of the event loop, when a batch submitted in it has started. */
+const turn = () => new Promise<void>((res) => setImmediate(res));
+
+test("items submitted in one turn of the event loop share a batch even with no window", async () => {
+  const b = new DynamicBatcher({ windowMs: 0, concurrency: 1 });
+  const r = gatedRunner();
+  r.release();
+  const out = await Promise.all([1, 2, 3].map((i) => b.submit("k", i, r.run)));
+  assert.deepEqual(out, [10, 20, 30]);
+  assert.deepEqual(r.batches, [[1, 2, 3]]);
+});
+
 test("while a batch runs, new items gather into the next batch", async () => {
   const b = new DynamicBatcher({ windowMs: 0, concurrency: 1 });
   const r = gatedRunner();
   const first = b.submit("k", 1, r.run);
+  await turn();
   const rest = Promise.all([2, 3, 4].map((i) => b.submit("k", i, r.run)));
   assert.equal(b.depth, 3);
   assert.equal(b.active, 1);
@@ -73,7 +86,8 @@ test("while a batch runs, new items gather into the next batch", async () => {
 test("past queueLimit a request is refused whole with 503 and Retry-After, and nothing of it runs", async () => {
   const b = new DynamicBatcher({ windowMs: 0, concurrency: 1, queueLimit: 3 });
   const r = gatedRunner();
-  const running = b.submit("k", 1, r.run); // runs at once, leaving the queue empty
+  const running = b.submit("k", 1, r.run); // starts at the end of this turn, leaving the queue empty
+  await turn();
   const queued = b.submitAll("k", [2, 3], r.run);
   await assert.rejects(b.submitAll("k", [4, 5], r.run), (e: unknown) => {
     assert.ok(e instanceof HttpError);
@@ -94,6 +108,7 @@ test("an item that waited longer than timeoutMs is answered 503 instead of run l
   const b = new DynamicBatcher({ windowMs: 0, concurrency: 1, timeoutMs: 30 });
   const r = gatedRunner();
   const running = b.submit("k", 1, r.run);
+  await turn();
   const late = b.submit("k", 2, r.run);
   await new Promise((res) => setTimeout(res, 80));
   r.release();

@@ -13,7 +13,7 @@ test("defaults: loopback, port 8080, vae and jpeg:23 with a VAE, attack on, boun
   assert.equal(c.models.classifier, "/srv/clf.safetensors");
   assert.deepEqual(c.models.defenses, ["vae", "jpeg:23"]);
   assert.equal(c.attack.enabled, true);
-  assert.deepEqual(c.batching, { maxBatchSize: 64, windowMs: 2, concurrency: 1, queueLimit: 512, timeoutMs: 30000 });
+  assert.deepEqual(c.batching, { maxBatchSize: 64, windowMs: 0, concurrency: 1, queueLimit: 512, timeoutMs: 30000 });
   assert.deepEqual(resolveServeConfig({ classifier: "c" }).models.defenses, ["jpeg:23"]);
 });
 
