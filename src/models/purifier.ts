@@ -21,6 +21,7 @@
  * then rewards dropping what the classifier is sensitive to.
  */
 import { tidy } from "../core/engine.js";
+import { ArgumentError } from "../core/errors.js";
 import type { Tensor } from "../core/tensor.js";
 import { checkInt, checkIntArray } from "../core/validate.js";
 import { Module } from "../nn/module.js";
