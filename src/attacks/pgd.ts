@@ -69,7 +69,13 @@ const PARAMS = {
       if (!Number.isFinite(size)) fail("finite number of at least 0", "stepSize", size);
     },
   },
-  restarts: { type: "int", min: 1, max: LIMITS.restarts, default: 1, doc: "independent random starts; each image keeps its best" },
+  restarts: {
+    type: "int",
+    min: 1,
+    max: LIMITS.restarts,
+    default: 1,
+    doc: "independent random starts; each image keeps its best",
+  },
   randomStart: {
     type: "bool",
     default: true,

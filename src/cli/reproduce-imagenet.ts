@@ -155,8 +155,18 @@ function define(cmd: Command): void {
       parseListArg(parseNumberArg("ifgsm-eps", 0, 1)),
     )
     .option("--attacks <list>", "comma-separated: fgsm,ifgsm", parseListArg(String))
-    .option("--ifgsm-steps <n>", "I-FGSM iterations (the paper: 10)", parseIntArg("ifgsm-steps", 1, LIMITS.attackSteps), IFGSM_STEPS)
-    .option("--eval-batch-size <n>", "images per attack and defense batch", parseIntArg("eval-batch-size", 1, LIMITS.batchSize), 8)
+    .option(
+      "--ifgsm-steps <n>",
+      "I-FGSM iterations (the paper: 10)",
+      parseIntArg("ifgsm-steps", 1, LIMITS.attackSteps),
+      IFGSM_STEPS,
+    )
+    .option(
+      "--eval-batch-size <n>",
+      "images per attack and defense batch",
+      parseIntArg("eval-batch-size", 1, LIMITS.batchSize),
+      8,
+    )
     .option(
       "--eval-minutes <x>",
       "start no new batch of images after this many minutes; the report covers the images done, a later run continues",
