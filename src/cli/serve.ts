@@ -39,7 +39,10 @@ export function register(program: Command): void {
     .option("--no-attack", "switch off POST /v1/attack")
     .option("--api-key-env <name>", "require the API key held in this environment variable for /v1/* and /metrics")
     .option("--max-batch <n>", "images per model batch at most (default 64)")
-    .option("--batch-window-ms <ms>", "how long a request waits for others to batch with, in milliseconds (default 0: a batch starts at the end of the event loop's turn, and while one runs the next gathers)")
+    .option(
+      "--batch-window-ms <ms>",
+      "how long a request waits for others to batch with, in milliseconds (default 0: a batch starts at the end of the event loop's turn, and while one runs the next gathers)",
+    )
     .option("--concurrency <n>", "model batches running at once (default 1)")
     .option("--queue-limit <n>", "images waiting at most; beyond it 503 + Retry-After (default 512)")
     .option("--queue-timeout-ms <ms>", "longest wait for the model before a 503 (default 30000)")

@@ -21,7 +21,10 @@ async function run(models: ServeModels, job: WorkerJob): Promise<{ reply: Worker
   switch (job.op) {
     case "purify": {
       const batch = await purifyFlat(defense(job.defense), job.batch);
-      return { reply: { type: "result", id: job.id, live: memory().numTensors, batch }, transfer: [batch.data.buffer as ArrayBuffer] };
+      return {
+        reply: { type: "result", id: job.id, live: memory().numTensors, batch },
+        transfer: [batch.data.buffer as ArrayBuffer],
+      };
     }
     case "classify": {
       const defenses = models.defenses.map((d) => d.defense);

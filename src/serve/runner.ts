@@ -233,7 +233,8 @@ export class WorkerRunner implements ModelRunner {
         }
         if (!ready) reject(workerFailed());
         if (this.pending.size > 0) {
-          if (!this.closed) this.log(`the model worker exited (code ${code}) with ${this.pending.size} batch(es) unfinished`);
+          if (!this.closed)
+            this.log(`the model worker exited (code ${code}) with ${this.pending.size} batch(es) unfinished`);
           const err = this.closed ? new HttpError(503, "shutting_down", "The server is shutting down") : workerFailed();
           for (const p of this.pending.values()) p.reject(err);
           this.pending.clear();
@@ -261,6 +262,9 @@ export class WorkerRunner implements ModelRunner {
 
   private async send(job: WorkerJob): Promise<WorkerReply & { type: "result" }> {
     const worker = await this.start();
+    // It may have died since it was ready (its exit already failed what it held): this batch too.
+    if (worker !== this.worker)
+      throw this.closed ? new HttpError(503, "shutting_down", "The server is shutting down") : workerFailed();
     return new Promise((resolve, reject) => {
       this.pending.set(job.id, { resolve, reject });
       // Waiting on the worker keeps the process alive; an idle worker does not.

@@ -102,8 +102,7 @@ for (const how of ["exit", "throw"] as const) {
         assert.deepEqual(r.json(), {
           error: {
             code: "model_failed",
-            message:
-              "The model worker stopped while computing this request; it was not computed (see the server log)",
+            message: "The model worker stopped while computing this request; it was not computed (see the server log)",
           },
         });
       }
@@ -145,7 +144,10 @@ test("a model worker that cannot load its models: listen fails, requests are 500
         error: { code: "model_failed", message: "The model worker could not load the models (see the server log)" },
       });
       assert.ok(!r.body.includes(g.dir));
-      assert.ok(logged.some((m) => m.includes("vae.safetensors")), logged.join("\n"));
+      assert.ok(
+        logged.some((m) => m.includes("vae.safetensors")),
+        logged.join("\n"),
+      );
     } finally {
       await s.close();
       models.dispose();
