@@ -46,6 +46,10 @@ export interface ServeBenchOptions {
   serverThreads?: number;
   /** The server's --batch-window-ms (default 0: a batch starts at once when the model is idle). */
   windowMs?: number;
+  /** The server's --model-thread (default "worker", env VAEGUARD_SERVE_BENCH_MODEL_THREAD). */
+  modelThread?: "worker" | "main";
+  /** The server's --concurrency: batches handed to the model at once (default 1, env VAEGUARD_SERVE_BENCH_CONCURRENCY). */
+  concurrency?: number;
   log?: (line: string) => void;
 }
 
@@ -75,6 +79,8 @@ export interface ServeBenchResult {
   libraryCpuMsPerImage: number;
   serverThreads: number;
   windowMs: number;
+  modelThread: "worker" | "main";
+  concurrency: number;
   levels: ServeLevel[];
   rssBeforeMiB: number;
   rssAfterMiB: number;
@@ -244,6 +250,8 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult
 
   const serverThreads = o.serverThreads ?? Number(process.env.VAEGUARD_SERVE_BENCH_SERVER_THREADS ?? 1);
   const windowMs = o.windowMs ?? Number(process.env.VAEGUARD_SERVE_BENCH_WINDOW_MS ?? 0);
+  const modelThread = o.modelThread ?? (process.env.VAEGUARD_SERVE_BENCH_MODEL_THREAD === "main" ? "main" : "worker");
+  const concurrency = o.concurrency ?? Number(process.env.VAEGUARD_SERVE_BENCH_CONCURRENCY ?? 1);
   // The library's rate at the bench's thread count and at the server's, the better one being the comparison.
   const libraryByThreads: Record<string, number> = {};
   let best = { rate: 0, cpuMsPerImage: 0 };
@@ -273,6 +281,10 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult
     String(o.maxBatch),
     "--batch-window-ms",
     String(windowMs),
+    "--model-thread",
+    modelThread,
+    "--concurrency",
+    String(concurrency),
   ]);
   try {
     const pngText = pngs.map((b) => b.toString("base64"));
@@ -321,6 +333,8 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult
       libraryCpuMsPerImage: best.cpuMsPerImage,
       serverThreads,
       windowMs,
+      modelThread,
+      concurrency,
       levels,
       rssBeforeMiB: mib(before.get("process_resident_memory_bytes")),
       rssAfterMiB: mib(last.get("process_resident_memory_bytes")),
@@ -335,7 +349,8 @@ export async function benchServe(o: ServeBenchOptions): Promise<ServeBenchResult
 export function renderServeBench(r: ServeBenchResult, seconds: number): string {
   const lines = [
     `POST /v1/purify (VAE defense), MNIST PNGs, ${seconds} s per level; server: ${r.serverThreads} libtorch thread(s), ` +
-      `batch window ${r.windowMs} ms; library: VaeDefense.apply on batches, no HTTP`,
+      `batch window ${r.windowMs} ms, models on ${r.modelThread === "worker" ? "a worker thread" : "the main thread"}, ` +
+      `${r.concurrency} batch(es) at once; library: VaeDefense.apply on batches, no HTTP`,
     "connections".padEnd(12) +
       "req/s".padStart(9) +
       "p50 ms".padStart(9) +

@@ -39,7 +39,10 @@ export function register(program: Command): void {
     .option("--no-attack", "switch off POST /v1/attack")
     .option("--api-key-env <name>", "require the API key held in this environment variable for /v1/* and /metrics")
     .option("--max-batch <n>", "images per model batch at most (default 64)")
-    .option("--batch-window-ms <ms>", "how long a request waits for others to batch with (default 2)")
+    .option(
+      "--batch-window-ms <ms>",
+      "how long a request waits for others to batch with, in milliseconds (default 0: a batch starts at the end of the event loop's turn, and while one runs the next gathers)",
+    )
     .option("--concurrency <n>", "model batches running at once (default 1)")
     .option("--queue-limit <n>", "images waiting at most; beyond it 503 + Retry-After (default 512)")
     .option("--queue-timeout-ms <ms>", "longest wait for the model before a 503 (default 30000)")
@@ -52,6 +55,10 @@ export function register(program: Command): void {
     .option("--samples <n>", "MNIST test digits the page offers (default 1000; 0: none)")
     .option("--results <file>", "results.json of reproduce or evaluate, for the page's accuracy plot")
     .option("--threads <n>", "libtorch threads (default: all cores)")
+    .option(
+      "--model-thread <where>",
+      'where the models run: "worker" (a worker thread with its own copy, default) or "main" (Node\'s main thread)',
+    )
     .option("--seed <n>", "seed of libtorch's generator (default 0)")
     .option("--log", "log every request (JSON lines on stdout)")
     .addHelpText(
@@ -96,8 +103,18 @@ export function register(program: Command): void {
           samples,
           results,
           logger: cfg.log,
+          modelThread: cfg.modelThread,
+          workerThreads: cfg.threads,
+          seed: cfg.seed,
         });
-        const url = await server.listen(cfg.port, cfg.host);
+        let url: string;
+        try {
+          url = await server.listen(cfg.port, cfg.host);
+        } catch (e) {
+          await server.close().catch(() => {});
+          models.dispose();
+          throw e;
+        }
         const loopback = ["127.0.0.1", "::1", "localhost"].includes(cfg.host);
         console.log(
           `vaeguard serve: listening on ${url} (defenses ${models.defenses.map((d) => d.id).join(", ")}; attack endpoint ${cfg.attack.enabled ? "on" : "off"}${apiKey ? "; API key required" : ""})`,

@@ -45,12 +45,55 @@ export async function probabilities(classifier: ImageClassifier, x: Tensor): Pro
   return Array.from({ length: x.dims[0] }, (_, i) => flat.slice(i * k, (i + 1) * k));
 }
 
-export async function purifyBatch(defense: Defense, images: PixelImage[]): Promise<PixelImage[]> {
-  const x = stackImages(images);
+/** A batch of images of one shape as one flat float32 array (what crosses to the model worker). */
+export interface FlatBatch {
+  data: Float32Array;
+  /** [N, C, H, W] */
+  shape: [number, number, number, number];
+}
+
+/** Images of one shape as one new flat array (never a view of an image's own buffer: it may be transferred). */
+export function flattenImages(images: readonly PixelImage[]): FlatBatch {
+  const [c, h, w] = images[0].shape;
+  const size = c * h * w;
+  const data = new Float32Array(images.length * size);
+  images.forEach((img, i) => {
+    if (img.data.length !== size) throw new Error(`batch of mixed image sizes (${img.data.length} != ${size})`);
+    data.set(img.data, i * size);
+  });
+  return { data, shape: [images.length, c, h, w] };
+}
+
+/** Split a flat batch into images: views of its buffer, no copies. */
+export function splitImages(batch: FlatBatch): PixelImage[] {
+  const [n, c, h, w] = batch.shape;
+  const size = c * h * w;
+  return Array.from({ length: n }, (_, i) => ({
+    data: batch.data.subarray(i * size, (i + 1) * size),
+    shape: [c, h, w] as [number, number, number],
+  }));
+}
+
+/** Split a flat [N * K] array into N rows (views, no copies). */
+export function splitRows(data: Float32Array, n: number): Float32Array[] {
+  const k = data.length / n;
+  return Array.from({ length: n }, (_, i) => data.subarray(i * k, (i + 1) * k));
+}
+
+/** The tensor's values as a flat float32 array of its own. */
+function flatOf(t: Tensor): FlatBatch {
+  const [n, c, h, w] = t.dims;
+  const data = noGrad(() => tidy(() => t.detach().float().contiguous().dataSync())) as Float32Array;
+  return { data, shape: [n, c, h, w] };
+}
+
+/** Purify a flat batch; the result is a flat batch of its own (the shape a defense returns). */
+export async function purifyFlat(defense: Defense, batch: FlatBatch): Promise<FlatBatch> {
+  const x = tensor(batch.data, batch.shape);
   try {
     const y = await defense.apply(x);
     try {
-      return unstackImages(y);
+      return flatOf(y);
     } finally {
       y.dispose();
     }
@@ -59,20 +102,27 @@ export async function purifyBatch(defense: Defense, images: PixelImage[]): Promi
   }
 }
 
-/** Probabilities of the classifier behind each defense: result[image][defense]. */
-export async function classifyBatch(
+export async function purifyBatch(defense: Defense, images: PixelImage[]): Promise<PixelImage[]> {
+  return splitImages(await purifyFlat(defense, flattenImages(images)));
+}
+
+/** Probabilities behind each defense as one flat array [N, D, K] (image-major). */
+export async function classifyFlat(
   classifier: ImageClassifier,
   defenses: readonly Defense[],
-  images: PixelImage[],
-): Promise<Float32Array[][]> {
-  const x = stackImages(images);
-  const out: Float32Array[][] = images.map(() => []);
+  batch: FlatBatch,
+): Promise<Float32Array> {
+  const x = tensor(batch.data, batch.shape);
+  const n = batch.shape[0];
+  const k = classifier.numClasses;
+  const d = defenses.length;
+  const out = new Float32Array(n * d * k);
   try {
-    for (const d of defenses) {
-      const purified = await d.apply(x);
+    for (let j = 0; j < d; j++) {
+      const purified = await defenses[j].apply(x);
       try {
         const probs = await probabilities(classifier, purified);
-        probs.forEach((p, i) => out[i].push(p));
+        probs.forEach((p, i) => out.set(p, (i * d + j) * k));
       } finally {
         purified.dispose();
       }
@@ -81,6 +131,24 @@ export async function classifyBatch(
   } finally {
     x.dispose();
   }
+}
+
+/** result[image][defense] from classifyFlat's [N, D, K] array (views, no copies). */
+export function splitClassified(data: Float32Array, n: number, d: number): Float32Array[][] {
+  const k = data.length / (n * d);
+  return Array.from({ length: n }, (_, i) =>
+    Array.from({ length: d }, (_, j) => data.subarray((i * d + j) * k, (i * d + j + 1) * k)),
+  );
+}
+
+/** Probabilities of the classifier behind each defense: result[image][defense]. */
+export async function classifyBatch(
+  classifier: ImageClassifier,
+  defenses: readonly Defense[],
+  images: PixelImage[],
+): Promise<Float32Array[][]> {
+  const flat = await classifyFlat(classifier, defenses, flattenImages(images));
+  return splitClassified(flat, images.length, defenses.length);
 }
 
 export interface AttackJob {

@@ -28,6 +28,8 @@ export interface ServeConfig {
   samples: number;
   results?: string;
   threads?: number;
+  /** Where the models run: a worker thread (default) or the main thread. */
+  modelThread: "worker" | "main";
   seed: number;
   log: boolean;
 }
@@ -57,6 +59,7 @@ export const SERVE_KEYS = [
   "samples",
   "results",
   "threads",
+  "model-thread",
   "seed",
   "log",
 ] as const;
@@ -222,6 +225,15 @@ export function resolveServeConfig(
     samples: get("samples", (s) => int(s, 0), 1000),
     results: get("results", path, undefined as string | undefined),
     threads: get("threads", (s) => int(s, 1), undefined as number | undefined),
+    modelThread: get(
+      "model-thread",
+      (s) => {
+        const v = str(s);
+        if (v !== "worker" && v !== "main") fail('"worker" or "main"', s.where, s.raw);
+        return v as "worker" | "main";
+      },
+      "worker" as "worker" | "main",
+    ),
     seed: get("seed", (s) => int(s, 0), 0),
     log: get("log", bool, false),
   };

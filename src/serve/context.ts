@@ -7,6 +7,7 @@ import { HttpError } from "./errors.js";
 import type { PixelImage } from "./images.js";
 import type { ServeMetrics } from "./metrics.js";
 import type { ServeModels, ServedDefense } from "./models.js";
+import type { ModelRunner } from "./runner.js";
 
 export interface ServeLimits {
   /** Largest request body in bytes. */
@@ -45,6 +46,8 @@ export const DEFAULT_ATTACK_LIMITS: AttackLimits = {
 
 export interface ServeContext {
   models: ServeModels;
+  /** Where the batches run: a model worker thread, or the main thread. */
+  runner: ModelRunner;
   batcher: DynamicBatcher;
   metrics: ServeMetrics;
   limits: ServeLimits;

@@ -14,7 +14,8 @@ export class ServeMetrics {
   readonly batchSize: Histogram<"operation">;
   readonly rejected: Counter<"reason">;
 
-  constructor(queue: () => { depth: number; active: number }) {
+  /** `otherTensors`: tensors alive elsewhere in the process (the model worker's, as it last reported). */
+  constructor(queue: () => { depth: number; active: number }, otherTensors: () => number = () => 0) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     this.requests = new Counter({
@@ -61,10 +62,10 @@ export class ServeMetrics {
     });
     new Gauge({
       name: "vaeguard_live_tensors",
-      help: "libtorch tensors alive in this process (grows only if something leaks)",
+      help: "libtorch tensors alive in this process, main thread and model worker (grows only if something leaks)",
       registers,
       collect() {
-        this.set(memory().numTensors);
+        this.set(memory().numTensors + otherTensors());
       },
     });
   }

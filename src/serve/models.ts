@@ -27,6 +27,8 @@ export interface ServeModels {
   defenses: ServedDefense[];
   /** What /v1/models says about where the models came from: file names only, never server paths. */
   sources: Record<string, string>;
+  /** The files they were loaded from (loadServeModels): a model worker loads its own copy from them. */
+  files?: ModelFiles;
   dispose(): void;
 }
 
@@ -69,7 +71,12 @@ export function serveModels(
   classifier: ImageClassifier,
   specs: readonly string[],
   ctx: DefenseContext = {},
-  extra: { classNames?: readonly string[]; sources?: Record<string, string>; dispose?: () => void } = {},
+  extra: {
+    classNames?: readonly string[];
+    sources?: Record<string, string>;
+    files?: ModelFiles;
+    dispose?: () => void;
+  } = {},
 ): ServeModels {
   const ids = ["none", ...specs.filter((s) => s.trim().toLowerCase() !== "none").map((s) => s.trim())];
   const seen = new Set<string>();
@@ -112,6 +119,7 @@ export function serveModels(
     classNames,
     defenses,
     sources: extra.sources ?? {},
+    files: extra.files,
     dispose: extra.dispose ?? (() => {}),
   };
 }
@@ -138,6 +146,7 @@ export function loadServeModels(files: ModelFiles): ServeModels {
     return serveModels(classifier, files.defenses, ctx, {
       classNames: files.classNames,
       sources,
+      files: { ...files },
       dispose: () => owned.forEach((m) => (m as { dispose?: () => void }).dispose?.()),
     });
   } catch (e) {

@@ -26,6 +26,7 @@ import { HttpError, errorBody } from "./errors.js";
 import { ACCEPTED_CONTENT_TYPES } from "./images.js";
 import { ServeMetrics } from "./metrics.js";
 import type { ServeModels } from "./models.js";
+import { InlineRunner, WorkerRunner, type ModelRunner } from "./runner.js";
 import type { EvaluationResult } from "../report/types.js";
 import { registerAttack } from "./routes/attack.js";
 import { registerClassify } from "./routes/classify.js";
@@ -47,6 +48,17 @@ export interface ServeOptions {
   webDir?: string;
   /** Log requests with Fastify's logger (default false). */
   logger?: boolean;
+  /**
+   * Where the models run: "worker" (default when the models were loaded from files: a worker thread
+   * with its own copy of them, so HTTP and codecs keep the main thread) or "main".
+   */
+  modelThread?: "worker" | "main";
+  /** libtorch threads of the model worker (default: libtorch's own). */
+  workerThreads?: number;
+  /** Seed of the model worker's generator (default 0). */
+  seed?: number;
+  /** The model worker's script (tests only). */
+  workerScript?: URL;
 }
 
 export interface Server {
@@ -54,7 +66,9 @@ export interface Server {
   ctx: ServeContext;
   /** Listen on host:port (port 0: any free one); returns the URL. */
   listen(port?: number, host?: string): Promise<string>;
-  /** Stop listening, refuse waiting work, free the models' batcher. */
+  /** Resolves when the models are loaded where they run (listen waits for it). */
+  ready(): Promise<void>;
+  /** Stop listening, refuse waiting work, stop the model worker. */
   close(): Promise<void>;
 }
 
@@ -122,13 +136,33 @@ export function createServer(options: ServeOptions): Server {
   const limits: ServeLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const attack: AttackLimits = { ...DEFAULT_ATTACK_LIMITS, ...options.attack };
   // The metrics read the batcher's queue when scraped; the batcher reports batch sizes to the metrics.
-  const metrics: ServeMetrics = new ServeMetrics(() => batcher);
+  const metrics: ServeMetrics = new ServeMetrics(
+    () => batcher,
+    () => runner.liveTensors,
+  );
   const batcher = new DynamicBatcher({
     ...options.batching,
     onBatch: (key, size) => metrics.batchSize.observe({ operation: key.split("|")[0] }, size),
   });
+  const files = options.models.files;
+  const modelThread = options.modelThread ?? (files ? "worker" : "main");
+  if (modelThread === "worker" && !files) {
+    throw new ArgumentError("A model worker needs models loaded from files (loadServeModels)");
+  }
+  const runner: ModelRunner =
+    modelThread === "worker"
+      ? new WorkerRunner({
+          files: files!,
+          threads: options.workerThreads,
+          seed: options.seed,
+          script: options.workerScript,
+        })
+      : new InlineRunner(options.models);
+  // Start loading now; a failure is answered per batch (500) and by listen().
+  runner.ready().catch(() => {});
   const ctx: ServeContext = {
     models: options.models,
+    runner,
     batcher,
     metrics,
     limits,
@@ -201,12 +235,18 @@ export function createServer(options: ServeOptions): Server {
   return {
     app,
     ctx,
+    ready: () => runner.ready(),
     async listen(port = 0, host = "127.0.0.1") {
+      await runner.ready();
       return app.listen({ port, host });
     },
     async close() {
       batcher.close();
-      await app.close();
+      try {
+        await app.close();
+      } finally {
+        await runner.close();
+      }
     },
   };
 }

@@ -13,6 +13,7 @@ test("defaults: loopback, port 8080, vae and jpeg:23 with a VAE, attack on, boun
   assert.equal(c.models.classifier, "/srv/clf.safetensors");
   assert.deepEqual(c.models.defenses, ["vae", "jpeg:23"]);
   assert.equal(c.attack.enabled, true);
+  assert.equal(c.modelThread, "worker");
   assert.deepEqual(c.batching, { maxBatchSize: 64, windowMs: 0, concurrency: 1, queueLimit: 512, timeoutMs: 30000 });
   assert.deepEqual(resolveServeConfig({ classifier: "c" }).models.defenses, ["jpeg:23"]);
 });
@@ -58,6 +59,7 @@ test("a config file gives settings (paths from its folder); flags override it", 
         "samples",
         "results",
         "threads",
+        "model-thread",
         "seed",
         "log",
       ].join(", ")})`,
@@ -82,6 +84,10 @@ test("bad settings are one line naming the flag", () => {
   assert.throws(() => resolveServeConfig({ classifier: "c", "input-shape": "3,224" }), {
     message: 'Expected C,H,W (e.g. 3,224,224) for --input-shape but received "3,224"',
   });
+  assert.throws(() => resolveServeConfig({ classifier: "c", "model-thread": "gpu" }), {
+    message: 'Expected "worker" or "main" for --model-thread but received "gpu"',
+  });
+  assert.equal(resolveServeConfig({ classifier: "c", "model-thread": "main" }).modelThread, "main");
 });
 
 test("a results file is checked before it is served", () => {

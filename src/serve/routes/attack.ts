@@ -11,7 +11,7 @@ import type { FastifyInstance } from "fastify";
 import { parseAttackSpec } from "../../eval/config.js";
 import type { DefenseView } from "../../defenses/index.js";
 import { findDefense, type ServeContext } from "../context.js";
-import { attackBatch, topK, type AttackJob } from "../compute.js";
+import { topK, type AttackJob } from "../compute.js";
 import { HttpError, badRequest } from "../errors.js";
 import { decodeImage, encodePng, fromBase64, type PixelImage } from "../images.js";
 import { classifyImages, describePredictions } from "./classify.js";
@@ -117,10 +117,10 @@ export function registerAttack(app: FastifyInstance, ctx: ServeContext): void {
     }
     const runs = await Promise.all(
       modes.map(async (mode) => {
-        const settings = { choice, eps: b.eps, mode, defense: served.defense, eot: b.eot };
+        const settings = { choice, eps: b.eps, mode, defense: served.id, eot: b.eot };
         const key = `attack|${choice.spec}|${b.eps}|${mode}|${served.id}|${b.eot ?? ""}|${image.shape.join("x")}`;
         const out = await ctx.batcher.submit(key, { image, label: label! }, (jobs: AttackJob[]) =>
-          attackBatch(ctx.models.classifier, settings, jobs),
+          ctx.runner.attack(settings, jobs),
         );
         return {
           mode,

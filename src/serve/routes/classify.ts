@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance } from "fastify";
 import type { ServeContext } from "../context.js";
-import { classifyBatch, topK, type Prediction } from "../compute.js";
+import { topK, type Prediction } from "../compute.js";
 import { decodeImage, type PixelImage } from "../images.js";
 import { intField, readImageInput } from "./input.js";
 
@@ -18,10 +18,7 @@ export interface DefensePredictions {
 
 /** Probabilities behind every served defense for model-sized images, through the batcher. */
 export function classifyImages(ctx: ServeContext, images: PixelImage[]): Promise<Float32Array[][]> {
-  const defenses = ctx.models.defenses.map((d) => d.defense);
-  return ctx.batcher.submitAll("classify", images, (batch: PixelImage[]) =>
-    classifyBatch(ctx.models.classifier, defenses, batch),
-  );
+  return ctx.batcher.submitAll("classify", images, (batch: PixelImage[]) => ctx.runner.classify(batch));
 }
 
 export function describePredictions(ctx: ServeContext, probs: Float32Array[], k: number): DefensePredictions[] {

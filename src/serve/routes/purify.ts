@@ -7,7 +7,6 @@
  */
 import type { FastifyInstance } from "fastify";
 import { findDefense, type ServeContext } from "../context.js";
-import { purifyBatch } from "../compute.js";
 import { decodeImage, encodePng, tensorBytes, type PixelImage } from "../images.js";
 import { defenseChannels, fixedShape } from "../models.js";
 import { oneOfField, readImageInput } from "./input.js";
@@ -34,7 +33,7 @@ export function registerPurify(app: FastifyInstance, ctx: ServeContext): void {
     const purified = await Promise.all(
       images.map((img) =>
         ctx.batcher.submit(`purify|${served.id}|${img.shape.join("x")}`, img, (batch: PixelImage[]) =>
-          purifyBatch(served.defense, batch),
+          ctx.runner.purify(served.id, batch),
         ),
       ),
     );
