@@ -20,6 +20,11 @@ import { binding } from "../../src/binding.js";
 import { MnistCnn } from "../../src/models/classifiers.js";
 import { trainClassifier } from "../../src/train/trainer.js";
 import { makeTrainingLoop, type MemoryModel } from "../helpers/memory-loop.js";
+import { PGD } from "../../src/attacks/pgd.js";
+import { DefendedModel } from "../../src/defenses/defended-model.js";
+import { VaeDefense } from "../../src/defenses/vae.js";
+import { ConvVae } from "../../src/models/vae.js";
+import { Conv2d, Flatten, Linear, ReLU, Sequential } from "../../src/nn/layers.js";
 
 const MB = 2 ** 20;
 const LIMIT_MB = 100;
@@ -124,4 +129,46 @@ test("the CLI's training loop (trainClassifier, no yields) keeps resident memory
     growth < LIMIT_MB,
     `resident memory grew by ${growth.toFixed(0)} MB over epochs 2-3: ${perEpoch.map((m) => m.toFixed(0)).join(", ")} MB`,
   );
+});
+
+test("1,000 steps of adaptive PGD with EOT through a VAE defense: resident memory within 100 MB after warm-up", async () => {
+  const threads = getNumThreads();
+  setNumThreads(1);
+  manualSeed(7);
+  const start = memory().numTensors;
+  const vae = new ConvVae({ inputShape: [1, 12, 12], encoder: [{ channels: 4, pool: true }], latentDim: 8 });
+  const classifier = new Sequential(
+    new Conv2d(1, 4, 3, { padding: 1 }),
+    new ReLU(),
+    new Flatten(),
+    new Linear(4 * 12 * 12, 10),
+  );
+  classifier.eval();
+  const model = new DefendedModel(new VaeDefense(vae), classifier, { view: "adaptive" });
+  const x = rand([8, 1, 12, 12]);
+  const y = randint(0, 10, [8]);
+  // 20 attacks of 50 steps each (1,000 steps), EOT over 4 draws of the VAE's latent noise at every step.
+  const attack = new PGD(model, { eps: 0.1, steps: 50, eotSamples: 4 });
+  let warmRss = 0;
+  try {
+    for (let run = 0; run < 20; run++) {
+      const adv = await attack.generate(x, y);
+      adv.dispose();
+      if (run === 1) warmRss = rssMB();
+      if (run > 1) {
+        const growth = rssMB() - warmRss;
+        assert.ok(
+          growth < LIMIT_MB,
+          `resident memory grew by ${growth.toFixed(0)} MB after ${(run + 1) * 50} PGD steps`,
+        );
+      }
+    }
+  } finally {
+    x.dispose();
+    y.dispose();
+    vae.dispose();
+    classifier.dispose();
+    setNumThreads(threads);
+  }
+  assert.equal(memory().numTensors, start, "tensors left after the attacks");
 });
