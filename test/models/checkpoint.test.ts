@@ -102,7 +102,10 @@ describe("checkpoints", () => {
           new RegExp(`format\\.safetensors: not a vaeguard checkpoint \\(metadata format is "something-else"\\)$`),
         ],
         [bad("config.safetensors"), /config\.safetensors: its 'config' metadata is not valid JSON$/],
-        [bad("arch.safetensors"), /arch\.safetensors: cannot rebuild its model: /],
+        [
+          bad("arch.safetensors"),
+          /arch\.safetensors: its metadata names the architecture "no-such-arch", which vaeguard does not know \(known: .*conv-vae.*\)$/,
+        ],
         [
           good,
           /vae\.safetensors: holds a 'conv-vae' model but a 'mnist-cnn' model is needed here$/,
