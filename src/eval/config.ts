@@ -13,9 +13,8 @@
  * does not start with a defense name continues the previous spec
  * ("vae:samples=8,clip=2,jpeg:23" is two defenses).
  */
-import { readFileSync } from "node:fs";
-import { dirname, extname, isAbsolute, relative, resolve } from "node:path";
-import { parse as parseYaml } from "yaml";
+import { dirname, isAbsolute, relative, resolve } from "node:path";
+import { readConfigMapping } from "../io/config-file.js";
 import { ArgumentError } from "../core/errors.js";
 import { parseNumber } from "../core/spec.js";
 import { fail } from "../core/validate.js";
@@ -265,38 +264,7 @@ function path(raw: unknown, key: ConfigKey, origin: Origin, base: string): strin
 
 /** Read a JSON or YAML config file (by extension: .json, .yaml, .yml) into raw settings. */
 export function loadConfigFile(file: string): RawSettings {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new ArgumentError(`${file}: cannot read the config file (${(e as NodeJS.ErrnoException).code ?? e})`);
-  }
-  const ext = extname(file).toLowerCase();
-  let parsed: unknown;
-  if (ext === ".json") {
-    try {
-      parsed = JSON.parse(text);
-    } catch (e) {
-      throw new ArgumentError(`${file}: not valid JSON (${(e as Error).message})`);
-    }
-  } else if (ext === ".yaml" || ext === ".yml") {
-    try {
-      parsed = parseYaml(text);
-    } catch (e) {
-      const err = e as Error & { linePos?: { line: number; col: number }[] };
-      const first = err.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "");
-      const pos = err.linePos?.[0];
-      throw new ArgumentError(
-        `${file}: not valid YAML${pos ? ` at line ${pos.line}, column ${pos.col}` : ""} (${first})`,
-      );
-    }
-  } else {
-    throw new ArgumentError(`${file}: expected a config file ending in .json, .yaml or .yml`);
-  }
-  if (parsed === null || parsed === undefined) return {};
-  if (typeof parsed !== "object" || Array.isArray(parsed)) {
-    throw new ArgumentError(`${file}: expected a mapping of settings (key: value) at the top level`);
-  }
+  const parsed = readConfigMapping(file);
   const out: RawSettings = {};
   for (const [key, value] of Object.entries(parsed)) {
     if ((CONFIG_KEYS as readonly string[]).includes(key)) {

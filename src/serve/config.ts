@@ -5,8 +5,8 @@
  * Every bad value is reported in one line that names the flag or the key.
  */
 import { readFileSync } from "node:fs";
-import { dirname, extname, resolve } from "node:path";
-import { parse as parseYaml } from "yaml";
+import { dirname, resolve } from "node:path";
+import { readConfigMapping } from "../io/config-file.js";
 import { ArgumentError } from "../core/errors.js";
 import { fail } from "../core/validate.js";
 import { needsVae, splitDefenseList } from "../eval/config.js";
@@ -67,28 +67,7 @@ export type ServeKey = (typeof SERVE_KEYS)[number];
 export type RawServeSettings = Partial<Record<ServeKey, unknown>>;
 
 export function loadServeConfigFile(file: string): RawServeSettings {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new ArgumentError(`${file}: cannot read the config file (${(e as NodeJS.ErrnoException).code ?? e})`);
-  }
-  const ext = extname(file).toLowerCase();
-  let parsed: unknown;
-  try {
-    if (ext === ".json") parsed = JSON.parse(text);
-    else if (ext === ".yaml" || ext === ".yml") parsed = parseYaml(text);
-    else throw new ArgumentError(`${file}: expected a config file ending in .json, .yaml or .yml`);
-  } catch (e) {
-    if (e instanceof ArgumentError) throw e;
-    throw new ArgumentError(
-      `${file}: not valid ${ext === ".json" ? "JSON" : "YAML"} (${(e as Error).message.split("\n")[0]})`,
-    );
-  }
-  if (parsed === null || parsed === undefined) return {};
-  if (typeof parsed !== "object" || Array.isArray(parsed)) {
-    throw new ArgumentError(`${file}: expected a mapping of settings (key: value) at the top level`);
-  }
+  const parsed = readConfigMapping(file);
   const out: RawServeSettings = {};
   for (const [key, value] of Object.entries(parsed)) {
     const kebab = key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).replace(/_/g, "-");
