@@ -15,9 +15,11 @@ import {
 } from "./common.js";
 import { reproduceSmall, RECIPES, DEFAULT_DEFENSES, type SmallDataset } from "../eval/reproduce.js";
 import { renderTextTable } from "../report/table.js";
+import { writeRunReport } from "../report/run-report.js";
+import { addQueueOptions, queueRunners, type QueueOpts } from "./queue-options.js";
 import { registerImagenetSubcommand } from "./reproduce-imagenet.js";
 
-interface Opts {
+interface Opts extends QueueOpts {
   quick?: boolean;
   out?: string;
   checkpoints: string;
@@ -36,6 +38,7 @@ interface Opts {
   batchSize: number;
   evalBatchSize: number;
   passes: number;
+  shardSize?: number;
   restart?: boolean;
   threads?: number;
   json?: boolean;
@@ -85,6 +88,12 @@ export function register(program: Command): void {
       parseIntArg("passes", 1, LIMITS.passes),
       1,
     )
+    .option(
+      "--shard-size <n>",
+      "images per cell, the unit of work, seeding and resumption (default: all, one cell per row); part of the settings, like --seed",
+      parseIntArg("shard-size", 1),
+    );
+  addQueueOptions(reproduce)
     .option("--restart", "ignore existing checkpoints and results; train and evaluate from scratch")
     .option("--threads <n>", "libtorch threads (default: all cores)", parseThreadsArg())
     .option("--json", "print the result rows as JSON on stdout")
@@ -111,17 +120,19 @@ export function register(program: Command): void {
           if (a !== "fgsm" && a !== "ifgsm")
             throw new UsageError(`Expected "fgsm" or "ifgsm" in --attacks but received ${JSON.stringify(a)}`);
         }
+        const log = (l: string) => process.stderr.write(l + "\n");
+        const runner = queueRunners(opts, Boolean(opts.restart), log);
         if (opts.threads) setNumThreads(opts.threads);
         const ds = dataset as SmallDataset;
         const out = checkWritableDir(opts.out ?? join("runs", `${ds}${opts.quick ? "-quick" : ""}`), "the report");
         checkWritableDir(opts.checkpoints, "checkpoints");
         const t0 = performance.now();
-        const { rows, paths, cleanAccuracy } = await reproduceSmall({
+        const { rows, report, cleanAccuracy } = await reproduceSmall({
           dataset: ds,
           quick: Boolean(opts.quick),
           outDir: out,
           checkpointDir: resolve(opts.checkpoints),
-          dataDir: opts.dataDir,
+          dataDir: opts.dataDir && resolve(opts.dataDir),
           seed: opts.seed,
           samples: opts.samples,
           trainSamples: opts.trainSamples,
@@ -136,11 +147,15 @@ export function register(program: Command): void {
           batchSize: opts.batchSize,
           evalBatchSize: opts.evalBatchSize,
           passes: opts.passes,
+          shardSize: opts.shardSize,
           restart: Boolean(opts.restart),
           command: ["vaeguard", ...process.argv.slice(2)].join(" "),
           quiet: opts.quiet,
           progress: progressBars(opts.quiet),
+          log,
+          runner,
         });
+        const paths = await writeRunReport(out, report);
         const seconds = (performance.now() - t0) / 1000;
         if (opts.json) {
           console.log(JSON.stringify({ cleanAccuracy, rows, report: paths.report, seconds }, null, 2));
