@@ -132,52 +132,52 @@ export function register(program: Command): void {
     .option("--json", "print rows, sanity findings and file paths as JSON on stdout")
     .option("--quiet", "no progress output")
     .addHelpText("after", HELP_AFTER)
-    .action((opts: Opts) =>
-      runAction(async () => {
-        const cfg = resolveConfig(flagSettings(opts), { configFile: opts.config });
-        const log = (l: string) => process.stderr.write(l + "\n");
-        const runner = queueRunners(opts, Boolean(opts.restart), log);
-        if (opts.threads) setNumThreads(opts.threads);
-        // Before any work: the inputs open, the report folder takes a write.
-        checkReadableFile(cfg.classifier, "the classifier checkpoint");
-        if (cfg.vae) checkReadableFile(cfg.vae, "the VAE checkpoint");
-        checkWritableDir(cfg.out, "the report");
-        const t0 = performance.now();
-        const result = await runEvaluate(cfg, {
-          restart: Boolean(opts.restart),
-          command: ["vaeguard", ...process.argv.slice(2)].join(" "),
-          quiet: opts.quiet,
-          progress: progressBars(opts.quiet),
-          runner,
-        });
-        const paths = await writeRunReport(cfg.out, result.report);
-        log(`evaluate: done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
-        const seconds = (performance.now() - t0) / 1000;
-        if (opts.json) {
-          console.log(
-            JSON.stringify(
-              {
-                cleanAccuracy: result.cleanAccuracy,
-                rows: result.rows,
-                sanity: result.findings,
-                report: paths.report,
-                resultsFiles: result.resultsFiles,
-                seconds,
-              },
-              null,
-              2,
-            ),
-          );
-          return;
-        }
-        for (const g of groupRows(result.rows)) {
-          console.log(`\n${groupLabel(g)} on ${RECIPES[cfg.dataset].title}; top-1 accuracy by defense`);
-          console.log(renderTextTable(g.rows));
-        }
-        const warnings = result.findings.filter((f) => f.level === "warning");
-        console.log(`\nClean accuracy of the classifier: ${result.cleanAccuracy.toFixed(4)}`);
-        for (const w of warnings) console.log(`Warning: ${w.message}`);
-        console.log(`Report: ${paths.report} (${seconds.toFixed(0)} s)`);
-      }),
+    .action((opts: Opts) => runAction(() => evaluateCommand(opts)));
+}
+
+async function evaluateCommand(opts: Opts): Promise<void> {
+  const cfg = resolveConfig(flagSettings(opts), { configFile: opts.config });
+  const log = (l: string) => process.stderr.write(l + "\n");
+  const runner = queueRunners(opts, Boolean(opts.restart), log);
+  if (opts.threads) setNumThreads(opts.threads);
+  // Before any work: the inputs open, the report folder takes a write.
+  checkReadableFile(cfg.classifier, "the classifier checkpoint");
+  if (cfg.vae) checkReadableFile(cfg.vae, "the VAE checkpoint");
+  checkWritableDir(cfg.out, "the report");
+  const t0 = performance.now();
+  const result = await runEvaluate(cfg, {
+    restart: Boolean(opts.restart),
+    command: ["vaeguard", ...process.argv.slice(2)].join(" "),
+    quiet: opts.quiet,
+    progress: progressBars(opts.quiet),
+    runner,
+  });
+  const paths = await writeRunReport(cfg.out, result.report);
+  log(`evaluate: done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  const seconds = (performance.now() - t0) / 1000;
+  if (opts.json) {
+    console.log(
+      JSON.stringify(
+        {
+          cleanAccuracy: result.cleanAccuracy,
+          rows: result.rows,
+          sanity: result.findings,
+          report: paths.report,
+          resultsFiles: result.resultsFiles,
+          seconds,
+        },
+        null,
+        2,
+      ),
     );
+    return;
+  }
+  for (const g of groupRows(result.rows)) {
+    console.log(`\n${groupLabel(g)} on ${RECIPES[cfg.dataset].title}; top-1 accuracy by defense`);
+    console.log(renderTextTable(g.rows));
+  }
+  const warnings = result.findings.filter((f) => f.level === "warning");
+  console.log(`\nClean accuracy of the classifier: ${result.cleanAccuracy.toFixed(4)}`);
+  for (const w of warnings) console.log(`Warning: ${w.message}`);
+  console.log(`Report: ${paths.report} (${seconds.toFixed(0)} s)`);
 }

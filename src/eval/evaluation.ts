@@ -137,7 +137,10 @@ export async function loadTestData(
   }
 }
 
-function dataKey(setup: EvaluationSetup): string {
+/** What names a setup's test images. */
+export type DataRef = Pick<EvaluationSetup, "dataset" | "dataDir" | "samples" | "dataSha256">;
+
+function dataKey(setup: DataRef): string {
   return JSON.stringify([setup.dataset, setup.dataDir ?? null, setup.samples, setup.dataSha256]);
 }
 
@@ -197,7 +200,7 @@ export class EvaluationCache {
   }
 
   /** Use test data loaded by the caller for this setup (the coordinator has it already). */
-  adoptTestData(setup: EvaluationSetup, ds: ImageDataset): void {
+  adoptTestData(setup: DataRef, ds: ImageDataset): void {
     this.dropData();
     this.data = { key: dataKey(setup), ds };
   }

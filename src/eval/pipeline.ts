@@ -2,9 +2,9 @@
  * The one evaluation pipeline of `vaeguard evaluate` and `vaeguard reproduce`
  * (small images), in named steps:
  *
- * 1. loadModels: the classifier and VAE checkpoints, by path and content hash
+ * 1. loadData: the first N test images, hashed (a worker checks its copy against the hash);
+ * 2. loadModels: the classifier and VAE checkpoints, by path and content hash
  *    (what a worker of a distributed run is told to load);
- * 2. loadData: the first N test images, hashed the same way;
  * 3. buildDefenses: the defense specs on those models, checked against the images' shape;
  * 4. sweepModes: each mode's cells, in this process or on the queue's workers
  *    (the sweep seeds every cell from the cell alone), resumed from and stored
@@ -90,7 +90,15 @@ export function checkpointSha256(file: string): string {
   }
 }
 
-/** Step 1: the checkpoints by path and content hash, loaded into the cache. */
+/** Step 1: the first N test images, hashed, and held by the cache (freed with it). */
+export async function loadData(cache: EvaluationCache, i: PipelineInputs) {
+  const { test, total } = await loadTestData(i.dataset, i.dataDir, i.samples, i.cacheDir);
+  const data = { dataset: i.dataset, dataDir: i.dataDir, samples: datasetSize(test), dataSha256: datasetSha256(test) };
+  cache.adoptTestData(data, test);
+  return { test, total, data };
+}
+
+/** Step 2: the checkpoints by path and content hash, loaded into the cache. */
 export function loadModels(cache: EvaluationCache, i: PipelineInputs) {
   const classifierRef = { path: i.classifier, sha256: checkpointSha256(i.classifier) };
   const usesVae = i.defenses.some(needsVae);
@@ -100,34 +108,12 @@ export function loadModels(cache: EvaluationCache, i: PipelineInputs) {
   return { classifierRef, vaeRef, classifier, vae };
 }
 
-/** Step 2: the test images, and the setup of a sweep over them (its attacks are the caller's). */
-export async function loadData(i: PipelineInputs, models: { classifierRef: ModelRef; vaeRef?: ModelRef }) {
-  const { test, total } = await loadTestData(i.dataset, i.dataDir, i.samples, i.cacheDir);
-  const n = datasetSize(test);
-  const base: Omit<EvaluationSetup, "attacks"> = {
-    dataset: i.dataset,
-    dataDir: i.dataDir,
-    classifier: models.classifierRef,
-    vae: models.vaeRef,
-    samples: n,
-    dataSha256: datasetSha256(test),
-    defenses: i.defenses,
-    eot: i.eot,
-    passes: i.passes,
-    batchSize: i.batchSize,
-    seed: i.seed,
-    shardSize: i.shardSize ?? n,
-  };
-  return { test, total, setup: (attacks: SetupAttack[]): EvaluationSetup => ({ ...base, attacks }) };
-}
-
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
 /** Step 3: the defenses on the loaded models; the models must take the data set's images. */
 export function buildDefenses(p: Omit<Pipeline, "defenses">, i: PipelineInputs): Defense[] {
-  p.cache.adoptTestData(p.setup([]), p.test);
   const defenses = p.cache.sweepContext(p.setup([])).defenses;
   const shape = p.test.images.dims.slice(1);
   const title = RECIPES[i.dataset].title;
@@ -141,16 +127,35 @@ export function buildDefenses(p: Omit<Pipeline, "defenses">, i: PipelineInputs):
   return defenses;
 }
 
-/** Steps 1 to 3, then `body`; models and data are freed when it returns or throws. */
-export async function withPipeline<T>(i: PipelineInputs, body: (p: Pipeline) => Promise<T>): Promise<T> {
+/**
+ * Steps 1 to 3, then `body`; models and data are freed when it returns or throws.
+ * `makeModels` (reproduce: train them, or reuse their checkpoints) runs between
+ * steps 1 and 2, so bad test data stops the run before any training.
+ */
+export async function withPipeline<T>(
+  i: PipelineInputs,
+  body: (p: Pipeline) => Promise<T>,
+  makeModels?: () => Promise<void>,
+): Promise<T> {
   manualSeed(i.seed);
   const cache = new EvaluationCache();
   try {
+    const { test, total, data } = await loadData(cache, i);
+    await makeModels?.();
     const models = loadModels(cache, i);
-    const data = await loadData(i, models);
-    const loaded = { cache, ...models, ...data };
-    const defenses = buildDefenses(loaded, i);
-    return await body({ ...loaded, defenses });
+    const base: Omit<EvaluationSetup, "attacks"> = {
+      ...data,
+      classifier: models.classifierRef,
+      vae: models.vaeRef,
+      defenses: i.defenses,
+      eot: i.eot,
+      passes: i.passes,
+      batchSize: i.batchSize,
+      seed: i.seed,
+      shardSize: i.shardSize ?? data.samples,
+    };
+    const loaded = { cache, test, total, ...models, setup: (attacks: SetupAttack[]) => ({ ...base, attacks }) };
+    return await body({ ...loaded, defenses: buildDefenses(loaded, i) });
   } finally {
     cache.dispose();
   }

@@ -20,7 +20,14 @@ import { softwareVersions } from "../core/versions.js";
 import type { ProgressFactory } from "../core/progress.js";
 import type { CellRunner } from "./sweep.js";
 import type { EvaluationSetup, SetupAttack } from "./evaluation.js";
-import { labelSourceOf, sweepModes, withPipeline, type Pipeline, type ReportDraft, type SweepOutcome } from "./pipeline.js";
+import {
+  labelSourceOf,
+  sweepModes,
+  withPipeline,
+  type Pipeline,
+  type ReportDraft,
+  type SweepOutcome,
+} from "./pipeline.js";
 import { RECIPES, type SmallDataset } from "./recipes.js";
 
 // Their home is recipes.ts; kept here for the importers of reproduce.js.
@@ -67,7 +74,6 @@ export interface ReproduceOutcome {
   report: ReportDraft;
 }
 
-
 /** The paper's two attacks as the pipeline names them; I-FGSM takes ten steps. */
 const ATTACKS: Record<"fgsm" | "ifgsm", SetupAttack> = {
   fgsm: { name: "FGSM", kind: "fgsm", params: {} },
@@ -78,8 +84,6 @@ export const DEFAULT_DEFENSES = ["none", "jpeg:10", "jpeg:23", "vae"];
 
 /** What the report says about the training data. */
 interface TrainingSummary {
-  classifier: string;
-  vae: string;
   seconds: number;
   trainImages: number;
   trainSource: string;
@@ -97,9 +101,12 @@ async function loadTrainingData(o: ReproduceOptions, cacheDir: string) {
 }
 
 /** Train the classifier and the VAE, or reuse (resume) their checkpoints; returns the checkpoints' paths. */
-async function trainModels(o: ReproduceOptions, data: { train: ImageDataset; validation: ImageDataset }) {
+async function trainModels(
+  o: ReproduceOptions,
+  data: { train: ImageDataset; validation: ImageDataset },
+  checkpoints: { classifier: string; vae: string },
+): Promise<void> {
   const recipe = RECIPES[o.dataset];
-  const tag = o.quick ? "-quick" : "";
   const epochs = o.quick ? recipe.quickEpochs : recipe.epochs;
   const common = {
     ...data,
@@ -111,15 +118,13 @@ async function trainModels(o: ReproduceOptions, data: { train: ImageDataset; val
     progress: o.progress,
     log: o.log,
   };
-  const classifier = join(o.checkpointDir, `${o.dataset}-classifier${tag}.safetensors`);
-  const vae = join(o.checkpointDir, `${o.dataset}-vae-b${o.beta}-${o.reconstruction}${tag}.safetensors`);
   const clf = await trainClassifier({
     ...common,
     makeModel: recipe.makeClassifier,
     epochs: o.epochsClassifier ?? epochs.classifier,
     augment: recipe.augment,
     lrMilestones: o.quick ? undefined : recipe.lrMilestones,
-    checkpoint: classifier,
+    checkpoint: checkpoints.classifier,
     label: "classifier",
   });
   clf.model.dispose?.();
@@ -127,24 +132,26 @@ async function trainModels(o: ReproduceOptions, data: { train: ImageDataset; val
     ...common,
     makeModel: () => new ConvVae(VAE_PRESETS[recipe.vaePreset]),
     epochs: o.epochsVae ?? epochs.vae,
-    checkpoint: vae,
+    checkpoint: checkpoints.vae,
     loss: { beta: o.beta, reconstruction: o.reconstruction },
     stopReconstructionChange: o.quick ? undefined : recipe.vaeStopReconstructionChange,
     label: "vae",
   });
   trained.model.dispose();
-  return { classifier, vae };
 }
 
 /** Steps before the pipeline: the training data and the models trained on it (freed once their checkpoints exist). */
-async function trainingStep(o: ReproduceOptions): Promise<TrainingSummary> {
+async function trainingStep(
+  o: ReproduceOptions,
+  checkpoints: { classifier: string; vae: string },
+  cacheDir: string,
+): Promise<TrainingSummary> {
   const t0 = performance.now();
   manualSeed(o.seed);
-  const data = await loadTrainingData(o, join(dirname(o.checkpointDir), "cache"));
+  const data = await loadTrainingData(o, cacheDir);
   try {
-    const paths = await trainModels(o, data);
+    await trainModels(o, data, checkpoints);
     return {
-      ...paths,
       seconds: (performance.now() - t0) / 1000,
       trainImages: datasetSize(data.train),
       trainSource: data.train.source,
@@ -158,14 +165,18 @@ async function trainingStep(o: ReproduceOptions): Promise<TrainingSummary> {
 export async function reproduceSmall(o: ReproduceOptions): Promise<ReproduceOutcome> {
   const log = o.log ?? ((l: string) => process.stderr.write(l + "\n"));
   const recipe = RECIPES[o.dataset];
-  const trained = await trainingStep({ ...o, log });
+  const cacheDir = join(dirname(o.checkpointDir), "cache");
+  const tag = o.quick ? "-quick" : "";
+  const checkpoints = {
+    classifier: join(o.checkpointDir, `${o.dataset}-classifier${tag}.safetensors`),
+    vae: join(o.checkpointDir, `${o.dataset}-vae-b${o.beta}-${o.reconstruction}${tag}.safetensors`),
+  };
   const inputs = {
     dataset: o.dataset,
     dataDir: o.dataDir,
-    cacheDir: join(dirname(o.checkpointDir), "cache"),
+    cacheDir,
     samples: o.samples ?? (o.quick ? 1000 : undefined),
-    classifier: trained.classifier,
-    vae: trained.vae,
+    ...checkpoints,
     defenses: o.defenses ?? DEFAULT_DEFENSES,
     // The attacks' own default on a randomized model (adaptive mode), as before the pipeline.
     eot: DEFAULT_RANDOMIZED_EOT_SAMPLES,
@@ -174,38 +185,44 @@ export async function reproduceSmall(o: ReproduceOptions): Promise<ReproduceOutc
     seed: o.seed,
     shardSize: o.shardSize,
   };
-  return withPipeline(inputs, async (p) => {
-    const cleanAccuracy = accuracy(p.classifier, p.test);
-    log(`classifier clean accuracy on ${datasetSize(p.test)} test images: ${cleanAccuracy.toFixed(4)}`);
-    const epsilons = o.epsilons ?? (o.quick ? recipe.quickEpsilons : recipe.epsilons);
-    const ifgsmEpsilons = o.epsilons ?? (o.quick ? recipe.quickEpsilons : recipe.ifgsmEpsilons);
-    const attacks = (o.attacks ?? ["fgsm", "ifgsm"]).map((a) =>
-      a === "ifgsm" ? { ...ATTACKS[a], epsilons: ifgsmEpsilons } : ATTACKS[a],
-    );
-    const mode = o.mode ?? "gray-box";
-    const swept = await sweepModes(p, {
-      modes: [mode],
-      attacks: () => attacks,
-      epsilons,
-      out: o.outDir,
-      restart: o.restart,
-      fingerprint: () => ({
-        dataset: o.dataset,
-        test: p.test.source,
-        seed: o.seed,
-        quick: o.quick,
-        beta: o.beta,
-        recon: o.reconstruction,
-      }),
-      gridImages: () => 6,
-      runner: o.runner,
-      quiet: o.quiet,
-      progress: o.progress,
-      log,
-    });
-    const report = reproduceReport(o, { p, trained, swept, cleanAccuracy, mode, attacks, epsilons });
-    return { rows: swept.rows, cleanAccuracy, report };
-  });
+  let trained: TrainingSummary | undefined;
+  const train = async () => void (trained = await trainingStep({ ...o, log }, checkpoints, cacheDir));
+  return withPipeline(
+    inputs,
+    async (p) => {
+      const cleanAccuracy = accuracy(p.classifier, p.test);
+      log(`classifier clean accuracy on ${datasetSize(p.test)} test images: ${cleanAccuracy.toFixed(4)}`);
+      const epsilons = o.epsilons ?? (o.quick ? recipe.quickEpsilons : recipe.epsilons);
+      const ifgsmEpsilons = o.epsilons ?? (o.quick ? recipe.quickEpsilons : recipe.ifgsmEpsilons);
+      const attacks = (o.attacks ?? ["fgsm", "ifgsm"]).map((a) =>
+        a === "ifgsm" ? { ...ATTACKS[a], epsilons: ifgsmEpsilons } : ATTACKS[a],
+      );
+      const mode = o.mode ?? "gray-box";
+      const swept = await sweepModes(p, {
+        modes: [mode],
+        attacks: () => attacks,
+        epsilons,
+        out: o.outDir,
+        restart: o.restart,
+        fingerprint: () => ({
+          dataset: o.dataset,
+          test: p.test.source,
+          seed: o.seed,
+          quick: o.quick,
+          beta: o.beta,
+          recon: o.reconstruction,
+        }),
+        gridImages: () => 6,
+        runner: o.runner,
+        quiet: o.quiet,
+        progress: o.progress,
+        log,
+      });
+      const report = reproduceReport(o, { p, trained: trained!, swept, cleanAccuracy, mode, attacks, epsilons });
+      return { rows: swept.rows, cleanAccuracy, report };
+    },
+    train,
+  );
 }
 
 interface ReportParts {

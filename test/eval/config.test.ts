@@ -57,7 +57,7 @@ describe("attack specs", () => {
       ["pgdd", /^Unknown attack "pgdd" in attack spec "pgdd"; expected one of fgsm, ifgsm, pgd, pgd-l2, square$/],
       [
         "pgd:stpes=40",
-        /^Unknown parameter "stpes" in attack spec "pgd:stpes=40"; pgd takes steps, stepSize, restarts, randomStart$/,
+        /^Unknown parameter "stpes" in attack spec "pgd:stpes=40"; pgd takes steps, stepSize, restarts, randomStart, loss$/,
       ],
       ["fgsm:steps=3", /^Unknown parameter "steps" in attack spec "fgsm:steps=3"; fgsm takes no parameters$/],
       ["pgd:steps=x", /^Expected integer for steps in attack spec "pgd:steps=x" but received "x"$/],

@@ -67,25 +67,29 @@ after(async () => {
 });
 
 for (const mode of ["gray-box", "adaptive"] as const) {
-  test(`reproduce --queue (${mode}) gives the results file, table and report of a run in one process`, { skip }, async () => {
-    // Adaptive: FGSM alone through each defense (EOT over the VAE's randomness), to keep it short.
-    const extra = mode === "adaptive" ? ["--mode", "adaptive", "--attacks", "fgsm"] : [];
-    const local = join(dir, `local-${mode}`);
-    // Trains the models (once, into ck/) and evaluates in this process.
-    const reference = run(settings(local, extra)).rows;
-    assert.ok(reference.some((r) => r.epsilon > 0 && r.relL2 > 0));
+  test(
+    `reproduce --queue (${mode}) gives the results file, table and report of a run in one process`,
+    { skip },
+    async () => {
+      // Adaptive: FGSM alone through each defense (EOT over the VAE's randomness), to keep it short.
+      const extra = mode === "adaptive" ? ["--mode", "adaptive", "--attacks", "fgsm"] : [];
+      const local = join(dir, `local-${mode}`);
+      // Trains the models (once, into ck/) and evaluates in this process.
+      const reference = run(settings(local, extra)).rows;
+      assert.ok(reference.some((r) => r.epsilon > 0 && r.relL2 > 0));
 
-    const url = `${redis!.url}/${mode === "gray-box" ? 0 : 1}`;
-    const queued = join(dir, `queued-${mode}`);
-    const pool = [startWorker(url), startWorker(url)];
-    const r = run(settings(queued, [...extra, "--queue", url]));
-    assert.match(r.stderr, new RegExp(`queue: \\d+ cells queued on ${url}`));
-    assert.deepEqual(r.rows, reference);
-    for (const f of [`sweep-${mode}.json`, "results.csv"]) {
-      assert.equal(readFileSync(join(queued, f), "utf8"), readFileSync(join(local, f), "utf8"), f);
-    }
-    assert.equal(stableReport(queued), stableReport(local));
-    for (const w of pool) w.kill("SIGTERM");
-    await Promise.all(pool.map((w) => new Promise((resolve) => w.once("exit", resolve))));
-  });
+      const url = `${redis!.url}/${mode === "gray-box" ? 0 : 1}`;
+      const queued = join(dir, `queued-${mode}`);
+      const pool = [startWorker(url), startWorker(url)];
+      const r = run(settings(queued, [...extra, "--queue", url]));
+      assert.match(r.stderr, new RegExp(`queue: \\d+ cells queued on ${url}`));
+      assert.deepEqual(r.rows, reference);
+      for (const f of [`sweep-${mode}.json`, "results.csv"]) {
+        assert.equal(readFileSync(join(queued, f), "utf8"), readFileSync(join(local, f), "utf8"), f);
+      }
+      assert.equal(stableReport(queued), stableReport(local));
+      for (const w of pool) w.kill("SIGTERM");
+      await Promise.all(pool.map((w) => new Promise((resolve) => w.once("exit", resolve))));
+    },
+  );
 }
