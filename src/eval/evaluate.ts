@@ -7,49 +7,24 @@
  */
 import { basename } from "node:path";
 import { attackParamDefault, describeAttack, type AttackName } from "../attacks/index.js";
-import type { ProgressFactory } from "../core/progress.js";
-import { softwareVersions } from "../core/versions.js";
 import type { Defense } from "../defenses/index.js";
 import { accuracy } from "../train/trainer.js";
 import { modesOf, type AttackChoice, type EvaluateConfig } from "./config.js";
-import type { EvaluationSetup, SetupAttack } from "./evaluation.js";
-import {
-  labelSourceOf,
-  resultsFileFor,
-  sweepModes,
-  withPipeline,
-  type Pipeline,
-  type ReportDraft,
-  type SweepOutcome,
-} from "./pipeline.js";
+import type { SetupAttack } from "./evaluation.js";
+import { labelSourceOf, reportDraft, resultsFileFor, sweepModes, withPipeline } from "./pipeline.js";
+import type { Pipeline, ReportDraft, RunOptions, RunOutcome, SweepOutcome } from "./pipeline.js";
 import { RECIPES } from "./recipes.js";
-import type { AttackMode, AttackParams, ResultRow } from "./results.js";
+import type { AttackMode, AttackParams } from "./results.js";
 import { renderFindings, renderModeComparison, sanityChecks, type ModePair, type SanityFinding } from "./sanity.js";
-import type { CellRunner } from "./sweep.js";
 
 export { resultsFileFor };
 
-export interface EvaluateRunOptions {
-  /** Delete the results files of the modes being run and start over. */
-  restart?: boolean;
-  /** The command line, for the report. */
-  command: string;
-  quiet?: boolean;
-  /** Progress over each mode's cells (default: nothing). */
-  progress?: ProgressFactory;
-  log?: (line: string) => void;
-  /** Where the cells run (default: in this process); given each mode's setup. */
-  runner?: (setup: EvaluationSetup) => CellRunner;
-}
+export type EvaluateRunOptions = RunOptions;
 
-export interface EvaluateOutcome {
-  rows: ResultRow[];
-  cleanAccuracy: number;
+export interface EvaluateOutcome extends RunOutcome {
   findings: SanityFinding[];
   /** One results file per mode: what a later run resumes. */
   resultsFiles: string[];
-  /** The report folder's contents; report/run-report.ts writes it. */
-  report: ReportDraft;
 }
 
 /** Describe an attack for the report: the attack's own parameters, with the grid instead of one epsilon. */
@@ -191,30 +166,17 @@ function evaluateReport(cfg: EvaluateConfig, o: EvaluateRunOptions, r: ReportPar
   const { p, swept } = r;
   const recipe = RECIPES[cfg.dataset];
   const n = p.test.images.dims[0];
-  const names = p.defenses.map((d) => d.name);
   return {
-    title: `vaeguard evaluate: ${recipe.title}, ${modesOf(cfg.mode).join(" and ")}`,
-    metadata: {
+    ...reportDraft(p, swept, {
+      title: `vaeguard evaluate: ${recipe.title}, ${modesOf(cfg.mode).join(" and ")}`,
       dataset: `${recipe.title} test set${n < p.total ? `, first ${n} of ${p.total} images` : ""}`,
-      labelSource: labelSourceOf(cfg.dataset, p.test),
-      samples: n,
-      seed: cfg.seed,
       command: o.command,
-      versions: softwareVersions(),
       attackParams: r.params,
-      createdAt: new Date().toISOString(),
-    },
-    rows: swept.rows,
-    defenses: names,
-    grid: swept.grid
-      ? {
-          sample: swept.grid,
-          classNames: p.test.classNames,
-          defenses: names,
-          caption: `First test images at ${swept.grid.attack} eps ${swept.grid.epsilon} (gray-box: one adversarial image for every defense)`,
-        }
-      : undefined,
-    notes: evaluateNotes(cfg, r).join("\n\n"),
+      gridDefenses: p.defenses.map((d) => d.name),
+      gridCaption: (g) =>
+        `First test images at ${g.attack} eps ${g.epsilon} (gray-box: one adversarial image for every defense)`,
+      notes: evaluateNotes(cfg, r).join("\n\n"),
+    }),
     removeStalePlots: true,
   };
 }

@@ -20,6 +20,7 @@ import { join } from "node:path";
 import { manualSeed } from "../core/engine.js";
 import { CheckpointError } from "../core/errors.js";
 import type { ProgressFactory } from "../core/progress.js";
+import { softwareVersions } from "../core/versions.js";
 import { datasetSize, type ImageDataset } from "../data/index.js";
 import type { Defense } from "../defenses/index.js";
 import type { ImageClassifier } from "../models/classifiers.js";
@@ -58,6 +59,27 @@ export interface PipelineInputs {
   seed: number;
   /** Images per cell (default: all of them, one cell per row and, in adaptive mode, defense). */
   shardSize?: number;
+}
+
+/** What a command tells a run of the pipeline besides its settings. */
+export interface RunOptions {
+  /** Delete the results files (and, reproduce, the checkpoints) and start over. */
+  restart?: boolean;
+  /** The command line, for the report. */
+  command: string;
+  quiet?: boolean;
+  /** Progress of training and of each mode's cells (default: nothing). */
+  progress?: ProgressFactory;
+  log?: (line: string) => void;
+  /** Where the cells run (default: in this process); given each sweep's setup. */
+  runner?: (setup: EvaluationSetup) => CellRunner;
+}
+
+/** What a run gives back; the command writes `report` with report/run-report.ts. */
+export interface RunOutcome {
+  rows: ResultRow[];
+  cleanAccuracy: number;
+  report: ReportDraft;
 }
 
 /** Steps 1 to 3 done: models, data and defenses, held until the pipeline's body returns. */
@@ -243,4 +265,48 @@ export interface ReportDraft {
 export function labelSourceOf(dataset: SmallDataset, test: ImageDataset): string {
   const recipe = RECIPES[dataset];
   return recipe.labelSourceOf?.(test) ?? recipe.labelSource;
+}
+
+/** What a run's report says beyond what the pipeline knows. */
+export interface DraftParts {
+  title: string;
+  /** The data set as the report names it. */
+  dataset: string;
+  command: string;
+  attackParams: RunMetadata["attackParams"];
+  paperReference?: string;
+  /** The picture grid's columns after the attacked image, and its caption. */
+  gridDefenses: string[];
+  gridCaption: (grid: GridSample) => string;
+  notes: string;
+}
+
+/** Step 5: the report draft of a run, its metadata taken from the pipeline. */
+export function reportDraft(p: Pipeline, swept: SweepOutcome, d: DraftParts): ReportDraft {
+  const setup = p.setup([]);
+  return {
+    title: d.title,
+    metadata: {
+      dataset: d.dataset,
+      labelSource: labelSourceOf(setup.dataset, p.test),
+      samples: setup.samples,
+      seed: setup.seed,
+      command: d.command,
+      versions: softwareVersions(),
+      attackParams: d.attackParams,
+      createdAt: new Date().toISOString(),
+      paperReference: d.paperReference,
+    },
+    rows: swept.rows,
+    defenses: p.defenses.map((x) => x.name),
+    grid: swept.grid
+      ? {
+          sample: swept.grid,
+          classNames: p.test.classNames,
+          defenses: d.gridDefenses,
+          caption: d.gridCaption(swept.grid),
+        }
+      : undefined,
+    notes: d.notes,
+  };
 }

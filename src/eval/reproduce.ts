@@ -15,25 +15,16 @@ import { ConvVae, VAE_PRESETS } from "../models/vae.js";
 import { accuracy, trainClassifier, trainVae } from "../train/trainer.js";
 import { DEFAULT_RANDOMIZED_EOT_SAMPLES } from "../attacks/index.js";
 import { NoDefense } from "../defenses/none.js";
-import type { AttackMode, AttackParams, ResultRow } from "./results.js";
-import { softwareVersions } from "../core/versions.js";
-import type { ProgressFactory } from "../core/progress.js";
-import type { CellRunner } from "./sweep.js";
-import type { EvaluationSetup, SetupAttack } from "./evaluation.js";
-import {
-  labelSourceOf,
-  sweepModes,
-  withPipeline,
-  type Pipeline,
-  type ReportDraft,
-  type SweepOutcome,
-} from "./pipeline.js";
+import type { AttackMode, AttackParams } from "./results.js";
+import type { SetupAttack } from "./evaluation.js";
+import { reportDraft, sweepModes, withPipeline } from "./pipeline.js";
+import type { Pipeline, ReportDraft, RunOptions, RunOutcome, SweepOutcome } from "./pipeline.js";
 import { RECIPES, type SmallDataset } from "./recipes.js";
 
 // Their home is recipes.ts; kept here for the importers of reproduce.js.
 export { RECIPES, type SmallDataset };
 
-export interface ReproduceOptions {
+export interface ReproduceOptions extends RunOptions {
   dataset: SmallDataset;
   quick: boolean;
   outDir: string;
@@ -58,21 +49,9 @@ export interface ReproduceOptions {
   /** Images per cell (default: all, one cell per row); part of the settings, like the seed. */
   shardSize?: number;
   restart: boolean;
-  command: string;
-  quiet?: boolean;
-  /** Progress of training and of each sweep row (default: nothing). */
-  progress?: ProgressFactory;
-  log?: (line: string) => void;
-  /** Where the sweep's cells run (default: in this process); given the sweep's setup. */
-  runner?: (setup: EvaluationSetup) => CellRunner;
 }
 
-export interface ReproduceOutcome {
-  rows: ResultRow[];
-  cleanAccuracy: number;
-  /** The report folder's contents; report/run-report.ts writes it. */
-  report: ReportDraft;
-}
+export type ReproduceOutcome = RunOutcome;
 
 /** The paper's two attacks as the pipeline names them; I-FGSM takes ten steps. */
 const ATTACKS: Record<"fgsm" | "ifgsm", SetupAttack> = {
@@ -270,7 +249,7 @@ function reproduceNotes(o: ReproduceOptions, r: ReportParts): string {
 /** Step 5 of reproduce: the report with the paper's table beside ours. */
 function reproduceReport(o: ReproduceOptions, r: ReportParts): ReportDraft {
   const recipe = RECIPES[o.dataset];
-  const { p, swept } = r;
+  const { p } = r;
   const names = p.defenses.map((d) => d.name);
   const pairs = [
     { paper: "No Def", ours: "No defense" },
@@ -278,29 +257,16 @@ function reproduceReport(o: ReproduceOptions, r: ReportParts): ReportDraft {
     { paper: "VAE", ours: "VAE" },
   ].filter((x) => names.includes(x.ours));
   return {
-    title: `vaeguard: ${recipe.title} reproduction of Luo & Pfister (2018)`,
-    metadata: {
+    ...reportDraft(p, r.swept, {
+      title: `vaeguard: ${recipe.title} reproduction of Luo & Pfister (2018)`,
       dataset: `${recipe.title} test set`,
-      labelSource: labelSourceOf(o.dataset, p.test),
-      samples: datasetSize(p.test),
-      seed: o.seed,
       command: o.command,
-      versions: softwareVersions(),
       attackParams: attackParamsOf(r),
-      createdAt: new Date().toISOString(),
       paperReference: recipe.paper?.reference,
-    },
-    rows: swept.rows,
-    defenses: names,
-    grid: swept.grid
-      ? {
-          sample: swept.grid,
-          classNames: p.test.classNames,
-          defenses: p.defenses.filter((d) => !(d instanceof NoDefense)).map((d) => d.name),
-          caption: `First test images at ${swept.grid.attack} eps ${swept.grid.epsilon}`,
-        }
-      : undefined,
-    notes: reproduceNotes(o, r),
+      gridDefenses: p.defenses.filter((d) => !(d instanceof NoDefense)).map((d) => d.name),
+      gridCaption: (g) => `First test images at ${g.attack} eps ${g.epsilon}`,
+      notes: reproduceNotes(o, r),
+    }),
     paperComparisons: recipe.paper ? [{ paper: recipe.paper, attack: "FGSM", mode: r.mode, pairs }] : [],
   };
 }
