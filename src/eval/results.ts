@@ -72,3 +72,18 @@ export interface RunMetadata {
   /** E.g. "Luo & Pfister 2018, Table 4". */
   paperReference?: string;
 }
+
+/** An image as the tensor engine holds it: CHW, values in [0, 1]. */
+export interface GridImage {
+  width: number;
+  height: number;
+  channels: 1 | 3;
+  data: Float32Array;
+}
+
+export interface GridCell {
+  /** null leaves the slot empty (a ragged row). */
+  image: GridImage | null;
+  /** Lines separated by "\n", e.g. "pred 7\neps 0.1". */
+  caption?: string;
+}
