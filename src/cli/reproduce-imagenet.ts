@@ -27,7 +27,9 @@ import {
   PATCH_SIZES,
   type PatchSize,
 } from "../eval/imagenet/settings.js";
-import { reproduceImagenet } from "../eval/imagenet/reproduce.js";
+import { reproduceImagenet, type ImagenetResult } from "../eval/imagenet/reproduce.js";
+import type { BundlePaths } from "../report/bundle.js";
+import { writeImagenetReport } from "../report/imagenet.js";
 import { renderTextTable } from "../report/table.js";
 
 interface Opts {
@@ -186,101 +188,7 @@ function define(cmd: Command): void {
     .option("--threads <n>", "libtorch threads (default: all cores)", parseThreadsArg())
     .option("--json", "print the results as JSON on stdout")
     .option("--quiet", "no progress output")
-    .action((opts: Opts) =>
-      runAction(async () => {
-        if (!opts.images) throw new UsageError("--images is required (the NIPS 2017 development set folder)");
-        for (const a of opts.attacks ?? []) {
-          if (a !== "fgsm" && a !== "ifgsm")
-            throw new UsageError(`Expected "fgsm" or "ifgsm" in --attacks but received ${JSON.stringify(a)}`);
-        }
-        for (const p of opts.patchSizes ?? []) {
-          if (!(PATCH_SIZES as readonly number[]).includes(p))
-            throw new UsageError(
-              `Expected patch sizes among ${PATCH_SIZES.join(", ")} in --patch-sizes but received ${p}`,
-            );
-        }
-        const epochPatches =
-          opts.epochPatches === undefined ? undefined : parsePerPatchSize("epoch-patches", opts.epochPatches, 1, true);
-        const trainMinutes =
-          opts.trainMinutes === undefined ? undefined : parsePerPatchSize("train-minutes", opts.trainMinutes, 0, false);
-        const trainCpuMinutes =
-          opts.trainCpuMinutes === undefined
-            ? undefined
-            : parsePerPatchSize("train-cpu-minutes", opts.trainCpuMinutes, 0, false);
-        const batchSize =
-          opts.batchSize === undefined ? undefined : parsePerPatchSize("batch-size", opts.batchSize, 1, true);
-        let shard: { index: number; count: number } | undefined;
-        if (opts.shard !== undefined) {
-          const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(opts.shard);
-          if (!m || Number(m[2]) < 1 || Number(m[1]) < 1 || Number(m[1]) > Number(m[2])) {
-            throw new UsageError(
-              `Expected k/n with 1 <= k <= n (for example 1/2) for --shard but received ${opts.shard}`,
-            );
-          }
-          shard = { index: Number(m[1]), count: Number(m[2]) };
-        }
-        if (opts.threads) setNumThreads(opts.threads);
-        const out = checkWritableDir(opts.out ?? join("runs", `imagenet${opts.quick ? "-quick" : ""}`), "the report");
-        checkWritableDir(opts.checkpoints, "checkpoints");
-        const t0 = performance.now();
-        const result = await reproduceImagenet({
-          images: opts.images,
-          model: opts.model,
-          classOrder: opts.classOrder,
-          samples: opts.samples,
-          patchSizes: opts.patchSizes as PatchSize[] | undefined,
-          epochPatches: perSize(epochPatches),
-          trainMinutes: perSize(trainMinutes),
-          trainCpuMinutes: perSize(trainCpuMinutes) ?? (opts.quick ? undefined : DEFAULT_TRAIN_CPU_MINUTES),
-          maxEpochs: opts.maxEpochs,
-          convergence: opts.convergence,
-          beta: opts.beta,
-          lr: opts.lr,
-          batchSize: perSize(batchSize),
-          flip: opts.flip,
-          fgsmEpsilons: opts.eps,
-          ifgsmEpsilons: opts.ifgsmEps,
-          attacks: opts.attacks as ("fgsm" | "ifgsm")[] | undefined,
-          ifgsmSteps: opts.ifgsmSteps,
-          evalBatchSize: opts.evalBatchSize,
-          evalMinutes: opts.evalMinutes,
-          shard,
-          gridImages: opts.gridImages,
-          trainOnly: Boolean(opts.trainOnly),
-          quick: Boolean(opts.quick),
-          outDir: out,
-          progress: progressBars(opts.quiet),
-          checkpointDir: resolve(opts.checkpoints),
-          seed: opts.seed,
-          restart: Boolean(opts.restart),
-          command: ["vaeguard", ...process.argv.slice(2)].join(" "),
-          quiet: opts.quiet,
-        });
-        const seconds = (performance.now() - t0) / 1000;
-        if (opts.json) {
-          console.log(JSON.stringify({ ...result, seconds }, null, 2));
-          return;
-        }
-        for (const v of result.vaes) {
-          console.log(
-            `VAE ${v.patchSize}x${v.patchSize}: ${v.history.length} epoch(s), stopped: ${v.stopReason}, ${(v.trainSeconds / 60).toFixed(1)} min, ${v.checkpoint}`,
-          );
-        }
-        const rows = result.rows ?? [];
-        for (const attack of [...new Set(rows.map((r) => r.attack))]) {
-          console.log(`\n${attack} (gray-box), top-1 accuracy on ${result.images} evaluation images (true labels)`);
-          console.log(renderTextTable(rows.filter((r) => r.attack === attack)));
-        }
-        for (const c of result.claims ?? []) console.log(`claim (${c.id}) ${c.claim}: ${c.outcome}`);
-        for (const a of result.acceptance?.checks ?? []) {
-          console.log(
-            `clean accuracy kept by ${a.column}: ${a.ratio.toFixed(3)} of undefended (${a.passes ? "passes" : "FAILS"} >= 0.85)`,
-          );
-        }
-        if (result.paths) console.log(`\nReport: ${result.paths.report}`);
-        console.log(`(${seconds.toFixed(0)} s)`);
-      }),
-    );
+    .action((opts: Opts) => runAction(() => imagenetCommand(opts)));
 }
 
 /** `vaeguard reproduce imagenet`, on the `reproduce` command. */
@@ -291,4 +199,99 @@ export function registerImagenetSubcommand(reproduce: Command): void {
 /** `vaeguard reproduce-imagenet`: the same command under its older name. */
 export function register(program: Command): void {
   define(program.command("reproduce-imagenet"));
+}
+
+async function imagenetCommand(opts: Opts): Promise<void> {
+  if (!opts.images) throw new UsageError("--images is required (the NIPS 2017 development set folder)");
+  for (const a of opts.attacks ?? []) {
+    if (a !== "fgsm" && a !== "ifgsm")
+      throw new UsageError(`Expected "fgsm" or "ifgsm" in --attacks but received ${JSON.stringify(a)}`);
+  }
+  for (const p of opts.patchSizes ?? []) {
+    if (!(PATCH_SIZES as readonly number[]).includes(p))
+      throw new UsageError(`Expected patch sizes among ${PATCH_SIZES.join(", ")} in --patch-sizes but received ${p}`);
+  }
+  const epochPatches =
+    opts.epochPatches === undefined ? undefined : parsePerPatchSize("epoch-patches", opts.epochPatches, 1, true);
+  const trainMinutes =
+    opts.trainMinutes === undefined ? undefined : parsePerPatchSize("train-minutes", opts.trainMinutes, 0, false);
+  const trainCpuMinutes =
+    opts.trainCpuMinutes === undefined
+      ? undefined
+      : parsePerPatchSize("train-cpu-minutes", opts.trainCpuMinutes, 0, false);
+  const batchSize = opts.batchSize === undefined ? undefined : parsePerPatchSize("batch-size", opts.batchSize, 1, true);
+  let shard: { index: number; count: number } | undefined;
+  if (opts.shard !== undefined) {
+    const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(opts.shard);
+    if (!m || Number(m[2]) < 1 || Number(m[1]) < 1 || Number(m[1]) > Number(m[2])) {
+      throw new UsageError(`Expected k/n with 1 <= k <= n (for example 1/2) for --shard but received ${opts.shard}`);
+    }
+    shard = { index: Number(m[1]), count: Number(m[2]) };
+  }
+  if (opts.threads) setNumThreads(opts.threads);
+  const out = checkWritableDir(opts.out ?? join("runs", `imagenet${opts.quick ? "-quick" : ""}`), "the report");
+  checkWritableDir(opts.checkpoints, "checkpoints");
+  const t0 = performance.now();
+  const { report, ...result } = await reproduceImagenet({
+    images: opts.images,
+    model: opts.model,
+    classOrder: opts.classOrder,
+    samples: opts.samples,
+    patchSizes: opts.patchSizes as PatchSize[] | undefined,
+    epochPatches: perSize(epochPatches),
+    trainMinutes: perSize(trainMinutes),
+    trainCpuMinutes: perSize(trainCpuMinutes) ?? (opts.quick ? undefined : DEFAULT_TRAIN_CPU_MINUTES),
+    maxEpochs: opts.maxEpochs,
+    convergence: opts.convergence,
+    beta: opts.beta,
+    lr: opts.lr,
+    batchSize: perSize(batchSize),
+    flip: opts.flip,
+    fgsmEpsilons: opts.eps,
+    ifgsmEpsilons: opts.ifgsmEps,
+    attacks: opts.attacks as ("fgsm" | "ifgsm")[] | undefined,
+    ifgsmSteps: opts.ifgsmSteps,
+    evalBatchSize: opts.evalBatchSize,
+    evalMinutes: opts.evalMinutes,
+    shard,
+    gridImages: opts.gridImages,
+    trainOnly: Boolean(opts.trainOnly),
+    quick: Boolean(opts.quick),
+    outDir: out,
+    progress: progressBars(opts.quiet),
+    checkpointDir: resolve(opts.checkpoints),
+    seed: opts.seed,
+    restart: Boolean(opts.restart),
+    command: ["vaeguard", ...process.argv.slice(2)].join(" "),
+    quiet: opts.quiet,
+  });
+  const paths = report ? await writeImagenetReport(report) : undefined;
+  const seconds = (performance.now() - t0) / 1000;
+  if (opts.json) {
+    console.log(JSON.stringify({ ...result, paths, seconds }, null, 2));
+    return;
+  }
+  printResult(result, paths, seconds);
+}
+
+/** The tables, the claims and the acceptance check on stdout. */
+function printResult(result: Omit<ImagenetResult, "report">, paths: BundlePaths | undefined, seconds: number): void {
+  for (const v of result.vaes) {
+    console.log(
+      `VAE ${v.patchSize}x${v.patchSize}: ${v.history.length} epoch(s), stopped: ${v.stopReason}, ${(v.trainSeconds / 60).toFixed(1)} min, ${v.checkpoint}`,
+    );
+  }
+  const rows = result.rows ?? [];
+  for (const attack of [...new Set(rows.map((r) => r.attack))]) {
+    console.log(`\n${attack} (gray-box), top-1 accuracy on ${result.images} evaluation images (true labels)`);
+    console.log(renderTextTable(rows.filter((r) => r.attack === attack)));
+  }
+  for (const c of result.claims ?? []) console.log(`claim (${c.id}) ${c.claim}: ${c.outcome}`);
+  for (const a of result.acceptance?.checks ?? []) {
+    console.log(
+      `clean accuracy kept by ${a.column}: ${a.ratio.toFixed(3)} of undefended (${a.passes ? "passes" : "FAILS"} >= 0.85)`,
+    );
+  }
+  if (paths) console.log(`\nReport: ${paths.report}`);
+  console.log(`(${seconds.toFixed(0)} s)`);
 }

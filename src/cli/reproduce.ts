@@ -15,9 +15,11 @@ import {
 } from "./common.js";
 import { reproduceSmall, RECIPES, DEFAULT_DEFENSES, type SmallDataset } from "../eval/reproduce.js";
 import { renderTextTable } from "../report/table.js";
+import { writeRunReport } from "../report/run-report.js";
+import { addQueueOptions, queueRunners, type QueueOpts } from "./queue-options.js";
 import { registerImagenetSubcommand } from "./reproduce-imagenet.js";
 
-interface Opts {
+interface Opts extends QueueOpts {
   quick?: boolean;
   out?: string;
   checkpoints: string;
@@ -36,6 +38,7 @@ interface Opts {
   batchSize: number;
   evalBatchSize: number;
   passes: number;
+  shardSize?: number;
   restart?: boolean;
   threads?: number;
   json?: boolean;
@@ -48,7 +51,7 @@ export function register(program: Command): void {
     // Options after `reproduce imagenet` belong to the imagenet subcommand.
     .enablePositionalOptions()
     .description(
-      "reproduce the paper's experiment on a data set: train (or reuse) the classifier and the VAE, sweep FGSM and I-FGSM, write a report",
+      "reproduce the paper's experiment on a data set: train (or reuse) the classifier and the VAE, sweep FGSM and I-FGSM (here, or with --queue on workers), write a report",
     )
     .argument(
       "<dataset>",
@@ -85,74 +88,89 @@ export function register(program: Command): void {
       parseIntArg("passes", 1, LIMITS.passes),
       1,
     )
+    .option(
+      "--shard-size <n>",
+      "images per cell, the unit of work, seeding and resumption (default: all, one cell per row); part of the settings, like --seed",
+      parseIntArg("shard-size", 1),
+    );
+  addQueueOptions(reproduce)
     .option("--restart", "ignore existing checkpoints and results; train and evaluate from scratch")
     .option("--threads <n>", "libtorch threads (default: all cores)", parseThreadsArg())
     .option("--json", "print the result rows as JSON on stdout")
     .option("--quiet", "no progress output")
-    .action((dataset: string, opts: Opts) =>
-      runAction(async () => {
-        if (!(dataset in RECIPES)) {
-          throw new UsageError(
-            `Expected one of ${Object.keys(RECIPES).join(", ")} for dataset but received ${JSON.stringify(dataset)}` +
-              " (large images: `vaeguard reproduce imagenet`)",
-          );
-        }
-        if (!["gray-box", "adaptive"].includes(opts.mode)) {
-          throw new UsageError(
-            `Expected one of "gray-box", "adaptive" for --mode but received ${JSON.stringify(opts.mode)}`,
-          );
-        }
-        if (!["bce", "mse"].includes(opts.reconstruction)) {
-          throw new UsageError(
-            `Expected one of "bce", "mse" for --reconstruction but received ${JSON.stringify(opts.reconstruction)}`,
-          );
-        }
-        for (const a of opts.attacks ?? []) {
-          if (a !== "fgsm" && a !== "ifgsm")
-            throw new UsageError(`Expected "fgsm" or "ifgsm" in --attacks but received ${JSON.stringify(a)}`);
-        }
-        if (opts.threads) setNumThreads(opts.threads);
-        const ds = dataset as SmallDataset;
-        const out = checkWritableDir(opts.out ?? join("runs", `${ds}${opts.quick ? "-quick" : ""}`), "the report");
-        checkWritableDir(opts.checkpoints, "checkpoints");
-        const t0 = performance.now();
-        const { rows, paths, cleanAccuracy } = await reproduceSmall({
-          dataset: ds,
-          quick: Boolean(opts.quick),
-          outDir: out,
-          checkpointDir: resolve(opts.checkpoints),
-          dataDir: opts.dataDir,
-          seed: opts.seed,
-          samples: opts.samples,
-          trainSamples: opts.trainSamples,
-          epsilons: opts.eps,
-          defenses: opts.defenses,
-          attacks: opts.attacks as ("fgsm" | "ifgsm")[] | undefined,
-          mode: opts.mode as "gray-box" | "adaptive",
-          epochsClassifier: opts.epochsClassifier,
-          epochsVae: opts.epochsVae,
-          beta: opts.beta,
-          reconstruction: opts.reconstruction as "bce" | "mse",
-          batchSize: opts.batchSize,
-          evalBatchSize: opts.evalBatchSize,
-          passes: opts.passes,
-          restart: Boolean(opts.restart),
-          command: ["vaeguard", ...process.argv.slice(2)].join(" "),
-          quiet: opts.quiet,
-          progress: progressBars(opts.quiet),
-        });
-        const seconds = (performance.now() - t0) / 1000;
-        if (opts.json) {
-          console.log(JSON.stringify({ cleanAccuracy, rows, report: paths.report, seconds }, null, 2));
-          return;
-        }
-        for (const attack of [...new Set(rows.map((r) => r.attack))]) {
-          console.log(`\n${attack} (${opts.mode}) on ${RECIPES[ds].title}; top-1 accuracy by defense`);
-          console.log(renderTextTable(rows.filter((r) => r.attack === attack)));
-        }
-        console.log(`\nClean accuracy of the classifier: ${cleanAccuracy.toFixed(4)}`);
-        console.log(`Report: ${paths.report} (${seconds.toFixed(0)} s)`);
-      }),
-    );
+    .action((dataset: string, opts: Opts) => runAction(() => reproduceCommand(dataset, opts)));
   registerImagenetSubcommand(reproduce);
+}
+
+/** The choices commander leaves to us: one line naming the bad one. */
+function checkChoices(dataset: string, opts: Opts): void {
+  if (!(dataset in RECIPES)) {
+    throw new UsageError(
+      `Expected one of ${Object.keys(RECIPES).join(", ")} for dataset but received ${JSON.stringify(dataset)}` +
+        " (large images: `vaeguard reproduce imagenet`)",
+    );
+  }
+  if (!["gray-box", "adaptive"].includes(opts.mode)) {
+    throw new UsageError(`Expected one of "gray-box", "adaptive" for --mode but received ${JSON.stringify(opts.mode)}`);
+  }
+  if (!["bce", "mse"].includes(opts.reconstruction)) {
+    throw new UsageError(
+      `Expected one of "bce", "mse" for --reconstruction but received ${JSON.stringify(opts.reconstruction)}`,
+    );
+  }
+  for (const a of opts.attacks ?? []) {
+    if (a !== "fgsm" && a !== "ifgsm")
+      throw new UsageError(`Expected "fgsm" or "ifgsm" in --attacks but received ${JSON.stringify(a)}`);
+  }
+}
+
+async function reproduceCommand(dataset: string, opts: Opts): Promise<void> {
+  checkChoices(dataset, opts);
+  const log = (l: string) => process.stderr.write(l + "\n");
+  const runner = queueRunners(opts, Boolean(opts.restart), log);
+  if (opts.threads) setNumThreads(opts.threads);
+  const ds = dataset as SmallDataset;
+  const out = checkWritableDir(opts.out ?? join("runs", `${ds}${opts.quick ? "-quick" : ""}`), "the report");
+  checkWritableDir(opts.checkpoints, "checkpoints");
+  const t0 = performance.now();
+  const { rows, report, cleanAccuracy } = await reproduceSmall({
+    dataset: ds,
+    quick: Boolean(opts.quick),
+    outDir: out,
+    checkpointDir: resolve(opts.checkpoints),
+    dataDir: opts.dataDir && resolve(opts.dataDir),
+    seed: opts.seed,
+    samples: opts.samples,
+    trainSamples: opts.trainSamples,
+    epsilons: opts.eps,
+    defenses: opts.defenses,
+    attacks: opts.attacks as ("fgsm" | "ifgsm")[] | undefined,
+    mode: opts.mode as "gray-box" | "adaptive",
+    epochsClassifier: opts.epochsClassifier,
+    epochsVae: opts.epochsVae,
+    beta: opts.beta,
+    reconstruction: opts.reconstruction as "bce" | "mse",
+    batchSize: opts.batchSize,
+    evalBatchSize: opts.evalBatchSize,
+    passes: opts.passes,
+    shardSize: opts.shardSize,
+    restart: Boolean(opts.restart),
+    command: ["vaeguard", ...process.argv.slice(2)].join(" "),
+    quiet: opts.quiet,
+    progress: progressBars(opts.quiet),
+    log,
+    runner,
+  });
+  const paths = await writeRunReport(out, report);
+  const seconds = (performance.now() - t0) / 1000;
+  if (opts.json) {
+    console.log(JSON.stringify({ cleanAccuracy, rows, report: paths.report, seconds }, null, 2));
+    return;
+  }
+  for (const attack of [...new Set(rows.map((r) => r.attack))]) {
+    console.log(`\n${attack} (${opts.mode}) on ${RECIPES[ds].title}; top-1 accuracy by defense`);
+    console.log(renderTextTable(rows.filter((r) => r.attack === attack)));
+  }
+  console.log(`\nClean accuracy of the classifier: ${cleanAccuracy.toFixed(4)}`);
+  console.log(`Report: ${paths.report} (${seconds.toFixed(0)} s)`);
 }

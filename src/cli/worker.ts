@@ -20,7 +20,7 @@ export function register(program: Command): void {
   program
     .command("worker")
     .description(
-      "run cells of distributed evaluations (`vaeguard evaluate --queue`) from the job queue on a Redis server",
+      "run cells of distributed evaluations (`vaeguard evaluate --queue`, `vaeguard reproduce --queue`) from the job queue on a Redis server",
     )
     .requiredOption("--queue <url>", "the Redis server of the queue (redis://HOST:PORT)")
     .option("--threads <n>", "libtorch threads for the cells (default: all cores)", parseThreadsArg())

@@ -35,6 +35,8 @@ export interface SetupAttack {
   kind: AttackName;
   /** Parameters of the attack's spec (eps comes from the cell, EOT samples from `eot`). */
   params: Record<string, number | boolean>;
+  /** This attack's own epsilon grid, when it is not the sweep's (reproduce: I-FGSM's coarser grid). */
+  epsilons?: number[];
 }
 
 export interface EvaluationSetup {
@@ -87,6 +89,7 @@ export function setupKey(setup: EvaluationSetup): string {
 export function attackSpecs(setup: EvaluationSetup): AttackSpec[] {
   return setup.attacks.map((a) => ({
     name: a.name,
+    ...(a.epsilons ? { epsilons: a.epsilons } : {}),
     make: (model, eps) =>
       createAttack(a.kind, model, {
         ...a.params,
@@ -112,13 +115,17 @@ export function loadVae(file: string): Purifier {
   return loadPurifier(file);
 }
 
-/** The first `samples` images of a data set's test split (the whole split when it has no more), and the split's size. */
+/**
+ * The first `samples` images of a data set's test split (the whole split when it has no more), and the split's size.
+ * `cacheDir`: where a loader may keep decoded data (see Recipe.load); it never changes the images.
+ */
 export async function loadTestData(
   dataset: SmallDataset,
   dataDir: string | undefined,
   samples?: number,
+  cacheDir?: string,
 ): Promise<{ test: ImageDataset; total: number }> {
-  const full = await RECIPES[dataset].load("test", dataDir);
+  const full = await RECIPES[dataset].load("test", dataDir, cacheDir);
   const total = datasetSize(full);
   const n = samples === undefined ? total : Math.min(samples, total);
   if (n === total) return { test: full, total };
@@ -130,7 +137,10 @@ export async function loadTestData(
   }
 }
 
-function dataKey(setup: EvaluationSetup): string {
+/** What names a setup's test images. */
+export type DataRef = Pick<EvaluationSetup, "dataset" | "dataDir" | "samples" | "dataSha256">;
+
+function dataKey(setup: DataRef): string {
   return JSON.stringify([setup.dataset, setup.dataDir ?? null, setup.samples, setup.dataSha256]);
 }
 
@@ -190,7 +200,7 @@ export class EvaluationCache {
   }
 
   /** Use test data loaded by the caller for this setup (the coordinator has it already). */
-  adoptTestData(setup: EvaluationSetup, ds: ImageDataset): void {
+  adoptTestData(setup: DataRef, ds: ImageDataset): void {
     this.dropData();
     this.data = { key: dataKey(setup), ds };
   }

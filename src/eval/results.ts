@@ -46,3 +46,44 @@ export interface GridSample {
   defended: Record<string, { data: Float32Array; prediction: number }[]>;
   shape: [number, number, number];
 }
+
+/** Parameters of one attack; steps and eotSamples are named because every report must state them. */
+export interface AttackParams {
+  steps?: number;
+  eotSamples?: number;
+  [name: string]: string | number | boolean | readonly number[] | undefined;
+}
+
+/** What a run was: enough to say where the numbers come from and to run it again. */
+export interface RunMetadata {
+  dataset: string;
+  /** What "correct" means, e.g. "true labels of the MNIST test set" or "agreement with the clean prediction". */
+  labelSource: string;
+  /** Number of images evaluated. */
+  samples: number;
+  seed: number;
+  /** The exact command line that produced the results. */
+  command: string;
+  versions: Record<string, string>;
+  /** Keyed by attack name as it appears in ResultRow.attack. */
+  attackParams: Record<string, AttackParams>;
+  /** ISO 8601 time stamp. */
+  createdAt: string;
+  /** E.g. "Luo & Pfister 2018, Table 4". */
+  paperReference?: string;
+}
+
+/** An image as the tensor engine holds it: CHW, values in [0, 1]. */
+export interface GridImage {
+  width: number;
+  height: number;
+  channels: 1 | 3;
+  data: Float32Array;
+}
+
+export interface GridCell {
+  /** null leaves the slot empty (a ragged row). */
+  image: GridImage | null;
+  /** Lines separated by "\n", e.g. "pred 7\neps 0.1". */
+  caption?: string;
+}

@@ -6,22 +6,9 @@
 import sharp from "sharp";
 import { writeFileAtomic } from "../io/atomic.js";
 import { checkInt, fail } from "../core/validate.js";
-import type { GridSample } from "../eval/results.js";
-
-/** An image as the tensor engine holds it: CHW, values in [0, 1]. */
-export interface GridImage {
-  width: number;
-  height: number;
-  channels: 1 | 3;
-  data: Float32Array;
-}
-
-export interface GridCell {
-  /** null leaves the slot empty (a ragged row). */
-  image: GridImage | null;
-  /** Lines separated by "\n", e.g. "pred 7\neps 0.1". */
-  caption?: string;
-}
+// A grid's cells are eval's data (the large-image experiment makes them); the report lays them out.
+export type { GridCell, GridImage } from "../eval/results.js";
+import type { GridCell, GridImage, GridSample } from "../eval/results.js";
 
 /**
  * The rows of a sweep's picture grid: original (with its true label, or only

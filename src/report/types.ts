@@ -5,34 +5,15 @@
 import { checkInt, checkNumber, checkOneOf, fail } from "../core/validate.js";
 
 // The results data model is eval's (an evaluation writes it); reports read it.
-export { ATTACK_MODES, defensesOf, type AttackMode, type ResultRow } from "../eval/results.js";
-import { ATTACK_MODES, defensesOf, type AttackMode, type ResultRow } from "../eval/results.js";
-
-/** Parameters of one attack; steps and eotSamples are named because every report must state them. */
-export interface AttackParams {
-  steps?: number;
-  eotSamples?: number;
-  [name: string]: string | number | boolean | readonly number[] | undefined;
-}
-
-/** What a run was: enough to say where the numbers come from and to run it again. */
-export interface RunMetadata {
-  dataset: string;
-  /** What "correct" means, e.g. "true labels of the MNIST test set" or "agreement with the clean prediction". */
-  labelSource: string;
-  /** Number of images evaluated. */
-  samples: number;
-  seed: number;
-  /** The exact command line that produced the results. */
-  command: string;
-  versions: Record<string, string>;
-  /** Keyed by attack name as it appears in ResultRow.attack. */
-  attackParams: Record<string, AttackParams>;
-  /** ISO 8601 time stamp. */
-  createdAt: string;
-  /** E.g. "Luo & Pfister 2018, Table 4". */
-  paperReference?: string;
-}
+export {
+  ATTACK_MODES,
+  defensesOf,
+  type AttackMode,
+  type AttackParams,
+  type ResultRow,
+  type RunMetadata,
+} from "../eval/results.js";
+import { ATTACK_MODES, defensesOf, type AttackMode, type ResultRow, type RunMetadata } from "../eval/results.js";
 
 export interface EvaluationResult {
   metadata: RunMetadata;

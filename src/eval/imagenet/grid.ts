@@ -11,7 +11,7 @@ import { createAttack } from "../../attacks/index.js";
 import { deriveSeed } from "../../data/random.js";
 import { PatchVaeDefense, type Defense } from "../../defenses/index.js";
 import type { ImageClassifier } from "../../models/classifiers.js";
-import type { GridCell, GridImage } from "../../report/grid.js";
+import type { GridCell, GridImage } from "../results.js";
 import { ENSEMBLE, type AttackKey } from "./evaluate.js";
 
 export interface GridInput {

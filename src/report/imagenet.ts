@@ -1,45 +1,23 @@
 /**
- * Step 5 of the NIPS 2017 experiment: the report folder. report.md (tables of
+ * Step 5 of the NIPS 2017 experiment (src/eval/imagenet/reproduce.ts): the report folder. report.md (tables of
  * both attacks, beside the paper's at the nearest rel-L2, plots, the picture
  * grid, the paper's claims checked, the acceptance check, the VAEs' training
  * and loss curves, what differs from the paper), results.json/.csv.
  */
 import { basename, join } from "node:path";
-import { writeReportBundle, reportSoftwareVersions, type BundlePaths } from "../../report/bundle.js";
-import type { GridCell } from "../../report/grid.js";
-import { writeLossCurvePlot, type LossPoint } from "../../report/loss-curves.js";
-import { PAPER_TABLE_6, PAPER_TABLE_7 } from "../paper.js";
-import type { ResultRow } from "../results.js";
-import { softwareVersions } from "../../core/versions.js";
-import type { ClaimCheck, AcceptanceCheck } from "./claims.js";
-import { CLEAN_KEEP_RATIO } from "./claims.js";
-import { ENSEMBLE } from "./evaluate.js";
-import { MONITOR, type PatchVaeSummary } from "./train-vaes.js";
+import { writeReportBundle, reportSoftwareVersions, type BundlePaths } from "./bundle.js";
+import { writeLossCurvePlot, type LossPoint } from "./loss-curves.js";
+import { PAPER_TABLE_6, PAPER_TABLE_7 } from "../eval/paper.js";
+import { softwareVersions } from "../core/versions.js";
+import type { RunMetadata } from "../eval/results.js";
+import type { ClaimCheck } from "../eval/imagenet/claims.js";
+import type { ReportData } from "../eval/imagenet/reproduce.js";
+import { CLEAN_KEEP_RATIO } from "../eval/imagenet/claims.js";
+import { ENSEMBLE } from "../eval/imagenet/evaluate.js";
+import { MONITOR, type PatchVaeSummary } from "../eval/imagenet/train-vaes.js";
 
 /** Paper rows further than this in rel-L2 from all of ours are left unmatched. */
 export const COMPARISON_MAX_DISTANCE = 0.02;
-
-export interface ReportData {
-  outDir: string;
-  rows: ResultRow[];
-  columns: string[];
-  images: number;
-  /** Images in the evaluation half (the run may have done fewer). */
-  evaluationHalf: number;
-  splitDescription: string;
-  classifierDescription: string;
-  classOrder?: string;
-  vaes: PatchVaeSummary[];
-  training: { beta: number; lr: number; flip: boolean; convergence: number };
-  claims: ClaimCheck[];
-  acceptance: { undefended: number; checks: AcceptanceCheck[] };
-  ifgsmSteps: number;
-  grid?: { cells: GridCell[][]; headers: string[]; caption: string };
-  seconds: { data: number; training: number; evaluation: number; report: number };
-  threads: number;
-  seed: number;
-  command: string;
-}
 
 function lossPoints(vaes: readonly PatchVaeSummary[]): LossPoint[] {
   const out: LossPoint[] = [];
@@ -108,21 +86,12 @@ function acceptanceSection(a: ReportData["acceptance"]): string {
   );
 }
 
-export async function writeImagenetReport(d: ReportData): Promise<BundlePaths & { lossCurves?: string }> {
+/** The report's notes: how the numbers were made, the claims, the acceptance check, the VAEs, what differs from the paper. */
+function imagenetNotes(d: ReportData, lossCurves: boolean): string {
   const n = d.images;
   const halfWidth = n > 0 ? 1.96 * Math.sqrt(0.25 / n) : NaN;
-  const points = lossPoints(d.vaes);
-  const lossCurves =
-    points.length > 0
-      ? await writeLossCurvePlot(
-          join(d.outDir, "loss-curves"),
-          points,
-          "Patch VAE training: reconstruction term (BCE) per pixel value",
-          "reconstruction term / (3 p^2)",
-        )
-      : undefined;
   const vaeNames = d.columns.filter((c) => c.startsWith("VAE "));
-  const notes = [
+  return [
     `**Classifier:** ${d.classifierDescription}.${d.classOrder ? ` Its 1000 outputs are mapped to the 1001-class index by ${d.classOrder}.` : ""} ` +
       "The paper's classifier is Inception V3 (clean accuracy 0.945 on all 1,000 images); its weights are not available here.",
     `**Data:** ${d.splitDescription}. Evaluated: the first ${n} image(s) of the evaluation half (sorted by ImageId)` +
@@ -162,6 +131,46 @@ export async function writeImagenetReport(d: ReportData): Promise<BundlePaths & 
       "- Epsilons follow the paper's range (0.005 to 0.09); its tables list rel-L2 values, so rows are matched by the nearest rel-L2 (within " +
       `${COMPARISON_MAX_DISTANCE}).`,
   ].join("\n\n");
+}
+
+function imagenetMetadata(d: ReportData, attacks: string[]): RunMetadata {
+  const n = d.images;
+  return {
+    dataset: `NIPS 2017 development set, evaluation half (${n} images)`,
+    labelSource: "true labels (TrueLabel)",
+    samples: n,
+    seed: d.seed,
+    command: d.command,
+    versions: { ...reportSoftwareVersions(), ...softwareVersions() },
+    attackParams: Object.fromEntries(
+      attacks.map((a) => [
+        a,
+        {
+          epsilons: d.rows
+            .filter((r) => r.attack === a)
+            .map((r) => r.epsilon)
+            .join(", "),
+          ...(a === "I-FGSM" ? { steps: d.ifgsmSteps } : { steps: 1 }),
+        },
+      ]),
+    ),
+    createdAt: new Date().toISOString(),
+    paperReference: "Luo & Pfister 2018, Tables 6 and 7",
+  };
+}
+
+export async function writeImagenetReport(d: ReportData): Promise<BundlePaths & { lossCurves?: string }> {
+  const points = lossPoints(d.vaes);
+  const lossCurves =
+    points.length > 0
+      ? await writeLossCurvePlot(
+          join(d.outDir, "loss-curves"),
+          points,
+          "Patch VAE training: reconstruction term (BCE) per pixel value",
+          "reconstruction term / (3 p^2)",
+        )
+      : undefined;
+  const notes = imagenetNotes(d, lossCurves !== undefined);
   const pairs = [
     { paper: "No Def", ours: "No defense" },
     { paper: "JPEG 10", ours: "JPEG 10" },
@@ -175,28 +184,7 @@ export async function writeImagenetReport(d: ReportData): Promise<BundlePaths & 
   const attacks = [...new Set(d.rows.map((r) => r.attack))];
   const paths = await writeReportBundle(d.outDir, {
     title: "vaeguard: Tables 6 and 7 of Luo & Pfister (2018) on the NIPS 2017 development set",
-    metadata: {
-      dataset: `NIPS 2017 development set, evaluation half (${n} images)`,
-      labelSource: "true labels (TrueLabel)",
-      samples: n,
-      seed: d.seed,
-      command: d.command,
-      versions: { ...reportSoftwareVersions(), ...softwareVersions() },
-      attackParams: Object.fromEntries(
-        attacks.map((a) => [
-          a,
-          {
-            epsilons: d.rows
-              .filter((r) => r.attack === a)
-              .map((r) => r.epsilon)
-              .join(", "),
-            ...(a === "I-FGSM" ? { steps: d.ifgsmSteps } : { steps: 1 }),
-          },
-        ]),
-      ),
-      createdAt: new Date().toISOString(),
-      paperReference: "Luo & Pfister 2018, Tables 6 and 7",
-    },
+    metadata: imagenetMetadata(d, attacks),
     rows: d.rows,
     defenses: d.columns,
     grid: d.grid
