@@ -14,7 +14,7 @@
  * atomically, so an interrupted sweep resumes where it stopped, and rows are
  * merged from cells in a fixed order: wherever the cells ran, the table is the same.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { readResultsJson } from "../io/results-file.js";
 import { VaeguardError } from "../core/errors.js";
 import { checkInt } from "../core/validate.js";
 import type { AttackMode, GridSample, ResultRow } from "./results.js";
@@ -105,13 +105,8 @@ interface ResultsFile {
 }
 
 function loadResults(path: string, fingerprint: Record<string, unknown>): ResultsFile | undefined {
-  if (!existsSync(path)) return undefined;
-  let parsed: ResultsFile;
-  try {
-    parsed = JSON.parse(readFileSync(path, "utf8")) as ResultsFile;
-  } catch {
-    throw new VaeguardError(`${path}: the results file is not valid JSON; delete it or pass --restart`);
-  }
+  const parsed = readResultsJson(path) as ResultsFile | undefined;
+  if (parsed === undefined) return undefined;
   if ((parsed as { format?: unknown }).format === "vaeguard-sweep/1") {
     throw new VaeguardError(
       `${path}: was made by an earlier vaeguard that seeded by row, not by cell; delete it or pass --restart`,

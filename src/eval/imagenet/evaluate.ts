@@ -16,7 +16,7 @@
  * column averages the pixels of the four VAE columns' outputs, the very
  * reconstructions those columns were scored on.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { readResultsJson } from "../../io/results-file.js";
 import { dispose, manualSeed, noGrad, tidy } from "../../core/engine.js";
 import { VaeguardError } from "../../core/errors.js";
 import { tensor, type Tensor } from "../../core/tensor.js";
@@ -126,13 +126,8 @@ function stringHash(s: string): number {
 }
 
 function loadResults(path: string, fingerprint: Record<string, unknown>, columns: string[]): ResultsFile | undefined {
-  if (!existsSync(path)) return undefined;
-  let parsed: ResultsFile;
-  try {
-    parsed = JSON.parse(readFileSync(path, "utf8")) as ResultsFile;
-  } catch {
-    throw new VaeguardError(`${path}: the results file is not valid JSON; delete it or pass --restart`);
-  }
+  const parsed = readResultsJson(path) as ResultsFile | undefined;
+  if (parsed === undefined) return undefined;
   if (parsed.format !== "vaeguard-imagenet/1" || typeof parsed.points !== "object" || parsed.points === null) {
     throw new VaeguardError(`${path}: not a vaeguard NIPS 2017 results file; delete it or pass --restart`);
   }
