@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import type { Command } from "commander";
+import { LIMITS } from "../core/limits.js";
 import { CheckpointError } from "../core/errors.js";
 import { noGrad, tidy } from "../core/engine.js";
 import type { ImageDataset } from "../data/index.js";
@@ -72,7 +73,12 @@ export function addPurifierOptions(command: Command): void {
     .option("--attack <spec>", 'purifier: training attack, "fgsm-rs[:alpha=A]" or "pgd[:steps=K][:alpha=A]"', "fgsm-rs")
     .option("--eps <x>", "purifier: final L-inf budget of the training attack", parseNumberArg("eps", 0, 1), 0.3)
     .option("--eps-ramp <epochs>", "purifier: epochs over which eps ramps up from 0", parseNumberArg("eps-ramp", 0), 1)
-    .option("--eot <k>", "purifier: EOT samples of the latent noise per attack gradient", parseIntArg("eot", 1), 1)
+    .option(
+      "--eot <k>",
+      "purifier: EOT samples of the latent noise per attack gradient",
+      parseIntArg("eot", 1, LIMITS.eotSamples),
+      1,
+    )
     .option("--ce-weight <x>", "purifier: weight of the classifier's cross-entropy", parseNumberArg("ce-weight", 0), 1)
     .option(
       "--rec-weight <x>",

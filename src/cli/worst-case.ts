@@ -10,6 +10,7 @@ import { createHash } from "node:crypto";
 import { existsSync, readFileSync, rmSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import type { Command } from "commander";
+import { LIMITS } from "../core/limits.js";
 import { setNumThreads } from "../core/engine.js";
 import { ArgumentError, VaeguardError } from "../core/errors.js";
 import { datasetSize, takeFirst } from "../data/index.js";
@@ -32,7 +33,7 @@ import {
 } from "../eval/worst-case.js";
 import { writeFileAtomic, writeJsonAtomic } from "../io/atomic.js";
 import { maskingKey, renderWorstCaseReport, renderWorstCaseText } from "../report/worst-case.js";
-import { parseIntArg, parseListArg, parseNumberArg, runAction, softwareVersions } from "./common.js";
+import { parseIntArg, parseListArg, parseNumberArg, parseThreadsArg, runAction, softwareVersions } from "./common.js";
 
 interface Opts {
   dataset: string;
@@ -141,14 +142,24 @@ export function register(program: Command): void {
       [0.1, 0.2, 0.3],
     )
     .option("--samples <n>", "first N test images", parseIntArg("samples", 1), 1000)
-    .option("--steps <n>", "PGD steps", parseIntArg("steps", 1), WORST_CASE_DEFAULTS.steps)
-    .option("--restarts <n>", "PGD random restarts", parseIntArg("restarts", 1), WORST_CASE_DEFAULTS.restarts)
-    .option("--eot <k>", "EOT samples per PGD gradient on randomized defenses", parseIntArg("eot", 1), 10)
-    .option("--square-queries <n>", "Square Attack queries", parseIntArg("square-queries", 1), 5000)
+    .option("--steps <n>", "PGD steps", parseIntArg("steps", 1, LIMITS.attackSteps), WORST_CASE_DEFAULTS.steps)
+    .option(
+      "--restarts <n>",
+      "PGD random restarts",
+      parseIntArg("restarts", 1, LIMITS.restarts),
+      WORST_CASE_DEFAULTS.restarts,
+    )
+    .option(
+      "--eot <k>",
+      "EOT samples per PGD gradient on randomized defenses",
+      parseIntArg("eot", 1, LIMITS.eotSamples),
+      10,
+    )
+    .option("--square-queries <n>", "Square Attack queries", parseIntArg("square-queries", 1, LIMITS.queries), 5000)
     .option(
       "--square-eot <k>",
       "passes averaged per Square query on randomized defenses (default --eot)",
-      parseIntArg("square-eot", 1),
+      parseIntArg("square-eot", 1, LIMITS.eotSamples),
     )
     .option(
       "--attacks <list>",
@@ -156,7 +167,7 @@ export function register(program: Command): void {
       parseListArg(String),
       [...WORST_CASE_ATTACKS],
     )
-    .option("--passes <p>", "forward passes scoring a randomized defense", parseIntArg("passes", 1), 5)
+    .option("--passes <p>", "forward passes scoring a randomized defense", parseIntArg("passes", 1, LIMITS.passes), 5)
     .option("--no-checks", "skip the gradient-masking checks")
     .option(
       "--check-samples <n>",
@@ -164,11 +175,11 @@ export function register(program: Command): void {
       parseIntArg("check-samples", 1),
     )
     .option("--large-eps <x>", "budget at which accuracy must be near 0", parseNumberArg("large-eps", 0, 1), 0.5)
-    .option("--batch-size <n>", "images per attack batch", parseIntArg("batch-size", 1), 100)
+    .option("--batch-size <n>", "images per attack batch", parseIntArg("batch-size", 1, LIMITS.batchSize), 100)
     .option("--seed <n>", "random seed", parseIntArg("seed", 0), 0)
     .option("--out <dir>", "report folder with resumable results (default runs/worst-case-<dataset>)")
     .option("--restart", "discard saved results in --out")
-    .option("--threads <n>", "libtorch threads", parseIntArg("threads", 1))
+    .option("--threads <n>", "libtorch threads", parseThreadsArg())
     .option("--json", "print the cells and checks as JSON on stdout")
     .option("--quiet", "no progress lines")
     .action((o: Opts) =>
@@ -272,9 +283,7 @@ export function register(program: Command): void {
             `Data: ${recipe.title} test set, first ${n} images (${test.source}); labels: ${recipe.labelSource}.`,
             `Classifier: ${basename(classifierFile)} ('${describeModel(classifier).arch}', sha256 ${fingerprint.classifierSha256.slice(0, 12)}).`,
             ...(vae
-              ? [
-                  `VAE: ${basename(o.vae!)} ('${describeModel(vae).arch}', sha256 ${vaeSha256!.slice(0, 12)}).`,
-                ]
+              ? [`VAE: ${basename(o.vae!)} ('${describeModel(vae).arch}', sha256 ${vaeSha256!.slice(0, 12)}).`]
               : []),
             ...(purifier
               ? [
