@@ -5,8 +5,6 @@ import { VaeguardError, exitCodeOf } from "../core/errors.js";
 import { checkInt, checkNumber } from "../core/validate.js";
 import type { Progress, ProgressFactory } from "../core/progress.js";
 import { checkThreads } from "../core/threads.js";
-import { binding } from "../binding.js";
-import { getNumThreads } from "../core/engine.js";
 
 /** A usage or input error: one clear line, exit code 2. */
 export class UsageError extends VaeguardError {}
