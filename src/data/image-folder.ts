@@ -242,6 +242,22 @@ function findCsv(root: string, options: ImageFolderOptions): string | null {
   return null;
 }
 
+/** A file that is not an image: listed in `skipped` with skipNonImages, else a DataError naming it. */
+function passOverNonImage(
+  shown: string,
+  options: ImageFolderOptions,
+  skipped: string[],
+  shownRel: (p: string) => string,
+): void {
+  if (!options.skipNonImages) {
+    throw new DataError(
+      shown,
+      "is not an image file (expected .png, .jpg or .jpeg; pass skipNonImages to pass over such files)",
+    );
+  }
+  skipped.push(shownRel(shown));
+}
+
 function existsFile(p: string): boolean {
   try {
     return statSync(p).isFile();
@@ -362,14 +378,8 @@ function indexCsv(
       if (real === csvReal) return;
       if (statSync(real).isDirectory()) return; // sub-folders of the images folder are not part of the CSV layout
       if (!isImageName(real)) {
-        if (options.skipNonImages) {
-          skipped.push(shownRel(shown));
-          return;
-        }
-        throw new DataError(
-          shown,
-          "is not an image file (expected .png, .jpg or .jpeg; pass skipNonImages to pass over such files)",
-        );
+        passOverNonImage(shown, options, skipped, shownRel);
+        return;
       }
       files.set(real, shown);
     },
@@ -485,14 +495,8 @@ function indexClassFolders(
       dir,
       (real, shown) => {
         if (!isImageName(real)) {
-          if (options.skipNonImages) {
-            skipped.push(shownRel(shown));
-            return;
-          }
-          throw new DataError(
-            shown,
-            "is not an image file (expected .png, .jpg or .jpeg; pass skipNonImages to pass over such files)",
-          );
+          passOverNonImage(shown, options, skipped, shownRel);
+          return;
         }
         checkSignature(real, shown);
         const id = relative(root, shown).split(sep).join("/");
