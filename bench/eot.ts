@@ -17,7 +17,7 @@ import { PGD } from "../src/attacks/pgd.js";
 import { setEotBatchValues } from "../src/attacks/gradient.js";
 
 export const EOT_SAMPLES = 10;
-export const EOT_STEPS = 10;
+export const EOT_STEPS = 5;
 
 /** Attacks/s times the batch, timed over at least `seconds` and at least 2 attacks, after one warm-up attack. */
 async function attacksPerSecond(run: () => Promise<void>, seconds: number): Promise<number> {

@@ -30,7 +30,7 @@ const program = new Command()
     "comma-separated: mnist,cifar10,vae,purifier,eot,large,serve (purifier: adversarial training step of issue 12; eot: adaptive PGD with EOT 10 through the MNIST VAE, batched EOT of issue 14; large: patch VAEs and Inception V3 on 299x299 images, or a part of it: large-recon, large-train, large-inception; serve: HTTP load on vaeguard serve)",
     "mnist,cifar10,vae,purifier,eot",
   )
-  .option("--eot-batches <list>", "eot: batch sizes (images per attack)", "16,128")
+  .option("--eot-batches <list>", "eot: batch sizes (images per attack)", "8,32")
   .option("--python <path>", "python with torch for the comparison", "/usr/bin/python3")
   .option("--serve-seconds <s>", "serve: seconds per connection level", "30")
   .option("--connections <list>", "serve: connection counts", "1,8,32,128")
@@ -178,7 +178,7 @@ if (o.json) {
   console.log(
     `Machine: ${machine}; batch 128 (eot-pgd.bN: batch N); images/s (higher is better)` +
       (only.includes("eot")
-        ? "; eot-pgd: images attacked/s, L-inf PGD eps 0.1, 10 steps, EOT 10 through the MNIST VAE + CNN; .sequential: vaeguard with one pass per EOT sample"
+        ? "; eot-pgd: images attacked/s, L-inf PGD eps 0.1, 5 steps, EOT 10 through the MNIST VAE + CNN; .sequential: vaeguard with one pass per EOT sample"
         : ""),
   );
   console.log("figure".padEnd(26) + "vaeguard".padStart(12) + "pytorch".padStart(12) + "ratio".padStart(8));

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch_bench import MnistCnn, MnistVae
 
 EOT_SAMPLES = 10
-STEPS = 10
+STEPS = 5
 EPS = 0.1
 
 

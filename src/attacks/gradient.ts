@@ -73,12 +73,15 @@ export function attackObjective(logits: Tensor, labels: Tensor, targeted: boolea
 
 /**
  * Most input values (copies x images x values per image) that one EOT pass
- * puts through the model unless told otherwise: 2^20 (4 MiB of float32 input;
- * 1,337 MNIST images, 341 CIFAR-10 images). Memory grows with it: an MNIST
- * VAE + CNN forward/backward holds about 0.25 MB per 28x28 image, so about
- * 350 MB at the cap.
+ * puts through the model unless told otherwise: 2^19 (2 MiB of float32 input;
+ * 668 MNIST images, 170 CIFAR-10 images). Memory grows with it: the autograd
+ * graph of the MNIST VAE defense + CNN holds about 0.45 to 0.55 MB per 28x28
+ * image (measured: 777 - 219 MB resident for 1,280 images), so about 300 MB
+ * at the cap, where one pass per sample of a batch of 128 held about 70 MB.
+ * With K = 10 a batch of up to 66 MNIST images goes in one pass, 128 images
+ * in two passes of 5 copies.
  */
-export const DEFAULT_EOT_BATCH_VALUES = 2 ** 20;
+export const DEFAULT_EOT_BATCH_VALUES = 2 ** 19;
 
 let eotBatchValues = DEFAULT_EOT_BATCH_VALUES;
 

@@ -114,7 +114,8 @@ function moments(samples: Tensor[]): { mean: Tensor; variance: Tensor } {
 
 describe("batched EOT", () => {
   it("splits the copies under the cap: at least one copy, at most K", () => {
-    assert.equal(eotCopiesPerPass(10, 128, 784, DEFAULT_EOT_BATCH_VALUES), 10);
+    assert.equal(eotCopiesPerPass(10, 16, 784, DEFAULT_EOT_BATCH_VALUES), 10);
+    assert.equal(eotCopiesPerPass(10, 128, 784, DEFAULT_EOT_BATCH_VALUES), 5);
     assert.equal(eotCopiesPerPass(10, 128, 784, 128 * 784 * 4), 4);
     assert.equal(eotCopiesPerPass(10, 128, 784, 128 * 784 * 4 + 5), 4);
     assert.equal(eotCopiesPerPass(10, 128, 784, 100), 1);
