@@ -17,6 +17,7 @@ import { ConvVae, VAE_PRESETS } from "../src/models/vae.js";
 import { benchClassifier, benchVae } from "./classifiers.js";
 import { benchLarge, LARGE_PARTS } from "./large-images.js";
 import { benchPurifier } from "./purifier.js";
+import { benchEot } from "./eot.js";
 import { benchServe, renderServeBench } from "./serve.js";
 
 const program = new Command()
@@ -26,9 +27,10 @@ const program = new Command()
   .option("--rounds <n>", "alternating rounds per engine (best of)", "2")
   .option(
     "--only <list>",
-    "comma-separated: mnist,cifar10,vae,purifier,large,serve (purifier: adversarial training step of issue 12; large: patch VAEs and Inception V3 on 299x299 images, or a part of it: large-recon, large-train, large-inception; serve: HTTP load on vaeguard serve)",
-    "mnist,cifar10,vae,purifier",
+    "comma-separated: mnist,cifar10,vae,purifier,eot,large,serve (purifier: adversarial training step of issue 12; eot: adaptive PGD with EOT 10 through the MNIST VAE, batched EOT of issue 14; large: patch VAEs and Inception V3 on 299x299 images, or a part of it: large-recon, large-train, large-inception; serve: HTTP load on vaeguard serve)",
+    "mnist,cifar10,vae,purifier,eot",
   )
+  .option("--eot-batches <list>", "eot: batch sizes (images per attack)", "8,32")
   .option("--python <path>", "python with torch for the comparison", "/usr/bin/python3")
   .option("--serve-seconds <s>", "serve: seconds per connection level", "30")
   .option("--connections <list>", "serve: connection counts", "1,8,32,128")
@@ -50,6 +52,7 @@ const o = program.opts<{
   connections: string;
   classifier?: string;
   vae?: string;
+  eotBatches: string;
 }>();
 const threads = Number(o.threads);
 const seconds = Number(o.seconds);
@@ -119,7 +122,20 @@ function theirPurifier(): Record<string, number> | undefined {
   if (!existsSync(o.python)) return undefined;
   const r = spawnSync(o.python, [purifierScript, String(threads), String(seconds)], { encoding: "utf8" });
   if (r.status !== 0) {
-    torchNote = [torchNote, `PyTorch purifier run failed: ${r.stderr.trim().split("\n").pop()}`].filter(Boolean).join("\n");
+    torchNote = [torchNote, `PyTorch purifier run failed: ${r.stderr.trim().split("\n").pop()}`]
+      .filter(Boolean)
+      .join("\n");
+    return undefined;
+  }
+  return JSON.parse(r.stdout.trim().split("\n").pop()!) as Record<string, number>;
+}
+
+const eotScript = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bench", "torch_eot.py");
+function theirEot(): Record<string, number> | undefined {
+  if (!existsSync(o.python)) return undefined;
+  const r = spawnSync(o.python, [eotScript, String(threads), String(seconds), o.eotBatches], { encoding: "utf8" });
+  if (r.status !== 0) {
+    torchNote = [torchNote, `PyTorch EOT run failed: ${r.stderr.trim().split("\n").pop()}`].filter(Boolean).join("\n");
     return undefined;
   }
   return JSON.parse(r.stdout.trim().split("\n").pop()!) as Record<string, number>;
@@ -132,9 +148,11 @@ for (let r = 0; r < rounds; r++) {
     best(theirs, theirPurifier());
     best(ours, await benchPurifier(128, seconds));
   }
-  const largeParts = only.includes("large")
-    ? LARGE_PARTS
-    : LARGE_PARTS.filter((p) => only.includes(`large-${p}`));
+  if (only.includes("eot")) {
+    best(theirs, theirEot());
+    best(ours, await benchEot(o.eotBatches.split(",").map(Number), seconds));
+  }
+  const largeParts = only.includes("large") ? LARGE_PARTS : LARGE_PARTS.filter((p) => only.includes(`large-${p}`));
   if (largeParts.length > 0) {
     const large = benchLarge({ threads, seconds, python: o.python, parts: largeParts });
     best(ours, large.ours);
@@ -145,21 +163,28 @@ for (let r = 0; r < rounds; r++) {
 const haveTorch = Object.keys(theirs).length > 0;
 /** Whole numbers for large rates, three significant digits for small ones (the 64x64 VAE: a few patches/s). */
 const fmt = (v: number) => (v >= 100 ? v.toFixed(0) : v.toPrecision(3));
+/** PyTorch's figure for a row: the EOT rows with one pass per sample compare with the same PyTorch loop. */
+const theirsFor = (k: string) => theirs[k.replace(/\.sequential$/, "")];
 const rows = Object.keys(ours).map((k) => ({
   figure: k,
   vaeguard: ours[k],
-  pytorch: haveTorch ? theirs[k] : undefined,
-  ratio: haveTorch && theirs[k] ? ours[k] / theirs[k] : undefined,
+  pytorch: haveTorch ? theirsFor(k) : undefined,
+  ratio: haveTorch && theirsFor(k) ? ours[k] / theirsFor(k) : undefined,
 }));
 const machine = `${cpus()[0]?.model ?? "unknown CPU"}, ${threads} threads, libtorch ${binding.versions().torch}, best of ${rounds} alternating rounds of ${seconds} s`;
 if (o.json) {
   console.log(JSON.stringify({ machine, rows, note: torchNote || undefined }, null, 2));
 } else {
-  console.log(`Machine: ${machine}; batch 128; images/s (higher is better)`);
-  console.log("figure".padEnd(22) + "vaeguard".padStart(12) + "pytorch".padStart(12) + "ratio".padStart(8));
+  console.log(
+    `Machine: ${machine}; batch 128 (eot-pgd.bN: batch N); images/s (higher is better)` +
+      (only.includes("eot")
+        ? "; eot-pgd: images attacked/s, L-inf PGD eps 0.1, 5 steps, EOT 10 through the MNIST VAE + CNN; .sequential: vaeguard with one pass per EOT sample"
+        : ""),
+  );
+  console.log("figure".padEnd(26) + "vaeguard".padStart(12) + "pytorch".padStart(12) + "ratio".padStart(8));
   for (const r of rows) {
     console.log(
-      r.figure.padEnd(22) +
+      r.figure.padEnd(26) +
         fmt(r.vaeguard).padStart(12) +
         (r.pytorch === undefined ? "-" : fmt(r.pytorch)).padStart(12) +
         (r.ratio ? r.ratio.toFixed(2) + "x" : "-").padStart(8),

@@ -21,10 +21,15 @@ export { PGD, PGD_DEFINITION, PGD_L2_DEFINITION, type PgdNorm, type PgdOptions }
 export { SquareAttack, SQUARE_DEFINITION, squareFraction, type SquareOptions } from "./square.js";
 export {
   ATTACK_LOSSES,
+  DEFAULT_EOT_BATCH_VALUES,
   attackObjective,
+  eotCopiesPerPass,
+  eotNoisePerRow,
   evaluateObjective,
+  getEotBatchValues,
   lossAndGradient,
   lossGradient,
+  setEotBatchValues,
   type AttackLoss,
   type LossAndGradient,
   type LossGradientOptions,
