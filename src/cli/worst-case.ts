@@ -13,13 +13,14 @@ import type { Command } from "commander";
 import { LIMITS } from "../core/limits.js";
 import { setNumThreads } from "../core/engine.js";
 import { ArgumentError, VaeguardError } from "../core/errors.js";
-import { datasetSize, takeFirst } from "../data/index.js";
+import { datasetSize, takeFirst, type ImageDataset } from "../data/index.js";
 import { createDefense, type Defense } from "../defenses/index.js";
 import { loadClassifierFor, loadPurifierFor } from "../models/loaders.js";
 import type { Purifier } from "../models/purifier.js";
 import { describeModel } from "../models/registry.js";
 import { splitDefenseList } from "../eval/config.js";
 import { RECIPES, type SmallDataset } from "../eval/reproduce.js";
+import type { Recipe } from "../eval/recipes.js";
 import {
   WORST_CASE_ATTACKS,
   WORST_CASE_DEFAULTS,
@@ -182,192 +183,285 @@ export function register(program: Command): void {
     .option("--threads <n>", "libtorch threads", parseThreadsArg())
     .option("--json", "print the cells and checks as JSON on stdout")
     .option("--quiet", "no progress lines")
-    .action((o: Opts) =>
-      runAction(async () => {
-        if (!(o.dataset in RECIPES)) {
-          throw new ArgumentError(
-            `Expected one of ${Object.keys(RECIPES).join(", ")} for --dataset but received ${JSON.stringify(o.dataset)}`,
-          );
-        }
-        if (!o.classifier) throw new ArgumentError("--classifier is required: a vaeguard classifier checkpoint");
-        const attacks = checkAttacks(o.attacks);
-        if (o.eps.length === 0) throw new ArgumentError("Expected at least one epsilon for --eps but received none");
-        if (o.threads) setNumThreads(o.threads);
-        const log = (line: string) => {
-          if (!o.quiet) process.stderr.write(`worst-case: ${line}\n`);
-        };
-        const dataset = o.dataset as SmallDataset;
-        const recipe = RECIPES[dataset];
-        const probe = recipe.makeClassifier();
-        const shape = [...probe.inputShape];
-        probe.dispose();
-        const specs = o.defenses
-          ? splitDefenseList(o.defenses)
-          : ["none", ...(o.vae ? ["vae"] : []), ...(o.purifier ? ["purifier"] : [])];
-        // Every setting is checked before anything is loaded or attacked.
-        const settingsFor = (eps: number): WorstCaseSettings =>
-          resolveWorstCaseSettings({
-            eps,
-            steps: o.steps,
-            restarts: o.restarts,
-            eot: o.eot,
-            squareQueries: o.squareQueries,
-            squareEot: o.squareEot,
-            attacks,
-            passes: o.passes,
-            batchSize: o.batchSize,
-            seed: o.seed,
-          });
-        o.eps.forEach(settingsFor);
-        const classifierFile = resolve(o.classifier);
-        const classifier = loadClassifierFor(classifierFile, {
-          inputShape: shape,
-          numClasses: 10,
-          dataset: recipe.title,
-        });
-        const owned: { dispose(): void }[] = [classifier];
-        try {
-          const vae: Purifier | undefined = o.vae ? loadPurifierFor(resolve(o.vae), shape, recipe.title) : undefined;
-          if (vae) owned.push(vae);
-          const purifier: Purifier | undefined = o.purifier
-            ? loadPurifierFor(resolve(o.purifier), shape, recipe.title)
-            : undefined;
-          if (purifier) owned.push(purifier);
-          const defenses: Defense[] = specs.map((s) => createDefense(s, { vae, purifier }));
-          const names = new Set<string>();
-          for (const d of defenses) {
-            if (names.has(d.name)) throw new ArgumentError(`Two defenses are both named "${d.name}"; list each once`);
-            names.add(d.name);
-          }
+    .action((o: Opts) => runAction(() => runWorstCase(o)));
+}
 
-          const full = await recipe.load("test", o.dataDir);
-          owned.push({ dispose: () => (full.images.dispose(), full.labels.dispose()) });
-          const n = Math.min(o.samples, datasetSize(full));
-          const test = n < datasetSize(full) ? takeFirst(full, n) : full;
-          if (test !== full) owned.push({ dispose: () => (test.images.dispose(), test.labels.dispose()) });
+/** The checked options of one run and what follows from them before anything is loaded. */
+interface WorstCaseRun {
+  o: Opts;
+  dataset: SmallDataset;
+  recipe: Recipe;
+  attacks: WorstCaseAttack[];
+  /** The classifier's input shape. */
+  shape: number[];
+  /** Defense specs, in table order. */
+  specs: string[];
+  settingsFor(eps: number): WorstCaseSettings;
+  log(line: string): void;
+}
 
-          const out = resolve(o.out ?? join("runs", `worst-case-${dataset}`));
-          const resultsFile = join(out, "results.json");
-          if (o.restart) rmSync(resultsFile, { force: true });
-          const fingerprint = {
-            dataset,
-            test: test.source,
-            samples: n,
-            classifierSha256: sha256(classifierFile),
-            settings: settingsFor(0),
-            checks: o.checks ? { samples: o.checkSamples ?? null, largeEps: o.largeEps } : null,
-          };
-          const vaeSha256 = o.vae ? sha256(resolve(o.vae)) : null;
-          const purifierSha256 = o.purifier ? sha256(resolve(o.purifier)) : null;
-          const modelsOf = (spec: string): string =>
-            [
-              specUses(spec, "vae") ? `vae ${vaeSha256}` : "",
-              specUses(spec, "purifier") ? `purifier ${purifierSha256}` : "",
-            ].join(";");
-          const saved = loadSaved(resultsFile, fingerprint);
-          const models: Record<string, string> = saved?.models ?? {};
-          const masking: Record<string, MaskingResult> = saved?.masking ?? {};
-          // A saved cell is reused only when its defense still rests on the same checkpoints.
-          const cells: WorstCaseCell[] = (saved?.cells ?? []).filter((c) => {
-            const i = defenses.findIndex((d) => d.name === c.defense);
-            const key = maskingKey(c.defense, c.epsilon);
-            if (i < 0 || models[key] === modelsOf(specs[i])) return true;
-            log(
-              `${c.defense}, eps ${c.epsilon}: its checkpoint differs from the one in ${resultsFile}; evaluating again`,
-            );
-            delete masking[key];
-            delete models[key];
-            return false;
-          });
-          const about = [
-            `Data: ${recipe.title} test set, first ${n} images (${test.source}); labels: ${recipe.labelSource}.`,
-            `Classifier: ${basename(classifierFile)} ('${describeModel(classifier).arch}', sha256 ${fingerprint.classifierSha256.slice(0, 12)}).`,
-            ...(vae
-              ? [`VAE: ${basename(o.vae!)} ('${describeModel(vae).arch}', sha256 ${vaeSha256!.slice(0, 12)}).`]
-              : []),
-            ...(purifier
-              ? [
-                  `Purifier: ${basename(o.purifier!)} ('${describeModel(purifier).arch}', sha256 ${purifierSha256!.slice(0, 12)}).`,
-                ]
-              : []),
-            `Attacks: ${attacks.join(", ")}; PGD ${o.steps} steps of 2.5 * eps / steps, ${o.restarts} restart(s), EOT ${o.eot} on randomized defenses; Square ${o.squareQueries} queries; scoring over ${o.passes} pass(es) for randomized defenses. Seed ${o.seed}.`,
-            `Command: \`${["vaeguard", ...process.argv.slice(2)].join(" ")}\`.`,
-            `Software: ${Object.entries(softwareVersions())
-              .map(([k, v]) => `${k} ${v}`)
-              .join(", ")}.`,
-          ];
-          const save = () =>
-            writeJsonAtomic(resultsFile, { format: RESULTS_FORMAT, fingerprint, cells, masking, models });
-          const t0 = performance.now();
-          for (const eps of o.eps) {
-            for (const defense of defenses) {
-              let cell = cells.find((c) => c.defense === defense.name && c.epsilon === eps);
-              if (cell) {
-                log(`${defense.name}, eps ${eps}: taken from ${resultsFile}`);
-              } else {
-                cell = await worstCaseCell(classifier, defense, test.images, test.labels, settingsFor(eps), { log });
-                cells.push(cell);
-                models[maskingKey(defense.name, eps)] = modelsOf(specs[defenses.indexOf(defense)]);
-                save();
-              }
-              log(
-                `${defense.name}, eps ${eps}: worst case ${cell.worstCase.toFixed(4)} [${cell.interval.map((v) => v.toFixed(3)).join(", ")}] on ${cell.n} images`,
-              );
-              const key = maskingKey(defense.name, eps);
-              if (o.checks && eps > 0 && masking[key] === undefined) {
-                masking[key] = await maskingChecks(classifier, defense, test.images, test.labels, cell, {
-                  largeEps: o.largeEps,
-                  samples: o.checkSamples,
-                  log,
-                });
-                save();
-              }
-            }
-          }
-          // This run's cells in its order, then those other runs left in the same folder.
-          const current = o.eps.flatMap((e) =>
-            defenses.map((d) => cells.find((c) => c.defense === d.name && c.epsilon === e)!),
-          );
-          const ordered = [...current, ...cells.filter((c) => !current.includes(c))];
-          const seconds = (performance.now() - t0) / 1000;
-          const report = renderWorstCaseReport({
-            title: `vaeguard worst-case: ${recipe.title}`,
-            about: [
-              ...about,
-              `Time: ${seconds.toFixed(0)} s in this run (cells taken from earlier runs cost nothing).`,
-            ],
-            cells: ordered,
-            masking,
-          });
-          writeFileAtomic(join(out, "report.md"), report);
-          if (o.json) {
-            console.log(
-              JSON.stringify(
-                {
-                  cells: ordered.map(({ perImage: _p, clean, attacks: a, ...rest }) => ({
-                    ...rest,
-                    clean: clean.accuracy,
-                    attacks: a.map(({ perImage: _q, ...r }) => r),
-                  })),
-                  masking,
-                  report: join(out, "report.md"),
-                  results: resultsFile,
-                  seconds,
-                },
-                null,
-                2,
-              ),
-            );
-            return;
-          }
-          console.log(renderWorstCaseText(ordered));
-          for (const m of Object.values(masking)) {
-            for (const f of m.findings) console.log(`${f.level === "warning" ? "Warning" : "Check"}: ${f.message}`);
-          }
-          console.log(`Report: ${join(out, "report.md")} (${seconds.toFixed(0)} s)`);
-        } finally {
-          for (const d of owned.reverse()) d.dispose();
-        }
-      }),
+/** The models, defenses and test images of a run. */
+interface Loaded {
+  classifierFile: string;
+  classifier: ReturnType<typeof loadClassifierFor>;
+  vae?: Purifier;
+  purifier?: Purifier;
+  defenses: Defense[];
+  test: ImageDataset;
+  n: number;
+}
+
+/** The results folder and what it holds: finished cells, masking checks and the checkpoints behind them. */
+interface Store {
+  out: string;
+  resultsFile: string;
+  fingerprint: Record<string, unknown> & { classifierSha256: string };
+  cells: WorstCaseCell[];
+  masking: Record<string, MaskingResult>;
+  models: Record<string, string>;
+  vaeSha256: string | null;
+  purifierSha256: string | null;
+  /** The checkpoints behind a defense spec, as stored in `models`. */
+  modelsOf(spec: string): string;
+}
+
+async function runWorstCase(o: Opts): Promise<void> {
+  const run = checkRun(o);
+  const owned: { dispose(): void }[] = [];
+  try {
+    const models = loadModels(run, owned);
+    const loaded: Loaded = { ...models, ...(await loadTestSet(run, owned)) };
+    const store = openStore(run, loaded);
+    const about = aboutLines(run, loaded, store);
+    const t0 = performance.now();
+    await evaluateCells(run, loaded, store);
+    // This run's cells in its order, then those other runs left in the same folder.
+    const current = o.eps.flatMap((e) =>
+      loaded.defenses.map((d) => store.cells.find((c) => c.defense === d.name && c.epsilon === e)!),
     );
+    const ordered = [...current, ...store.cells.filter((c) => !current.includes(c))];
+    const seconds = (performance.now() - t0) / 1000;
+    writeResults(run, store, about, ordered, seconds);
+  } finally {
+    for (const d of owned.reverse()) d.dispose();
+  }
+}
+
+/** Checks every option (each setting for every epsilon) before anything is loaded or attacked. */
+function checkRun(o: Opts): WorstCaseRun {
+  if (!(o.dataset in RECIPES)) {
+    throw new ArgumentError(
+      `Expected one of ${Object.keys(RECIPES).join(", ")} for --dataset but received ${JSON.stringify(o.dataset)}`,
+    );
+  }
+  if (!o.classifier) throw new ArgumentError("--classifier is required: a vaeguard classifier checkpoint");
+  const attacks = checkAttacks(o.attacks);
+  if (o.eps.length === 0) throw new ArgumentError("Expected at least one epsilon for --eps but received none");
+  if (o.threads) setNumThreads(o.threads);
+  const log = (line: string) => {
+    if (!o.quiet) process.stderr.write(`worst-case: ${line}\n`);
+  };
+  const dataset = o.dataset as SmallDataset;
+  const recipe = RECIPES[dataset];
+  const probe = recipe.makeClassifier();
+  const shape = [...probe.inputShape];
+  probe.dispose();
+  const specs = o.defenses
+    ? splitDefenseList(o.defenses)
+    : ["none", ...(o.vae ? ["vae"] : []), ...(o.purifier ? ["purifier"] : [])];
+  const settingsFor = (eps: number): WorstCaseSettings =>
+    resolveWorstCaseSettings({
+      eps,
+      steps: o.steps,
+      restarts: o.restarts,
+      eot: o.eot,
+      squareQueries: o.squareQueries,
+      squareEot: o.squareEot,
+      attacks,
+      passes: o.passes,
+      batchSize: o.batchSize,
+      seed: o.seed,
+    });
+  o.eps.forEach(settingsFor);
+  return { o, dataset, recipe, attacks, shape, specs, settingsFor, log };
+}
+
+/** Loads the classifier and the VAE and purifier when given, and builds the defenses; what it loads goes into `owned`. */
+function loadModels(run: WorstCaseRun, owned: { dispose(): void }[]): Omit<Loaded, "test" | "n"> {
+  const { o, recipe, shape } = run;
+  const classifierFile = resolve(o.classifier!);
+  const classifier = loadClassifierFor(classifierFile, {
+    inputShape: shape,
+    numClasses: 10,
+    dataset: recipe.title,
+  });
+  owned.push(classifier);
+  const vae: Purifier | undefined = o.vae ? loadPurifierFor(resolve(o.vae), shape, recipe.title) : undefined;
+  if (vae) owned.push(vae);
+  const purifier: Purifier | undefined = o.purifier
+    ? loadPurifierFor(resolve(o.purifier), shape, recipe.title)
+    : undefined;
+  if (purifier) owned.push(purifier);
+  const defenses: Defense[] = run.specs.map((s) => createDefense(s, { vae, purifier }));
+  const names = new Set<string>();
+  for (const d of defenses) {
+    if (names.has(d.name)) throw new ArgumentError(`Two defenses are both named "${d.name}"; list each once`);
+    names.add(d.name);
+  }
+  return { classifierFile, classifier, vae, purifier, defenses };
+}
+
+/** The first --samples test images; what it loads goes into `owned`. */
+async function loadTestSet(
+  run: WorstCaseRun,
+  owned: { dispose(): void }[],
+): Promise<{ test: ImageDataset; n: number }> {
+  const full = await run.recipe.load("test", run.o.dataDir);
+  owned.push({ dispose: () => (full.images.dispose(), full.labels.dispose()) });
+  const n = Math.min(run.o.samples, datasetSize(full));
+  const test = n < datasetSize(full) ? takeFirst(full, n) : full;
+  if (test !== full) owned.push({ dispose: () => (test.images.dispose(), test.labels.dispose()) });
+  return { test, n };
+}
+
+/**
+ * Opens the results folder: the saved cells of the same settings, less those
+ * whose defense no longer rests on the same checkpoints.
+ */
+function openStore(run: WorstCaseRun, loaded: Loaded): Store {
+  const { o, dataset, log } = run;
+  const { test, n, defenses } = loaded;
+  const out = resolve(o.out ?? join("runs", `worst-case-${dataset}`));
+  const resultsFile = join(out, "results.json");
+  if (o.restart) rmSync(resultsFile, { force: true });
+  const fingerprint = {
+    dataset,
+    test: test.source,
+    samples: n,
+    classifierSha256: sha256(loaded.classifierFile),
+    settings: run.settingsFor(0),
+    checks: o.checks ? { samples: o.checkSamples ?? null, largeEps: o.largeEps } : null,
+  };
+  const vaeSha256 = o.vae ? sha256(resolve(o.vae)) : null;
+  const purifierSha256 = o.purifier ? sha256(resolve(o.purifier)) : null;
+  const modelsOf = (spec: string): string =>
+    [
+      specUses(spec, "vae") ? `vae ${vaeSha256}` : "",
+      specUses(spec, "purifier") ? `purifier ${purifierSha256}` : "",
+    ].join(";");
+  const saved = loadSaved(resultsFile, fingerprint);
+  const models: Record<string, string> = saved?.models ?? {};
+  const masking: Record<string, MaskingResult> = saved?.masking ?? {};
+  // A saved cell is reused only when its defense still rests on the same checkpoints.
+  const cells: WorstCaseCell[] = (saved?.cells ?? []).filter((c) => {
+    const i = defenses.findIndex((d) => d.name === c.defense);
+    const key = maskingKey(c.defense, c.epsilon);
+    if (i < 0 || models[key] === modelsOf(run.specs[i])) return true;
+    log(`${c.defense}, eps ${c.epsilon}: its checkpoint differs from the one in ${resultsFile}; evaluating again`);
+    delete masking[key];
+    delete models[key];
+    return false;
+  });
+  return { out, resultsFile, fingerprint, cells, masking, models, vaeSha256, purifierSha256, modelsOf };
+}
+
+/** The report's lines on data, models, attacks, command and software. */
+function aboutLines(run: WorstCaseRun, loaded: Loaded, store: Store): string[] {
+  const { o, recipe } = run;
+  const { vae, purifier } = loaded;
+  return [
+    `Data: ${recipe.title} test set, first ${loaded.n} images (${loaded.test.source}); labels: ${recipe.labelSource}.`,
+    `Classifier: ${basename(loaded.classifierFile)} ('${describeModel(loaded.classifier).arch}', sha256 ${store.fingerprint.classifierSha256.slice(0, 12)}).`,
+    ...(vae
+      ? [`VAE: ${basename(o.vae!)} ('${describeModel(vae).arch}', sha256 ${store.vaeSha256!.slice(0, 12)}).`]
+      : []),
+    ...(purifier
+      ? [
+          `Purifier: ${basename(o.purifier!)} ('${describeModel(purifier).arch}', sha256 ${store.purifierSha256!.slice(0, 12)}).`,
+        ]
+      : []),
+    `Attacks: ${run.attacks.join(", ")}; PGD ${o.steps} steps of 2.5 * eps / steps, ${o.restarts} restart(s), EOT ${o.eot} on randomized defenses; Square ${o.squareQueries} queries; scoring over ${o.passes} pass(es) for randomized defenses. Seed ${o.seed}.`,
+    `Command: \`${["vaeguard", ...process.argv.slice(2)].join(" ")}\`.`,
+    `Software: ${Object.entries(softwareVersions())
+      .map(([k, v]) => `${k} ${v}`)
+      .join(", ")}.`,
+  ];
+}
+
+/** Evaluates every (epsilon, defense) cell not yet stored, and its masking checks, saving after each. */
+async function evaluateCells(run: WorstCaseRun, loaded: Loaded, store: Store): Promise<void> {
+  const { o, log } = run;
+  const { classifier, defenses, test } = loaded;
+  const { cells, masking, models, resultsFile } = store;
+  const save = () =>
+    writeJsonAtomic(resultsFile, { format: RESULTS_FORMAT, fingerprint: store.fingerprint, cells, masking, models });
+  for (const eps of o.eps) {
+    for (const defense of defenses) {
+      let cell = cells.find((c) => c.defense === defense.name && c.epsilon === eps);
+      if (cell) {
+        log(`${defense.name}, eps ${eps}: taken from ${resultsFile}`);
+      } else {
+        cell = await worstCaseCell(classifier, defense, test.images, test.labels, run.settingsFor(eps), { log });
+        cells.push(cell);
+        models[maskingKey(defense.name, eps)] = store.modelsOf(run.specs[defenses.indexOf(defense)]);
+        save();
+      }
+      log(
+        `${defense.name}, eps ${eps}: worst case ${cell.worstCase.toFixed(4)} [${cell.interval.map((v) => v.toFixed(3)).join(", ")}] on ${cell.n} images`,
+      );
+      const key = maskingKey(defense.name, eps);
+      if (o.checks && eps > 0 && masking[key] === undefined) {
+        masking[key] = await maskingChecks(classifier, defense, test.images, test.labels, cell, {
+          largeEps: o.largeEps,
+          samples: o.checkSamples,
+          log,
+        });
+        save();
+      }
+    }
+  }
+}
+
+/** Writes OUT/report.md and prints the table and findings (or, with --json, the cells and checks). */
+function writeResults(
+  run: WorstCaseRun,
+  store: Store,
+  about: string[],
+  ordered: WorstCaseCell[],
+  seconds: number,
+): void {
+  const { o, recipe } = run;
+  const { out, masking, resultsFile } = store;
+  const report = renderWorstCaseReport({
+    title: `vaeguard worst-case: ${recipe.title}`,
+    about: [...about, `Time: ${seconds.toFixed(0)} s in this run (cells taken from earlier runs cost nothing).`],
+    cells: ordered,
+    masking,
+  });
+  writeFileAtomic(join(out, "report.md"), report);
+  if (o.json) {
+    console.log(
+      JSON.stringify(
+        {
+          cells: ordered.map(({ perImage: _p, clean, attacks: a, ...rest }) => ({
+            ...rest,
+            clean: clean.accuracy,
+            attacks: a.map(({ perImage: _q, ...r }) => r),
+          })),
+          masking,
+          report: join(out, "report.md"),
+          results: resultsFile,
+          seconds,
+        },
+        null,
+        2,
+      ),
+    );
+    return;
+  }
+  console.log(renderWorstCaseText(ordered));
+  for (const m of Object.values(masking)) {
+    for (const f of m.findings) console.log(`${f.level === "warning" ? "Warning" : "Check"}: ${f.message}`);
+  }
+  console.log(`Report: ${join(out, "report.md")} (${seconds.toFixed(0)} s)`);
 }

@@ -321,6 +321,23 @@ export function indexImageFolder(folder: string, options: ImageFolderOptions = {
     : indexClassFolders(root, options, labelOffset, skipped, shownRel);
 }
 
+/** A CSV layout's columns: the header and where the id, label and (optional, -1) target are. */
+interface CsvColumns {
+  header: string[];
+  idCol: number;
+  labelCol: number;
+  targetCol: number;
+}
+
+/** What reading one CSV row needs. */
+interface CsvLayout {
+  root: string;
+  csvPath: string;
+  imagesDir: string;
+  labelOffset: number;
+  cols: CsvColumns;
+}
+
 function indexCsv(
   root: string,
   csvPath: string,
@@ -329,112 +346,19 @@ function indexCsv(
   skipped: string[],
   shownRel: (p: string) => string,
 ): ImageFolderIndex {
-  let text: string;
-  try {
-    text = readFileSync(csvPath, "utf8");
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new DataError(csvPath, code === "ENOENT" ? "CSV file not found" : `cannot read the CSV file (${code})`, {
-      cause: e,
-    });
-  }
-  let rows: { line: number; fields: string[] }[];
-  try {
-    rows = parseCsv(text);
-  } catch (e) {
-    throw new DataError(csvPath, (e as Error).message, { cause: e });
-  }
-  if (rows.length === 0) throw new DataError(csvPath, "is empty (expected a header row with ImageId and TrueLabel)");
-  const header = rows[0].fields.map((h) => h.trim());
-  const col = (name: string, required: boolean): number => {
-    const i = header.findIndex((h) => h.toLowerCase() === name.toLowerCase());
-    if (i < 0 && required) {
-      throw new DataError(csvPath, `has no column '${name}' (its columns: ${header.join(", ")})`);
-    }
-    return i;
-  };
-  const idCol = col(options.idColumn ?? "ImageId", true);
-  const labelCol = col(options.labelColumn ?? "TrueLabel", true);
-  const targetCol = col(options.targetColumn ?? "TargetClass", false);
-
-  let imagesDir: string;
-  if (options.imagesDir !== undefined) {
-    if (typeof options.imagesDir !== "string") fail("a folder path", "imagesDir", options.imagesDir);
-    const p = resolve(root, options.imagesDir);
-    imagesDir = p === root ? root : realInside(root, p, "images folder");
-  } else {
-    const p = join(root, "images");
-    imagesDir = exists(p) ? realInside(root, p, "images folder") : root;
-  }
-  if (!statSync(imagesDir).isDirectory()) throw new DataError(imagesDir, "is not a folder");
-
-  // Every file of the images folder, by real path.
-  const files = new Map<string, string>();
-  const csvReal = existsFile(csvPath) ? realpathSync(csvPath) : csvPath;
-  walk(
-    root,
-    imagesDir,
-    (real, shown) => {
-      if (real === csvReal) return;
-      if (statSync(real).isDirectory()) return; // sub-folders of the images folder are not part of the CSV layout
-      if (!isImageName(real)) {
-        passOverNonImage(shown, options, skipped, shownRel);
-        return;
-      }
-      files.set(real, shown);
-    },
-    false,
-  );
+  const rows = readCsvRows(csvPath);
+  const cols = csvColumns(csvPath, rows[0], options);
+  const { header, labelCol } = cols;
+  const imagesDir = csvImagesDir(root, options);
+  const files = imageFiles(root, imagesDir, csvPath, options, skipped, shownRel);
+  const layout: CsvLayout = { root, csvPath, imagesDir, labelOffset, cols };
 
   const entries: ImageFolderEntry[] = [];
   const seen = new Map<string, number>();
   const used = new Set<string>();
   for (const row of rows.slice(1)) {
-    const where = `line ${row.line}`;
-    const id = (row.fields[idCol] ?? "").trim();
-    if (id === "") throw new DataError(csvPath, `${where}: empty ImageId`);
-    if (seen.has(id)) throw new DataError(csvPath, `${where}: ImageId '${id}' already appears on line ${seen.get(id)}`);
-    seen.set(id, row.line);
-    if (id.includes("/") || id.includes("\\") || id.includes("\0") || id === "." || id === ".." || isAbsolute(id)) {
-      throw new DataError(
-        csvPath,
-        `${where}: ImageId '${id}' is not a plain file name; entries may not leave the images folder`,
-      );
-    }
-    const candidates = isImageName(id) ? [id] : [".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG"].map((e) => id + e);
-    const found = candidates.map((c) => join(imagesDir, c)).find((p) => exists(p));
-    if (!found) {
-      throw new DataError(
-        csvPath,
-        `${where}: no image file for ImageId '${id}' in ${imagesDir} (tried ${candidates.join(", ")})`,
-      );
-    }
-    const real = realInside(root, found, "image file");
-    const label = parseLabel(row.fields[labelCol]);
-    if (label === null) {
-      throw new DataError(
-        found,
-        `missing or non-integer label: ${header[labelCol]} is ${JSON.stringify(row.fields[labelCol] ?? "")} on ${where} of ${csvPath}`,
-      );
-    }
-    const entry: ImageFolderEntry = { id, file: real, label: label + labelOffset };
-    if (targetCol >= 0) {
-      const t = parseLabel(row.fields[targetCol]);
-      if (t === null) {
-        throw new DataError(
-          found,
-          `non-integer ${header[targetCol]} ${JSON.stringify(row.fields[targetCol] ?? "")} on ${where} of ${csvPath}`,
-        );
-      }
-      entry.target = t + labelOffset;
-    }
-    const extra: Record<string, string> = {};
-    header.forEach((h, i) => {
-      if (i !== idCol && i !== labelCol && i !== targetCol) extra[h] = row.fields[i] ?? "";
-    });
-    entry.extra = extra;
-    checkSignature(real, found);
-    used.add(real);
+    const entry = csvEntry(layout, row, seen);
+    used.add(entry.file);
     entries.push(entry);
   }
   for (const [real, shown] of files) {
@@ -458,6 +382,140 @@ function indexCsv(
       `image folder ${root} (CSV layout: ${entries.length} images in ${relative(root, imagesDir) || "."}/, ` +
       `labels from column ${header[labelCol]} of ${csvName}${labelOffset !== 0 ? `, offset ${labelOffset}` : ""})`,
   };
+}
+
+/** The CSV file's rows, header first; at least the header. */
+function readCsvRows(csvPath: string): { line: number; fields: string[] }[] {
+  let text: string;
+  try {
+    text = readFileSync(csvPath, "utf8");
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new DataError(csvPath, code === "ENOENT" ? "CSV file not found" : `cannot read the CSV file (${code})`, {
+      cause: e,
+    });
+  }
+  let rows: { line: number; fields: string[] }[];
+  try {
+    rows = parseCsv(text);
+  } catch (e) {
+    throw new DataError(csvPath, (e as Error).message, { cause: e });
+  }
+  if (rows.length === 0) throw new DataError(csvPath, "is empty (expected a header row with ImageId and TrueLabel)");
+  return rows;
+}
+
+function csvColumns(csvPath: string, headerRow: { fields: string[] }, options: ImageFolderOptions): CsvColumns {
+  const header = headerRow.fields.map((h) => h.trim());
+  const col = (name: string, required: boolean): number => {
+    const i = header.findIndex((h) => h.toLowerCase() === name.toLowerCase());
+    if (i < 0 && required) {
+      throw new DataError(csvPath, `has no column '${name}' (its columns: ${header.join(", ")})`);
+    }
+    return i;
+  };
+  const idCol = col(options.idColumn ?? "ImageId", true);
+  const labelCol = col(options.labelColumn ?? "TrueLabel", true);
+  const targetCol = col(options.targetColumn ?? "TargetClass", false);
+  return { header, idCol, labelCol, targetCol };
+}
+
+/** The folder the CSV's images are in: options.imagesDir, else images/ when it exists, else the root. */
+function csvImagesDir(root: string, options: ImageFolderOptions): string {
+  let imagesDir: string;
+  if (options.imagesDir !== undefined) {
+    if (typeof options.imagesDir !== "string") fail("a folder path", "imagesDir", options.imagesDir);
+    const p = resolve(root, options.imagesDir);
+    imagesDir = p === root ? root : realInside(root, p, "images folder");
+  } else {
+    const p = join(root, "images");
+    imagesDir = exists(p) ? realInside(root, p, "images folder") : root;
+  }
+  if (!statSync(imagesDir).isDirectory()) throw new DataError(imagesDir, "is not a folder");
+  return imagesDir;
+}
+
+/** Every image file of the images folder (not the CSV, not sub-folders), by real path, with its shown path. */
+function imageFiles(
+  root: string,
+  imagesDir: string,
+  csvPath: string,
+  options: ImageFolderOptions,
+  skipped: string[],
+  shownRel: (p: string) => string,
+): Map<string, string> {
+  const files = new Map<string, string>();
+  const csvReal = existsFile(csvPath) ? realpathSync(csvPath) : csvPath;
+  walk(
+    root,
+    imagesDir,
+    (real, shown) => {
+      if (real === csvReal) return;
+      if (statSync(real).isDirectory()) return; // sub-folders of the images folder are not part of the CSV layout
+      if (!isImageName(real)) {
+        passOverNonImage(shown, options, skipped, shownRel);
+        return;
+      }
+      files.set(real, shown);
+    },
+    false,
+  );
+  return files;
+}
+
+/** One CSV row's entry: its ImageId checked (`seen` holds the ids of earlier rows), its image file found, its labels parsed. */
+function csvEntry(
+  layout: CsvLayout,
+  row: { line: number; fields: string[] },
+  seen: Map<string, number>,
+): ImageFolderEntry {
+  const { root, csvPath, imagesDir, labelOffset } = layout;
+  const { header, idCol, labelCol, targetCol } = layout.cols;
+  const where = `line ${row.line}`;
+  const id = (row.fields[idCol] ?? "").trim();
+  if (id === "") throw new DataError(csvPath, `${where}: empty ImageId`);
+  if (seen.has(id)) throw new DataError(csvPath, `${where}: ImageId '${id}' already appears on line ${seen.get(id)}`);
+  seen.set(id, row.line);
+  if (id.includes("/") || id.includes("\\") || id.includes("\0") || id === "." || id === ".." || isAbsolute(id)) {
+    throw new DataError(
+      csvPath,
+      `${where}: ImageId '${id}' is not a plain file name; entries may not leave the images folder`,
+    );
+  }
+  const candidates = isImageName(id) ? [id] : [".png", ".jpg", ".jpeg", ".PNG", ".JPG", ".JPEG"].map((e) => id + e);
+  const found = candidates.map((c) => join(imagesDir, c)).find((p) => exists(p));
+  if (!found) {
+    throw new DataError(
+      csvPath,
+      `${where}: no image file for ImageId '${id}' in ${imagesDir} (tried ${candidates.join(", ")})`,
+    );
+  }
+  const real = realInside(root, found, "image file");
+  const label = parseLabel(row.fields[labelCol]);
+  if (label === null) {
+    throw new DataError(
+      found,
+      `missing or non-integer label: ${header[labelCol]} is ${JSON.stringify(row.fields[labelCol] ?? "")} on ${where} of ${csvPath}`,
+    );
+  }
+  const entry: ImageFolderEntry = { id, file: real, label: label + labelOffset };
+  if (targetCol >= 0) {
+    const t = parseLabel(row.fields[targetCol]);
+    if (t === null) {
+      throw new DataError(
+        found,
+        `non-integer ${header[targetCol]} ${JSON.stringify(row.fields[targetCol] ?? "")} on ${where} of ${csvPath}`,
+      );
+    }
+    entry.target = t + labelOffset;
+  }
+  const extra: Record<string, string> = {};
+  header.forEach((h, i) => {
+    if (i !== idCol && i !== labelCol && i !== targetCol) extra[h] = row.fields[i] ?? "";
+  });
+  entry.extra = extra;
+  checkSignature(real, found);
+  return entry;
 }
 
 function indexClassFolders(

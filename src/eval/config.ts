@@ -283,35 +283,31 @@ export function loadConfigFile(file: string): RawSettings {
 
 // ---------------------------------------------------------------- resolving
 
+/** A setting's raw value, where it came from, and the folder its relative paths start from. */
+interface Picked {
+  raw: unknown;
+  origin: Origin;
+  base: string;
+}
+
+/** The settings' sources: the command line over the config file. */
+interface Sources {
+  cwd: string;
+  configFile?: string;
+  fileOrigin: Origin;
+  pick(key: ConfigKey): Picked | undefined;
+}
+
 /**
  * Merge defaults, the config file and the command line (each overriding the
  * one before) and validate everything. Relative paths in the file are taken
  * from the file's folder; those on the command line from `cwd`.
  */
 export function resolveConfig(flags: RawSettings, options: { configFile?: string; cwd?: string } = {}): EvaluateConfig {
-  const cwd = options.cwd ?? process.cwd();
-  const fileSettings = options.configFile ? loadConfigFile(resolve(cwd, options.configFile)) : {};
-  const fileOrigin: Origin = { file: options.configFile };
-  const flagOrigin: Origin = {};
-  const fileBase = options.configFile ? dirname(resolve(cwd, options.configFile)) : cwd;
-  const pick = (key: ConfigKey): { raw: unknown; origin: Origin; base: string } | undefined => {
-    if (flags[key] !== undefined) return { raw: flags[key], origin: flagOrigin, base: cwd };
-    if (fileSettings[key] !== undefined) return { raw: fileSettings[key], origin: fileOrigin, base: fileBase };
-    return undefined;
-  };
-
-  const ds = pick("dataset");
-  const dataset = ds ? str(ds.raw, "dataset", ds.origin).toLowerCase() : DEFAULTS.dataset;
-  if (!(dataset in RECIPES)) {
-    fail(
-      `one of ${Object.keys(RECIPES)
-        .map((k) => JSON.stringify(k))
-        .join(", ")}`,
-      ds ? where("dataset", ds.origin) : "dataset",
-      dataset,
-    );
-  }
-  const recipe = RECIPES[dataset as SmallDataset];
+  const src = settingSources(flags, options);
+  const { pick, cwd } = src;
+  const dataset = resolveDataset(src);
+  const recipe = RECIPES[dataset];
 
   const clf = pick("classifier");
   if (!clf) {
@@ -327,33 +323,12 @@ export function resolveConfig(flags: RawSettings, options: { configFile?: string
   let samples: number | undefined = DEFAULTS.samples;
   if (sm) samples = sm.raw === "all" ? undefined : int(sm.raw, "samples", sm.origin, 1);
 
-  const df = pick("defenses");
-  const defenseSpecs = df
-    ? list(df.raw, "defenses", df.origin, splitDefenseList).map((d, i) =>
-        str(d, "defenses", df.origin === fileOrigin ? { file: `${options.configFile} (defenses[${i}])` } : df.origin),
-      )
-    : splitDefenseList(vae ? DEFAULTS.defensesWithVae : DEFAULTS.defensesWithoutVae);
-  const defenses = checkDefenses(defenseSpecs, vae !== undefined, df ? where("defenses", df.origin) : "defenses");
-
-  const at = pick("attacks");
-  const attackItems = at ? list(at.raw, "attacks", at.origin) : DEFAULTS.attacks.split(",");
-  if (attackItems.length === 0) fail("at least one attack", at ? where("attacks", at.origin) : "attacks", at?.raw);
-  const attacks = distinctNames(
-    attackItems.map((item, i) =>
-      at && at.origin === fileOrigin
-        ? parseAttackEntry(item, `attacks[${i}] in ${options.configFile}`)
-        : parseAttackSpec(String(item)),
-    ),
-  );
+  const defenses = resolveDefenses(src, vae !== undefined);
+  const attacks = resolveAttacks(src);
 
   const ep = pick("eps");
   const eps = ep ? epsilons(ep.raw, ep.origin) : [...recipe.epsilons];
-
-  const md = pick("mode");
-  const mode = md ? str(md.raw, "mode", md.origin) : DEFAULTS.mode;
-  if (!(EVALUATE_MODES as readonly string[]).includes(mode)) {
-    fail(`one of ${EVALUATE_MODES.map((m) => JSON.stringify(m)).join(", ")}`, where("mode", md!.origin), mode);
-  }
+  const mode = resolveMode(src);
 
   const intSetting = (key: ConfigKey, fallback: number, min: number, max?: number) => {
     const p = pick(key);
@@ -362,7 +337,7 @@ export function resolveConfig(flags: RawSettings, options: { configFile?: string
   const out = pick("out");
   const batchSize = intSetting("batch-size", DEFAULTS.batchSize, 1, LIMITS.batchSize);
   return {
-    dataset: dataset as SmallDataset,
+    dataset,
     dataDir: dd ? path(dd.raw, "data-dir", dd.origin, dd.base) : undefined,
     samples,
     classifier: path(clf.raw, "classifier", clf.origin, clf.base),
@@ -370,7 +345,7 @@ export function resolveConfig(flags: RawSettings, options: { configFile?: string
     defenses,
     attacks,
     eps,
-    mode: mode as EvaluateMode,
+    mode,
     eot: intSetting("eot", DEFAULTS.eot, 1, LIMITS.eotSamples),
     passes: intSetting("passes", DEFAULTS.passes, 1, LIMITS.passes),
     seed: intSetting("seed", DEFAULTS.seed, 0),
@@ -378,6 +353,68 @@ export function resolveConfig(flags: RawSettings, options: { configFile?: string
     batchSize,
     shardSize: intSetting("shard-size", batchSize, 1, LIMITS.batchSize),
   };
+}
+
+/** Reads the config file, if any, and says where each setting is taken from. */
+function settingSources(flags: RawSettings, options: { configFile?: string; cwd?: string }): Sources {
+  const cwd = options.cwd ?? process.cwd();
+  const fileSettings = options.configFile ? loadConfigFile(resolve(cwd, options.configFile)) : {};
+  const fileOrigin: Origin = { file: options.configFile };
+  const flagOrigin: Origin = {};
+  const fileBase = options.configFile ? dirname(resolve(cwd, options.configFile)) : cwd;
+  const pick = (key: ConfigKey): Picked | undefined => {
+    if (flags[key] !== undefined) return { raw: flags[key], origin: flagOrigin, base: cwd };
+    if (fileSettings[key] !== undefined) return { raw: fileSettings[key], origin: fileOrigin, base: fileBase };
+    return undefined;
+  };
+  return { cwd, configFile: options.configFile, fileOrigin, pick };
+}
+
+function resolveDataset(src: Sources): SmallDataset {
+  const ds = src.pick("dataset");
+  const dataset = ds ? str(ds.raw, "dataset", ds.origin).toLowerCase() : DEFAULTS.dataset;
+  if (!(dataset in RECIPES)) {
+    fail(
+      `one of ${Object.keys(RECIPES)
+        .map((k) => JSON.stringify(k))
+        .join(", ")}`,
+      ds ? where("dataset", ds.origin) : "dataset",
+      dataset,
+    );
+  }
+  return dataset as SmallDataset;
+}
+
+function resolveDefenses(src: Sources, hasVae: boolean): string[] {
+  const df = src.pick("defenses");
+  const defenseSpecs = df
+    ? list(df.raw, "defenses", df.origin, splitDefenseList).map((d, i) =>
+        str(d, "defenses", df.origin === src.fileOrigin ? { file: `${src.configFile} (defenses[${i}])` } : df.origin),
+      )
+    : splitDefenseList(hasVae ? DEFAULTS.defensesWithVae : DEFAULTS.defensesWithoutVae);
+  return checkDefenses(defenseSpecs, hasVae, df ? where("defenses", df.origin) : "defenses");
+}
+
+function resolveAttacks(src: Sources): AttackChoice[] {
+  const at = src.pick("attacks");
+  const attackItems = at ? list(at.raw, "attacks", at.origin) : DEFAULTS.attacks.split(",");
+  if (attackItems.length === 0) fail("at least one attack", at ? where("attacks", at.origin) : "attacks", at?.raw);
+  return distinctNames(
+    attackItems.map((item, i) =>
+      at && at.origin === src.fileOrigin
+        ? parseAttackEntry(item, `attacks[${i}] in ${src.configFile}`)
+        : parseAttackSpec(String(item)),
+    ),
+  );
+}
+
+function resolveMode(src: Sources): EvaluateMode {
+  const md = src.pick("mode");
+  const mode = md ? str(md.raw, "mode", md.origin) : DEFAULTS.mode;
+  if (!(EVALUATE_MODES as readonly string[]).includes(mode)) {
+    fail(`one of ${EVALUATE_MODES.map((m) => JSON.stringify(m)).join(", ")}`, where("mode", md!.origin), mode);
+  }
+  return mode as EvaluateMode;
 }
 
 /** The modes a config runs, in report order. */

@@ -203,11 +203,37 @@ class SweepProgress {
   }
 }
 
+/** One sweep's plan of cells, its finished cells and where they go. */
+interface SweepRun {
+  opts: SweepOptions;
+  log: (line: string) => void;
+  /** Defense names, in table order. */
+  defenses: string[];
+  /** What a results file must have been made with to be resumed. */
+  fingerprint: Record<string, unknown>;
+  plan: PlannedRow[];
+  /** The plan's distinct cells, in plan order. */
+  tasks: CellTask[];
+  /** Finished cells by id, resumed or new. */
+  results: Map<string, CellResult>;
+  runner: CellRunner;
+}
+
 /**
  * Run the sweep; returns every row (including rows of cells loaded from a
  * resumed results file) and the picture-grid sample when asked for.
  */
 export async function sweep(opts: SweepOptions): Promise<{ rows: ResultRow[]; grid?: GridSample }> {
+  const run = planRun(opts);
+  resumeCells(run);
+  const failure = await runPending(run, resultsSaver(run));
+  throwIfUnfinished(run, failure);
+  const { plan, results, defenses } = run;
+  return { rows: plan.map((row) => mergeRow(row, results, defenses)), grid: gridFrom(plan, results) };
+}
+
+/** Checks the options and cuts the sweep into cells. */
+function planRun(opts: SweepOptions): SweepRun {
   const log = opts.log ?? ((l: string) => process.stderr.write(l + "\n"));
   const n = datasetSize(opts.data);
   const seed = checkInt(opts.seed ?? 0, "seed", 0);
@@ -236,37 +262,57 @@ export async function sweep(opts: SweepOptions): Promise<{ rows: ResultRow[]; gr
     gridEpsilon: opts.gridEpsilon,
   });
   const tasks = uniqueTasks(plan);
-  const previous = opts.resultsFile ? loadResults(opts.resultsFile, fingerprint) : undefined;
-  const results = new Map<string, CellResult>();
+  const runner = opts.runner ?? localRunner(opts);
+  return { opts, log, defenses, fingerprint, plan, tasks, results: new Map(), runner };
+}
+
+function rowComplete(row: PlannedRow, results: ReadonlyMap<string, CellResult>): boolean {
+  return row.tasks.every((t) => results.has(t.id));
+}
+
+/** Takes the finished cells of a results file made with the same settings. */
+function resumeCells(run: SweepRun): void {
+  const { opts, plan, tasks, results } = run;
+  const previous = opts.resultsFile ? loadResults(opts.resultsFile, run.fingerprint) : undefined;
   for (const t of tasks) {
     const r = previous?.cells[t.id];
     if (r) results.set(t.id, r);
   }
-  const complete = (row: PlannedRow) => row.tasks.every((t) => results.has(t.id));
   if (results.size > 0) {
-    log(
-      `evaluate: resuming ${opts.resultsFile} (${plan.filter(complete).length} rows, ${results.size} of ${tasks.length} cells already done)`,
+    run.log(
+      `evaluate: resuming ${opts.resultsFile} (${plan.filter((row) => rowComplete(row, results)).length} rows, ${results.size} of ${tasks.length} cells already done)`,
     );
   }
+}
 
+/** Writes the results file: when forced, or when the runner's least interval since the last write has passed. */
+function resultsSaver(run: SweepRun): (force: boolean) => void {
+  const { opts, plan, tasks, results, defenses } = run;
   let lastSave = 0;
-  const save = (force: boolean) => {
+  return (force) => {
     if (!opts.resultsFile) return;
     const now = Date.now();
     if (!force && now - lastSave < (opts.runner?.saveIntervalMs ?? 0)) return;
     lastSave = now;
     writeJsonAtomic(opts.resultsFile, {
       format: FORMAT,
-      fingerprint,
-      rows: plan.filter(complete).map((row) => mergeRow(row, results, defenses)),
+      fingerprint: run.fingerprint,
+      rows: plan.filter((row) => rowComplete(row, results)).map((row) => mergeRow(row, results, defenses)),
       cells: Object.fromEntries(tasks.filter((t) => results.has(t.id)).map((t) => [t.id, results.get(t.id)!])),
     } satisfies ResultsFile);
   };
+}
+
+/**
+ * Runs the cells not yet finished, keeping each result, saving and logging the
+ * rows it completes; returns what the runner threw, if anything.
+ */
+async function runPending(run: SweepRun, save: (force: boolean) => void): Promise<unknown> {
+  const { opts, plan, tasks, results, defenses, log } = run;
   const rowsOf = new Map<string, PlannedRow[]>();
   for (const row of plan) for (const t of row.tasks) rowsOf.set(t.id, [...(rowsOf.get(t.id) ?? []), row]);
 
   const pending = tasks.filter((t) => !results.has(t.id));
-  const runner = opts.runner ?? localRunner(opts);
   const bar = new SweepProgress(
     `${opts.mode} sweep`,
     pending,
@@ -274,7 +320,7 @@ export async function sweep(opts: SweepOptions): Promise<{ rows: ResultRow[]; gr
   );
   let failure: unknown;
   try {
-    await runner.run(pending, {
+    await run.runner.run(pending, {
       started: (t) => bar.started(t),
       images: (t, done) => bar.images(t, done),
       retried: (t, reason) => {
@@ -285,7 +331,7 @@ export async function sweep(opts: SweepOptions): Promise<{ rows: ResultRow[]; gr
         if (results.has(t.id) || !rowsOf.has(t.id)) return;
         results.set(t.id, r);
         bar.done(t);
-        const finished = rowsOf.get(t.id)!.filter(complete);
+        const finished = rowsOf.get(t.id)!.filter((row) => rowComplete(row, results));
         save(false);
         for (const row of finished) log(rowLine(mergeRow(row, results, defenses)));
       },
@@ -296,16 +342,21 @@ export async function sweep(opts: SweepOptions): Promise<{ rows: ResultRow[]; gr
     bar.stop();
     save(true);
   }
+  return failure;
+}
+
+/** Throws when the runner failed or cells are missing: a VaeguardError saying what is stored, or the runner's own error. */
+function throwIfUnfinished(run: SweepRun, failure: unknown): void {
+  const { opts, tasks, results } = run;
   const missing = tasks.filter((t) => !results.has(t.id)).length;
   if (failure !== undefined || missing > 0) {
     const where = opts.resultsFile ? ` in ${opts.resultsFile}` : "";
     const kept = `${tasks.length - missing} of ${tasks.length} cells are stored${where}; the same command resumes`;
     if (failure !== undefined && !(failure instanceof VaeguardError)) throw failure;
     const reason =
-      failure instanceof Error ? failure.message : `the cells ran ${runner.where} but ${missing} never finished`;
+      failure instanceof Error ? failure.message : `the cells ran ${run.runner.where} but ${missing} never finished`;
     throw new VaeguardError(`${reason} (${kept})`, { cause: failure });
   }
-  return { rows: plan.map((row) => mergeRow(row, results, defenses)), grid: gridFrom(plan, results) };
 }
 
 function rowLine(row: ResultRow): string {

@@ -24,8 +24,8 @@ import { loadCheckpoint, saveCheckpoint } from "../models/checkpoint.js";
 import { describeModel } from "../models/registry.js";
 import type { ConvVae, VaeLossOptions } from "../models/vae.js";
 import type { ImageClassifier } from "../models/classifiers.js";
-import { batches, type ImageDataset, deriveSeed, datasetSize } from "../data/index.js";
-import { silentProgress, type ProgressFactory } from "../core/progress.js";
+import { batches, type Batch, type ImageDataset, deriveSeed, datasetSize } from "../data/index.js";
+import { silentProgress, type Progress, type ProgressFactory } from "../core/progress.js";
 
 export interface EpochStats {
   epoch: number;
@@ -162,60 +162,44 @@ export interface FitResult<M> {
   stopReason: StopReason;
 }
 
+/** fit's checked settings, shared by its steps. */
+interface FitRun<M extends Module> {
+  opts: FitOptions<M>;
+  hooks: Hooks<M>;
+  epochs: number;
+  batchSize: number;
+  milestones: number[];
+  gamma: number;
+  label: string;
+  log: (line: string) => void;
+  makeOptimizer: (m: M) => Optimizer;
+}
+
+/** The model in training, its optimizer, the epoch to start at and the epochs done. */
+interface TrainingState<M extends Module> {
+  model: M;
+  optimizer: Optimizer;
+  startEpoch: number;
+  history: EpochStats[];
+}
+
+/** Per-image sums over an epoch's batches, weighted by batch size. */
+interface EpochSums {
+  loss: number;
+  terms: Record<string, number>;
+  metrics: Record<string, number>;
+  seen: number;
+}
+
 export async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): Promise<FitResult<M>> {
-  const epochs = checkInt(opts.epochs, "epochs", 1, LIMITS.epochs);
-  const batchSize = checkInt(opts.batchSize, "batchSize", 1, LIMITS.batchSize);
-  checkNumber(opts.lr, "lr", 0);
-  // --quiet means no output at all, epoch summaries included; a given log still receives them.
-  const log = opts.log ?? (opts.quiet ? () => undefined : (l: string) => process.stderr.write(l + "\n"));
-  const label = opts.label ?? "train";
-  const milestones = (opts.lrMilestones ?? []).map((m, i) => checkInt(m, `lrMilestones[${i}]`, 1));
-  const gamma = checkNumber(opts.lrGamma ?? 0.1, "lrGamma", 0);
-  const makeOptimizer = (m: M): Optimizer => new Adam(m.parameters(), { lr: opts.lr });
-
-  let model: M;
-  let optimizer: Optimizer;
-  let startEpoch = 0;
-  let history: EpochStats[] = [];
-  if (existsSync(opts.checkpoint) && !opts.restart) {
-    // A throwaway model names the architecture to expect; its tensors are freed at once.
-    const probe = opts.makeModel();
-    const arch = describeModel(probe).arch;
-    probe.dispose();
-    const ck = loadCheckpoint<M>(opts.checkpoint, {
-      expectArch: arch,
-      optimizer: makeOptimizer,
-    });
-    model = ck.model;
-    optimizer = ck.optimizer!;
-    try {
-      opts.checkResume?.(ck.info);
-    } catch (e) {
-      optimizer.dispose();
-      model.dispose();
-      throw e;
-    }
-    const done = ck.training?.epoch ?? epochs;
-    history = (ck.training?.history as EpochStats[] | undefined) ?? [];
-    const reason = opts.stop ? stopReason(history, epochs, opts.stop) : done >= epochs ? "epochs" : null;
-    const finished = opts.stop ? reason !== null : ck.training?.complete === true || reason !== null;
-    if (finished || opts.resume === false) {
-      log(`${label}: using the trained model in ${opts.checkpoint}${reason ? ` (stopped: ${reason})` : ""}`);
-      optimizer.dispose();
-      model.eval();
-      return { model, history, reused: true, stopReason: reason ?? "epochs" };
-    }
-    startEpoch = done;
-    log(`${label}: resuming ${opts.checkpoint} at epoch ${startEpoch + 1} of ${opts.stop ? "at most " : ""}${epochs}`);
-  } else {
-    manualSeed(deriveSeed(opts.seed, 0xbeef));
-    model = opts.makeModel();
-    optimizer = makeOptimizer(model);
-  }
-
+  const run = fitRun(opts, hooks);
+  const state = resumeOrStart(run);
+  if ("reused" in state) return state;
+  const { model, optimizer, history } = state;
+  const { epochs, label, log } = run;
   let reason: StopReason = "epochs";
   try {
-    for (let epoch = startEpoch; epoch < epochs; epoch++) {
+    for (let epoch = state.startEpoch; epoch < epochs; epoch++) {
       if (opts.stop) {
         const r = stopReason(history, epochs, opts.stop);
         if (r) {
@@ -223,121 +207,16 @@ export async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>
           break;
         }
       }
-      const train = typeof opts.train === "function" ? opts.train(epoch) : opts.train;
-      const n = datasetSize(train);
-      manualSeed(deriveSeed(opts.seed, epoch));
-      model.train();
-      optimizer.lr = scheduledLr(opts.lr, epoch, milestones, gamma);
-      const bar = (opts.quiet ? silentProgress : (opts.progress ?? silentProgress))(
-        `${label} epoch ${epoch + 1}/${opts.stop ? "max " : ""}${epochs}`,
-        n,
-        "images",
-      );
-      const t0 = performance.now();
-      const cpu0 = process.cpuUsage();
-      let lossSum = 0;
-      const termSums: Record<string, number> = {};
-      let seen = 0;
-      let b = 0;
-      const metricSums: Record<string, number> = {};
-      const batchTotal = Math.ceil(n / batchSize);
-      try {
-        for (const batch of batches(train, {
-          batchSize,
-          shuffle: true,
-          seed: opts.seed,
-          epoch,
-          augment: opts.augment,
-        })) {
-          let prepared: Tensor | undefined;
-          let metrics: Record<string, number> | undefined;
-          let loss: number;
-          let terms: Record<string, number>;
-          try {
-            if (hooks.prepare)
-              prepared = await hooks.prepare(model, batch.x, batch.y, { epoch, fraction: b / batchTotal });
-            model.train();
-            ({ loss, terms } = tidy(() => {
-              optimizer.zeroGrad();
-              const out = hooks.step(model, batch.x, batch.y, prepared);
-              const l = out instanceof Tensor ? out : out.loss;
-              if (!(out instanceof Tensor)) metrics = out.metrics;
-              l.backward();
-              optimizer.step();
-              const t =
-                out instanceof Tensor || out.terms === undefined
-                  ? {}
-                  : Object.fromEntries(Object.entries(out.terms).map(([k, v]) => [k, v.item()]));
-              return { loss: l.item(), terms: t };
-            }));
-          } finally {
-            prepared?.dispose();
-            batch.x.dispose();
-            batch.y.dispose();
-          }
-          if (!Number.isFinite(loss))
-            throw new TrainingError(
-              `${label}: the loss became ${loss} at epoch ${epoch + 1}, batch ${b + 1} (try a smaller --lr)`,
-            );
-          const k = batch.indices.length;
-          lossSum += loss * k;
-          for (const [name, v] of Object.entries(terms)) termSums[name] = (termSums[name] ?? 0) + v * k;
-          for (const [name, v] of Object.entries(metrics ?? {})) metricSums[name] = (metricSums[name] ?? 0) + v * k;
-          seen += k;
-          b++;
-          bar.update(seen, {
-            loss: lossSum / seen,
-            ...Object.fromEntries(Object.entries(metricSums).map(([name, v]) => [name, v / seen])),
-          });
-        }
-      } finally {
-        if (train !== opts.train) dispose([train.images, train.labels]);
-      }
-      bar.stop();
-      const seconds = (performance.now() - t0) / 1000;
-      const cpu = process.cpuUsage(cpu0);
-      const stats: EpochStats = {
-        epoch: epoch + 1,
-        trainLoss: lossSum / seen,
-        ...(Object.keys(termSums).length > 0
-          ? { terms: Object.fromEntries(Object.entries(termSums).map(([k, v]) => [k, v / seen])) }
-          : {}),
-        seconds,
-        cpuSeconds: (cpu.user + cpu.system) / 1e6,
-        imagesPerSecond: seen / seconds,
-        lr: optimizer.lr,
-      };
-      if (Object.keys(metricSums).length > 0) {
-        stats.train = Object.fromEntries(Object.entries(metricSums).map(([k, v]) => [k, v / seen]));
-      }
+      const stats = await trainEpoch(run, state, epoch);
       if (opts.validation) {
         model.eval();
         stats.validation = await hooks.validate(model, opts.validation, 256);
       }
       history.push(stats);
-      const show = (m: Record<string, number>, prefix: string) =>
-        Object.entries(m)
-          .map(([k, v]) => ` ${prefix}${k} ${v.toFixed(4)}`)
-          .join("");
-      const val =
-        (stats.train ? show(stats.train, "train ") : "") + (stats.validation ? show(stats.validation, "") : "");
-      log(
-        `${label} epoch ${epoch + 1}/${epochs}: loss ${stats.trainLoss.toFixed(4)}${val} lr ${optimizer.lr.toExponential(1)} (${seconds.toFixed(0)} s, ${stats.imagesPerSecond.toFixed(0)} images/s)`,
-      );
+      logEpoch(run, stats, optimizer.lr);
       const after = opts.stop ? stopReason(history, epochs, opts.stop) : epoch + 1 === epochs ? "epochs" : null;
       if (after) reason = after;
-      saveCheckpoint(opts.checkpoint, model, {
-        optimizer,
-        training: {
-          epoch: epoch + 1,
-          epochs,
-          complete: after !== null,
-          ...(after ? { stopReason: after } : {}),
-          seed: opts.seed,
-          history,
-        },
-        ...(opts.info ? { info: opts.info } : {}),
-      });
+      writeCheckpoint(run, state, epoch, after);
       if (after) {
         if (opts.stop) log(`${label}: stopped after epoch ${epoch + 1} (${after})`);
         break;
@@ -348,6 +227,214 @@ export async function fit<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>
   }
   model.eval();
   return { model, history, reused: false, stopReason: reason };
+}
+
+/** Checks fit's options and settles its defaults. */
+function fitRun<M extends Module>(opts: FitOptions<M>, hooks: Hooks<M>): FitRun<M> {
+  const epochs = checkInt(opts.epochs, "epochs", 1, LIMITS.epochs);
+  const batchSize = checkInt(opts.batchSize, "batchSize", 1, LIMITS.batchSize);
+  checkNumber(opts.lr, "lr", 0);
+  // --quiet means no output at all, epoch summaries included; a given log still receives them.
+  const log = opts.log ?? (opts.quiet ? () => undefined : (l: string) => process.stderr.write(l + "\n"));
+  const label = opts.label ?? "train";
+  const milestones = (opts.lrMilestones ?? []).map((m, i) => checkInt(m, `lrMilestones[${i}]`, 1));
+  const gamma = checkNumber(opts.lrGamma ?? 0.1, "lrGamma", 0);
+  const makeOptimizer = (m: M): Optimizer => new Adam(m.parameters(), { lr: opts.lr });
+  return { opts, hooks, epochs, batchSize, milestones, gamma, label, log, makeOptimizer };
+}
+
+/**
+ * A fresh model, or the checkpoint's model to resume; a finished checkpoint (or
+ * one not to be resumed) comes back as fit's result, reused without training.
+ */
+function resumeOrStart<M extends Module>(run: FitRun<M>): TrainingState<M> | FitResult<M> {
+  const { opts } = run;
+  if (existsSync(opts.checkpoint) && !opts.restart) return resumeCheckpoint(run);
+  manualSeed(deriveSeed(opts.seed, 0xbeef));
+  const model = opts.makeModel();
+  return { model, optimizer: run.makeOptimizer(model), startEpoch: 0, history: [] };
+}
+
+function resumeCheckpoint<M extends Module>(run: FitRun<M>): TrainingState<M> | FitResult<M> {
+  const { opts, epochs, label, log } = run;
+  // A throwaway model names the architecture to expect; its tensors are freed at once.
+  const probe = opts.makeModel();
+  const arch = describeModel(probe).arch;
+  probe.dispose();
+  const ck = loadCheckpoint<M>(opts.checkpoint, {
+    expectArch: arch,
+    optimizer: run.makeOptimizer,
+  });
+  const model = ck.model;
+  const optimizer = ck.optimizer!;
+  try {
+    opts.checkResume?.(ck.info);
+  } catch (e) {
+    optimizer.dispose();
+    model.dispose();
+    throw e;
+  }
+  const done = ck.training?.epoch ?? epochs;
+  const history = (ck.training?.history as EpochStats[] | undefined) ?? [];
+  const reason = opts.stop ? stopReason(history, epochs, opts.stop) : done >= epochs ? "epochs" : null;
+  const finished = opts.stop ? reason !== null : ck.training?.complete === true || reason !== null;
+  if (finished || opts.resume === false) {
+    log(`${label}: using the trained model in ${opts.checkpoint}${reason ? ` (stopped: ${reason})` : ""}`);
+    optimizer.dispose();
+    model.eval();
+    return { model, history, reused: true, stopReason: reason ?? "epochs" };
+  }
+  log(`${label}: resuming ${opts.checkpoint} at epoch ${done + 1} of ${opts.stop ? "at most " : ""}${epochs}`);
+  return { model, optimizer, startEpoch: done, history };
+}
+
+/** One epoch's training batches (its own data set, seed and learning rate): the epoch's statistics before validation. */
+async function trainEpoch<M extends Module>(
+  run: FitRun<M>,
+  state: TrainingState<M>,
+  epoch: number,
+): Promise<EpochStats> {
+  const { opts } = run;
+  const train = typeof opts.train === "function" ? opts.train(epoch) : opts.train;
+  const n = datasetSize(train);
+  manualSeed(deriveSeed(opts.seed, epoch));
+  state.model.train();
+  state.optimizer.lr = scheduledLr(opts.lr, epoch, run.milestones, run.gamma);
+  const bar = (opts.quiet ? silentProgress : (opts.progress ?? silentProgress))(
+    `${run.label} epoch ${epoch + 1}/${opts.stop ? "max " : ""}${run.epochs}`,
+    n,
+    "images",
+  );
+  const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
+  let sums: EpochSums;
+  try {
+    sums = await trainBatches(run, state, train, epoch, bar);
+  } finally {
+    if (train !== opts.train) dispose([train.images, train.labels]);
+  }
+  bar.stop();
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const stats: EpochStats = {
+    epoch: epoch + 1,
+    trainLoss: sums.loss / sums.seen,
+    ...(Object.keys(sums.terms).length > 0 ? { terms: perImage(sums.terms, sums.seen) } : {}),
+    seconds,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    imagesPerSecond: sums.seen / seconds,
+    lr: state.optimizer.lr,
+  };
+  if (Object.keys(sums.metrics).length > 0) stats.train = perImage(sums.metrics, sums.seen);
+  return stats;
+}
+
+/** Means per image of sums over `seen` images. */
+function perImage(sums: Record<string, number>, seen: number): Record<string, number> {
+  return Object.fromEntries(Object.entries(sums).map(([k, v]) => [k, v / seen]));
+}
+
+/** Runs a training step on every batch of the epoch, summing what the steps report. */
+async function trainBatches<M extends Module>(
+  run: FitRun<M>,
+  state: TrainingState<M>,
+  train: ImageDataset,
+  epoch: number,
+  bar: Progress,
+): Promise<EpochSums> {
+  const sums: EpochSums = { loss: 0, terms: {}, metrics: {}, seen: 0 };
+  let b = 0;
+  const batchTotal = Math.ceil(datasetSize(train) / run.batchSize);
+  for (const batch of batches(train, {
+    batchSize: run.batchSize,
+    shuffle: true,
+    seed: run.opts.seed,
+    epoch,
+    augment: run.opts.augment,
+  })) {
+    const { loss, terms, metrics } = await trainStep(run, state, batch, { epoch, fraction: b / batchTotal });
+    if (!Number.isFinite(loss))
+      throw new TrainingError(
+        `${run.label}: the loss became ${loss} at epoch ${epoch + 1}, batch ${b + 1} (try a smaller --lr)`,
+      );
+    const k = batch.indices.length;
+    sums.loss += loss * k;
+    for (const [name, v] of Object.entries(terms)) sums.terms[name] = (sums.terms[name] ?? 0) + v * k;
+    for (const [name, v] of Object.entries(metrics ?? {})) sums.metrics[name] = (sums.metrics[name] ?? 0) + v * k;
+    sums.seen += k;
+    b++;
+    bar.update(sums.seen, { loss: sums.loss / sums.seen, ...perImage(sums.metrics, sums.seen) });
+  }
+  return sums;
+}
+
+/** One optimizer step on a batch (prepared first when the hooks say so); frees the batch. */
+async function trainStep<M extends Module>(
+  run: FitRun<M>,
+  state: TrainingState<M>,
+  batch: Batch,
+  at: TrainingPosition,
+): Promise<{ loss: number; terms: Record<string, number>; metrics?: Record<string, number> }> {
+  const { hooks } = run;
+  const { model, optimizer } = state;
+  let prepared: Tensor | undefined;
+  let metrics: Record<string, number> | undefined;
+  try {
+    if (hooks.prepare) prepared = await hooks.prepare(model, batch.x, batch.y, at);
+    model.train();
+    const { loss, terms } = tidy(() => {
+      optimizer.zeroGrad();
+      const out = hooks.step(model, batch.x, batch.y, prepared);
+      const l = out instanceof Tensor ? out : out.loss;
+      if (!(out instanceof Tensor)) metrics = out.metrics;
+      l.backward();
+      optimizer.step();
+      const t =
+        out instanceof Tensor || out.terms === undefined
+          ? {}
+          : Object.fromEntries(Object.entries(out.terms).map(([k, v]) => [k, v.item()]));
+      return { loss: l.item(), terms: t };
+    });
+    return { loss, terms, metrics };
+  } finally {
+    prepared?.dispose();
+    batch.x.dispose();
+    batch.y.dispose();
+  }
+}
+
+/** The epoch's summary line. */
+function logEpoch<M extends Module>(run: FitRun<M>, stats: EpochStats, lr: number): void {
+  const show = (m: Record<string, number>, prefix: string) =>
+    Object.entries(m)
+      .map(([k, v]) => ` ${prefix}${k} ${v.toFixed(4)}`)
+      .join("");
+  const val = (stats.train ? show(stats.train, "train ") : "") + (stats.validation ? show(stats.validation, "") : "");
+  run.log(
+    `${run.label} epoch ${stats.epoch}/${run.epochs}: loss ${stats.trainLoss.toFixed(4)}${val} lr ${lr.toExponential(1)} (${stats.seconds.toFixed(0)} s, ${stats.imagesPerSecond.toFixed(0)} images/s)`,
+  );
+}
+
+/** Saves the model, optimizer and history after an epoch; `after` says why training stops there, if it does. */
+function writeCheckpoint<M extends Module>(
+  run: FitRun<M>,
+  state: TrainingState<M>,
+  epoch: number,
+  after: StopReason | null,
+): void {
+  const { opts } = run;
+  saveCheckpoint(opts.checkpoint, state.model, {
+    optimizer: state.optimizer,
+    training: {
+      epoch: epoch + 1,
+      epochs: run.epochs,
+      complete: after !== null,
+      ...(after ? { stopReason: after } : {}),
+      seed: opts.seed,
+      history: state.history,
+    },
+    ...(opts.info ? { info: opts.info } : {}),
+  });
 }
 
 /** Top-1 accuracy of a classifier on a data set (eval mode, no gradients). */
