@@ -266,7 +266,18 @@ function settingsOf(o: TrainPurifierOptions, objective: PurifierObjective): Reco
   };
 }
 
-export async function trainPurifier(o: TrainPurifierOptions): Promise<TrainPurifierResult> {
+/** The checked settings of a purifier run, in the order the checks run (so the first bad option is the one reported). */
+interface PurifierRun {
+  eps: number;
+  rampEpochs: number;
+  eot: number;
+  objective: PurifierObjective;
+  valAttackSamples: number;
+  valAttackSteps: number;
+  clf: Module & ImageClassifier;
+}
+
+function checkPurifierOptions(o: TrainPurifierOptions): PurifierRun {
   const eps = checkNumber(o.eps, "eps", 0, 1);
   const rampEpochs = checkNumber(o.rampEpochs ?? 1, "rampEpochs", 0);
   const eot = checkInt(o.eot ?? 1, "eot", 1);
@@ -281,6 +292,64 @@ export async function trainPurifier(o: TrainPurifierOptions): Promise<TrainPurif
   if (typeof clf?.forward !== "function" || typeof clf.parameters !== "function") {
     fail("a classifier module", "classifier", clf);
   }
+  return { eps, rampEpochs, eot, objective, valAttackSamples, valAttackSteps, clf };
+}
+
+/** Refuse to resume a checkpoint trained with any different setting, naming the first that differs. */
+function resumeChecker(checkpoint: string, settings: Record<string, unknown>) {
+  return (info: Record<string, unknown> | undefined): void => {
+    const mismatch = Object.keys(settings).find((k) => JSON.stringify(info?.[k]) !== JSON.stringify(settings[k]));
+    if (mismatch !== undefined) {
+      throw new CheckpointError(
+        checkpoint,
+        `was trained with ${mismatch} = ${JSON.stringify(info?.[mismatch] ?? null)}, not ${JSON.stringify(settings[mismatch])}; pass --no-resume to start over`,
+      );
+    }
+  };
+}
+
+/**
+ * Per-epoch validation: clean accuracy of purifier + classifier, and accuracy
+ * under a short PGD on a (smaller) subset, since attacking the whole
+ * validation set every epoch would cost more than the epoch itself.
+ */
+async function validatePurifier(
+  o: TrainPurifierOptions,
+  run: PurifierRun,
+  purifier: Purifier,
+  ds: ImageDataset,
+  batchSize: number,
+): Promise<Record<string, number>> {
+  const { eps, eot, valAttackSamples, valAttackSteps } = run;
+  const model = attackable(purifier, run.clf, run.objective.clip);
+  const cleanSet =
+    o.validationSamples !== undefined && o.validationSamples < datasetSize(ds)
+      ? takeFirst(ds, o.validationSamples)
+      : ds;
+  const attackSet = valAttackSamples > 0 ? takeFirst(ds, Math.min(valAttackSamples, datasetSize(ds))) : undefined;
+  try {
+    const out: Record<string, number> = { cleanAcc: await purifiedAccuracy(model, cleanSet, batchSize) };
+    if (attackSet && eps > 0) {
+      const pgd = new PGD(model, { eps, steps: valAttackSteps, eotSamples: eot });
+      out[`pgd${valAttackSteps}Acc`] = await purifiedAccuracy(model, attackSet, batchSize, (x, y) =>
+        pgd.generate(x, y),
+      );
+    }
+    return out;
+  } finally {
+    // Only the subsets taken here are ours to free; ds belongs to the trainer.
+    for (const d of [cleanSet, attackSet]) {
+      if (d !== undefined && d !== ds) {
+        d.images.dispose();
+        d.labels.dispose();
+      }
+    }
+  }
+}
+
+export async function trainPurifier(o: TrainPurifierOptions): Promise<TrainPurifierResult> {
+  const run = checkPurifierOptions(o);
+  const { eps, rampEpochs, eot, objective, clf } = run;
 
   const settings = settingsOf(o, objective);
   const frozen = clf.parameters().map((p) => [p, p.requiresGrad] as const);
@@ -292,19 +361,7 @@ export async function trainPurifier(o: TrainPurifierOptions): Promise<TrainPurif
     clf.eval();
 
     const result = await fit<Purifier>(
-      {
-        ...o,
-        info: settings,
-        checkResume: (info) => {
-          const mismatch = Object.keys(settings).find((k) => JSON.stringify(info?.[k]) !== JSON.stringify(settings[k]));
-          if (mismatch !== undefined) {
-            throw new CheckpointError(
-              o.checkpoint,
-              `was trained with ${mismatch} = ${JSON.stringify(info?.[mismatch] ?? null)}, not ${JSON.stringify(settings[mismatch])}; pass --no-resume to start over`,
-            );
-          }
-        },
-      },
+      { ...o, info: settings, checkResume: resumeChecker(o.checkpoint, settings) },
       {
         prepare: async (purifier, x, y, at) => {
           currentEps = rampedEpsilon(eps, rampEpochs, at);
@@ -319,34 +376,10 @@ export async function trainPurifier(o: TrainPurifierOptions): Promise<TrainPurif
           const { loss, advAccuracy } = purifierLoss(purifier, clf, x, y, xAdv!, objective);
           return { loss, metrics: { eps: currentEps, advAcc: advAccuracy } };
         },
-        validate: async (purifier, ds, batchSize) => {
-          const model = attackable(purifier, clf, objective.clip);
-          const cleanSet =
-            o.validationSamples !== undefined && o.validationSamples < datasetSize(ds)
-              ? takeFirst(ds, o.validationSamples)
-              : ds;
-          const attackSet =
-            valAttackSamples > 0 ? takeFirst(ds, Math.min(valAttackSamples, datasetSize(ds))) : undefined;
-          try {
-            const out: Record<string, number> = { cleanAcc: await purifiedAccuracy(model, cleanSet, batchSize) };
-            if (attackSet && eps > 0) {
-              const pgd = new PGD(model, { eps, steps: valAttackSteps, eotSamples: eot });
-              out[`pgd${valAttackSteps}Acc`] = await purifiedAccuracy(model, attackSet, batchSize, (x, y) =>
-                pgd.generate(x, y),
-              );
-            }
-            return out;
-          } finally {
-            for (const d of [cleanSet, attackSet]) {
-              if (d !== undefined && d !== ds) {
-                d.images.dispose();
-                d.labels.dispose();
-              }
-            }
-          }
-        },
+        validate: (purifier, ds, batchSize) => validatePurifier(o, run, purifier, ds, batchSize),
       },
     );
+    // The classifier was frozen; if any of its tensors moved, the purifier's results cannot be trusted.
     const changed = changedTensor(clf, before);
     if (changed !== undefined) {
       result.model.dispose();

@@ -114,19 +114,19 @@ function pointOf(points: readonly EvaluationPoint[], row: ResultRow): Evaluation
   return points.find((p) => p.attack === key && p.epsilon === row.epsilon)!;
 }
 
-export function checkClaims(input: ClaimInput): ClaimCheck[] {
+/** Rows of one attack with a perturbation, smallest rel-L2 first. */
+function attackedRows(rows: readonly ResultRow[], attack: string): ResultRow[] {
+  return rows.filter((r) => r.attack === attack && r.epsilon > 0).sort((u, v) => u.relL2 - v.relL2);
+}
+
+/** Claim (a): JPEG 23 against the best other defense at each attack's smallest perturbation. */
+function jpegVerdicts(input: ClaimInput): ClaimCheck["verdicts"] {
   const { rows, results, points, labels } = input;
   const columns = results.columns;
   const defenses = columns.filter((c) => c !== "No defense");
-  const vaes = columns.filter(isVae);
-  const attacked = (attack: string) =>
-    rows.filter((r) => r.attack === attack && r.epsilon > 0).sort((u, v) => u.relL2 - v.relL2);
-  const checks: ClaimCheck[] = [];
-
-  // (a)
   const va: ClaimCheck["verdicts"] = [];
   for (const attack of ["FGSM", "I-FGSM"]) {
-    const row = attacked(attack)[0];
+    const row = attackedRows(rows, attack)[0];
     if (!row || !columns.includes("JPEG 23")) continue;
     const others = defenses.filter((d) => d !== "JPEG 23");
     const rival = best(row, others);
@@ -137,64 +137,83 @@ export function checkClaims(input: ClaimInput): ClaimCheck[] {
       evidence: `JPEG 23 against the best other defense: ${describePair(c)}`,
     });
   }
-  checks.push({
-    id: "a",
-    claim: "JPEG 23 is the best defense at the smallest rel-L2",
-    verdicts: va,
-    outcome: outcomeOf(va),
-  });
+  return va;
+}
 
-  // (b)
+/**
+ * Claim (b): at each attack's largest perturbation, the best VAE column is a
+ * 64x64 one. Needs at least two VAE columns to be a comparison at all.
+ */
+function vae64Verdicts(input: ClaimInput): ClaimCheck["verdicts"] {
+  const { rows, results, points, labels } = input;
+  const vaes = results.columns.filter(isVae);
   const vb: ClaimCheck["verdicts"] = [];
-  if (vaes.length >= 2) {
-    for (const attack of ["FGSM", "I-FGSM"]) {
-      const row = attacked(attack).at(-1);
-      if (!row) continue;
-      const top = best(row, vaes);
-      const v64 = best(
-        row,
-        vaes.filter((v) => v.startsWith("VAE 64x64")),
-      );
-      const rival = best(
-        row,
-        vaes.filter((v) => !v.startsWith("VAE 64x64")),
-      );
-      const holds = top.startsWith("VAE 64x64");
-      const c = pairedComparison(results, pointOf(points, row), labels, v64, rival);
-      vb.push({
-        where: `${attack}, largest perturbation (epsilon ${row.epsilon}, rel-L2 ${row.relL2.toFixed(3)})`,
-        holds,
-        evidence: `best 64x64 column against the best smaller-patch VAE: ${describePair(c)}`,
-      });
-    }
+  if (vaes.length < 2) return vb;
+  for (const attack of ["FGSM", "I-FGSM"]) {
+    const row = attackedRows(rows, attack).at(-1);
+    if (!row) continue;
+    const top = best(row, vaes);
+    const v64 = best(
+      row,
+      vaes.filter((v) => v.startsWith("VAE 64x64")),
+    );
+    const rival = best(
+      row,
+      vaes.filter((v) => !v.startsWith("VAE 64x64")),
+    );
+    const holds = top.startsWith("VAE 64x64");
+    const c = pairedComparison(results, pointOf(points, row), labels, v64, rival);
+    vb.push({
+      where: `${attack}, largest perturbation (epsilon ${row.epsilon}, rel-L2 ${row.relL2.toFixed(3)})`,
+      holds,
+      evidence: `best 64x64 column against the best smaller-patch VAE: ${describePair(c)}`,
+    });
   }
-  checks.push({
-    id: "b",
-    claim: "the 64x64 VAE is the best single model at the largest rel-L2",
-    verdicts: vb,
-    outcome: outcomeOf(vb),
-  });
+  return vb;
+}
 
-  // (c)
+/** Claim (c): the ensemble against the best single VAE at every small I-FGSM perturbation. */
+function ensembleVerdicts(input: ClaimInput): ClaimCheck["verdicts"] {
+  const { rows, results, points, labels } = input;
+  const vaes = results.columns.filter(isVae);
   const vc: ClaimCheck["verdicts"] = [];
-  if (columns.includes(ENSEMBLE)) {
-    for (const row of attacked("I-FGSM").filter((r) => r.relL2 <= SMALL_IFGSM_REL_L2)) {
-      const rival = best(row, vaes);
-      const c = pairedComparison(results, pointOf(points, row), labels, ENSEMBLE, rival);
-      vc.push({
-        where: `I-FGSM epsilon ${row.epsilon} (rel-L2 ${row.relL2.toFixed(3)})`,
-        holds: row.accuracy[ENSEMBLE] > row.accuracy[rival],
-        evidence: `Ensemble against the best single VAE: ${describePair(c)}`,
-      });
-    }
+  if (!results.columns.includes(ENSEMBLE)) return vc;
+  for (const row of attackedRows(rows, "I-FGSM").filter((r) => r.relL2 <= SMALL_IFGSM_REL_L2)) {
+    const rival = best(row, vaes);
+    const c = pairedComparison(results, pointOf(points, row), labels, ENSEMBLE, rival);
+    vc.push({
+      where: `I-FGSM epsilon ${row.epsilon} (rel-L2 ${row.relL2.toFixed(3)})`,
+      holds: row.accuracy[ENSEMBLE] > row.accuracy[rival],
+      evidence: `Ensemble against the best single VAE: ${describePair(c)}`,
+    });
   }
-  checks.push({
-    id: "c",
-    claim: `the ensemble beats every single VAE on small I-FGSM perturbations (rel-L2 up to ${SMALL_IFGSM_REL_L2})`,
-    verdicts: vc,
-    outcome: outcomeOf(vc),
-  });
-  return checks;
+  return vc;
+}
+
+export function checkClaims(input: ClaimInput): ClaimCheck[] {
+  const va = jpegVerdicts(input);
+  const vb = vae64Verdicts(input);
+  const vc = ensembleVerdicts(input);
+  return [
+    {
+      id: "a",
+      claim: "JPEG 23 is the best defense at the smallest rel-L2",
+      verdicts: va,
+      outcome: outcomeOf(va),
+    },
+    {
+      id: "b",
+      claim: "the 64x64 VAE is the best single model at the largest rel-L2",
+      verdicts: vb,
+      outcome: outcomeOf(vb),
+    },
+    {
+      id: "c",
+      claim: `the ensemble beats every single VAE on small I-FGSM perturbations (rel-L2 up to ${SMALL_IFGSM_REL_L2})`,
+      verdicts: vc,
+      outcome: outcomeOf(vc),
+    },
+  ];
 }
 
 export interface AcceptanceCheck {

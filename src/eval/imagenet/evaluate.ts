@@ -188,17 +188,12 @@ function makeAttack(classifier: ImageClassifier, p: EvaluationPoint, steps: numb
     : createAttack("ifgsm", classifier, { eps: p.epsilon, steps });
 }
 
-/** Run (or resume) the evaluation; returns every image's results. */
-export async function evaluateImagenet(o: EvaluateOptions): Promise<EvaluationResults> {
-  const t0 = performance.now();
-  const columns = columnNames(o.columns);
-  const fingerprint = {
-    ...o.fingerprint,
-    points: o.points.map(pointKey),
-    ifgsmSteps: o.ifgsmSteps,
-    batchSize: o.batchSize,
-    seed: o.seed,
-  };
+/**
+ * The results store to continue from: the results file unless restarting,
+ * plus any image results the shard files have that it lacks (same settings
+ * required, checked through the fingerprint).
+ */
+function openResultsStore(o: EvaluateOptions, fingerprint: Record<string, unknown>, columns: string[]): ResultsFile {
   const previous = o.restart ? undefined : loadResults(o.resultsFile, fingerprint, columns);
   const store: ResultsFile = previous ?? { format: "vaeguard-imagenet/1", fingerprint, columns, points: {} };
   for (const p of o.points) store.points[pointKey(p)] ??= {};
@@ -216,6 +211,75 @@ export async function evaluateImagenet(o: EvaluateOptions): Promise<EvaluationRe
     }
     if (taken > 0) o.log(`evaluate: took ${taken} image results from ${f}`);
   }
+  return store;
+}
+
+/** Attack one batch at every point it still lacks and record every column's predictions in the store. */
+async function evaluateBatch(
+  o: EvaluateOptions,
+  store: ResultsFile,
+  batch: ImageFolderEntry[],
+  start: number,
+): Promise<void> {
+  const x = await loadEvaluationImages(o.split, batch);
+  const y = tensor(
+    BigInt64Array.from(batch, (e) => BigInt(e.label)),
+    [batch.length],
+  );
+  try {
+    for (const p of o.points) {
+      const slot = store.points[pointKey(p)];
+      if (batch.every((e) => slot[e.id] !== undefined)) continue;
+      // Seeded per (point, batch): a resumed run draws the same latent noise as an uninterrupted one.
+      manualSeed(deriveSeed(o.seed, stringHash(pointKey(p)), start));
+      const attack = makeAttack(o.classifier, p, o.ifgsmSteps);
+      const adv = attack ? await attack.generate(x, y) : x;
+      try {
+        const l2 = attack ? relativeL2(x, adv) : new Float32Array(batch.length);
+        const preds = await predictColumns(o.classifier, o.columns, adv);
+        batch.forEach((e, i) => {
+          slot[e.id] = { l2: Math.round(l2[i] * 1e6) / 1e6, pred: preds.map((col) => col[i]) };
+        });
+      } finally {
+        if (adv !== x) adv.dispose();
+      }
+    }
+  } finally {
+    dispose([x, y]);
+  }
+}
+
+/** Only a prefix of the images done: a later, longer run extends the same prefix. */
+function donePrefix(
+  o: EvaluateOptions,
+  store: ResultsFile,
+  isDone: (id: string) => boolean,
+): Pick<EvaluationResults, "images" | "perImage"> {
+  const firstMissing = o.entries.findIndex((e) => !isDone(e.id));
+  const images = firstMissing < 0 ? [...o.entries] : o.entries.slice(0, firstMissing);
+  const perImage = new Map<string, ImageResult[]>();
+  for (const p of o.points) {
+    const slot = store.points[pointKey(p)];
+    perImage.set(
+      pointKey(p),
+      images.map((e) => slot[e.id]),
+    );
+  }
+  return { images, perImage };
+}
+
+/** Run (or resume) the evaluation; returns every image's results. */
+export async function evaluateImagenet(o: EvaluateOptions): Promise<EvaluationResults> {
+  const t0 = performance.now();
+  const columns = columnNames(o.columns);
+  const fingerprint = {
+    ...o.fingerprint,
+    points: o.points.map(pointKey),
+    ifgsmSteps: o.ifgsmSteps,
+    batchSize: o.batchSize,
+    seed: o.seed,
+  };
+  const store = openResultsStore(o, fingerprint, columns);
   const isDone = (id: string) => o.points.every((p) => store.points[pointKey(p)][id] !== undefined);
   const already = o.entries.filter((e) => isDone(e.id)).length;
   if (already > 0) o.log(`evaluate: resuming ${o.resultsFile} (${already} of ${o.entries.length} images done)`);
@@ -235,32 +299,8 @@ export async function evaluateImagenet(o: EvaluateOptions): Promise<EvaluationRe
       o.log(`evaluate: time cap of ${(o.maxSeconds / 60).toFixed(0)} min reached; stopping before image ${start + 1}`);
       break;
     }
-    const x = await loadEvaluationImages(o.split, batch);
-    const y = tensor(
-      BigInt64Array.from(batch, (e) => BigInt(e.label)),
-      [batch.length],
-    );
-    try {
-      for (const p of o.points) {
-        const slot = store.points[pointKey(p)];
-        if (batch.every((e) => slot[e.id] !== undefined)) continue;
-        // Seeded per (point, batch): a resumed run draws the same latent noise as an uninterrupted one.
-        manualSeed(deriveSeed(o.seed, stringHash(pointKey(p)), start));
-        const attack = makeAttack(o.classifier, p, o.ifgsmSteps);
-        const adv = attack ? await attack.generate(x, y) : x;
-        try {
-          const l2 = attack ? relativeL2(x, adv) : new Float32Array(batch.length);
-          const preds = await predictColumns(o.classifier, o.columns, adv);
-          batch.forEach((e, i) => {
-            slot[e.id] = { l2: Math.round(l2[i] * 1e6) / 1e6, pred: preds.map((col) => col[i]) };
-          });
-        } finally {
-          if (adv !== x) adv.dispose();
-        }
-      }
-    } finally {
-      dispose([x, y]);
-    }
+    await evaluateBatch(o, store, batch, start);
+    // Written after every batch so an interrupted run resumes from here.
     writeJsonAtomic(o.resultsFile, store);
     bar.update(o.entries.filter((e) => isDone(e.id)).length);
     // Let Node run the finalizers of disposed tensor handles between batches.
@@ -268,17 +308,7 @@ export async function evaluateImagenet(o: EvaluateOptions): Promise<EvaluationRe
   }
   bar.stop();
   writeJsonAtomic(o.resultsFile, store);
-  // Only a prefix of the images done: a later, longer run extends the same prefix.
-  const firstMissing = o.entries.findIndex((e) => !isDone(e.id));
-  const images = firstMissing < 0 ? [...o.entries] : o.entries.slice(0, firstMissing);
-  const perImage = new Map<string, ImageResult[]>();
-  for (const p of o.points) {
-    const slot = store.points[pointKey(p)];
-    perImage.set(
-      pointKey(p),
-      images.map((e) => slot[e.id]),
-    );
-  }
+  const { images, perImage } = donePrefix(o, store, isDone);
   return { columns, images, perImage, seconds: (performance.now() - t0) / 1000 };
 }
 
