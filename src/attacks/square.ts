@@ -96,6 +96,71 @@ function clip01(v: number): number {
   return v < 0 ? 0 : v > 1 ? 1 : v;
 }
 
+/**
+ * The initial point of one image (at offset `o` of `best` and `clean`):
+ * vertical stripes, x + eps * a random sign per channel and column, clipped to [0, 1].
+ */
+function stripeStart(
+  best: Float32Array,
+  clean: Float32Array,
+  o: number,
+  [c, h, w]: readonly [number, number, number],
+  eps: number,
+  random: () => number,
+): void {
+  for (let ch = 0; ch < c; ch++) {
+    for (let col = 0; col < w; col++) {
+      const d = random() < 0.5 ? -eps : eps;
+      for (let row = 0; row < h; row++) {
+        const k = o + (ch * h + row) * w + col;
+        best[k] = clip01(clean[k] + d);
+      }
+    }
+  }
+}
+
+/** Side of the square that changes a fraction `p` of the pixels, between 1 and min(H, W) - 1. */
+function squareSide(p: number, [c, h, w]: readonly [number, number, number]): number {
+  const size = c * h * w;
+  return Math.min(Math.max(Math.round(Math.sqrt((p * size) / c)), 1), Math.max(Math.min(h, w) - 1, 1));
+}
+
+/**
+ * Fill `candidate` with the current best of one image (at offset `o`) with a
+ * random s x s square replaced by x + eps * a random sign per channel.
+ */
+function proposeSquare(
+  candidate: Float32Array,
+  best: Float32Array,
+  clean: Float32Array,
+  o: number,
+  [c, h, w]: readonly [number, number, number],
+  s: number,
+  eps: number,
+  random: () => number,
+): void {
+  const size = c * h * w;
+  const top = Math.floor(random() * (h - s + 1));
+  const left = Math.floor(random() * (w - s + 1));
+  candidate.set(best.subarray(o, o + size));
+  // Redraw the signs until the square changes something (as the reference code does).
+  for (;;) {
+    let changed = false;
+    for (let ch = 0; ch < c; ch++) {
+      const d = random() < 0.5 ? -eps : eps;
+      for (let row = top; row < top + s; row++) {
+        for (let col = left; col < left + s; col++) {
+          const k = (ch * h + row) * w + col;
+          const v = clip01(clean[o + k] + d);
+          if (Math.abs(v - best[o + k]) >= 1e-7) changed = true;
+          candidate[k] = v;
+        }
+      }
+    }
+    if (changed) break;
+  }
+}
+
 export class SquareAttack implements Attack {
   readonly norm = "Linf" as const;
   readonly supportsTargeted = true;
@@ -147,18 +212,7 @@ export class SquareAttack implements Attack {
       let active = all.filter((i) => cleanMargin[i] > 0);
       const bestMargin = Float64Array.from(cleanMargin);
       if (active.length > 0) {
-        for (const i of active) {
-          const o = i * size;
-          for (let ch = 0; ch < c; ch++) {
-            for (let col = 0; col < w; col++) {
-              const d = random() < 0.5 ? -this.eps : this.eps;
-              for (let row = 0; row < h; row++) {
-                const k = o + (ch * h + row) * w + col;
-                best[k] = clip01(clean[k] + d);
-              }
-            }
-          }
-        }
+        for (const i of active) stripeStart(best, clean, i * size, [c, h, w], this.eps, random);
         const m = await this.margins(best, active, [c, h, w], y, targeted, x);
         active.forEach((i, j) => (bestMargin[i] = m[j]));
       }
@@ -167,29 +221,10 @@ export class SquareAttack implements Attack {
         active = active.filter((i) => bestMargin[i] > 0);
         if (active.length === 0) break;
         const p = squareFraction(this.pInit, it, this.queries);
-        const s = Math.min(Math.max(Math.round(Math.sqrt((p * size) / c)), 1), Math.max(Math.min(h, w) - 1, 1));
+        const s = squareSide(p, [c, h, w]);
         const proposals = new Float32Array(active.length * size);
         active.forEach((i, j) => {
-          const o = i * size;
-          const top = Math.floor(random() * (h - s + 1));
-          const left = Math.floor(random() * (w - s + 1));
-          candidate.set(best.subarray(o, o + size));
-          // Redraw the signs until the square changes something (as the reference code does).
-          for (;;) {
-            let changed = false;
-            for (let ch = 0; ch < c; ch++) {
-              const d = random() < 0.5 ? -this.eps : this.eps;
-              for (let row = top; row < top + s; row++) {
-                for (let col = left; col < left + s; col++) {
-                  const k = (ch * h + row) * w + col;
-                  const v = clip01(clean[o + k] + d);
-                  if (Math.abs(v - best[o + k]) >= 1e-7) changed = true;
-                  candidate[k] = v;
-                }
-              }
-            }
-            if (changed) break;
-          }
+          proposeSquare(candidate, best, clean, i * size, [c, h, w], s, this.eps, random);
           proposals.set(candidate, j * size);
         });
         const m = await this.margins(

@@ -262,86 +262,13 @@ export async function buildPhotoSet(options: PhotoSetOptions = {}): Promise<Phot
   const perPackage: PhotoSetReport["perPackage"] = {};
   for (const pkg of packages) {
     const { root, version } = fetchPackage(cacheDir, pkg, log);
-    const dataDir = join(root, PHOTO_PACKAGES[pkg].dataDir);
-    if (!existsSync(dataDir)) throw new DataError(dataDir, `package ${pkg} ${version} has no such data folder`);
-    const realData = realpathSync(dataDir);
-    const files = readdirSync(dataDir)
-      .filter((f) => /\.(png|jpe?g)$/i.test(f))
-      .sort();
-    const selection = PHOTO_SELECTION[pkg] ?? {};
-    let keptHere = 0;
-    for (const f of files) {
-      const full = join(dataDir, f);
-      const skip = (why: string) => skipped.push({ source: pkg, file: f, why });
-      if (!realpathSync(full).startsWith(realData) || !statSync(full).isFile()) {
-        skip("not a regular file inside the data folder");
-        continue;
-      }
-      let meta: sharp.Metadata;
-      try {
-        meta = await sharp(full).metadata();
-      } catch (e) {
-        skip(`cannot be decoded (${(e as Error).message})`);
-        continue;
-      }
-      const w = meta.width ?? 0;
-      const h = meta.height ?? 0;
-      if (Math.min(w, h) < minSide) {
-        skip(`too small (${w}x${h}; shorter side under ${minSide})`);
-        continue;
-      }
-      if ((meta.channels ?? 0) < 3) {
-        skip("grayscale");
-        continue;
-      }
-      const stats = await colourStats(full);
-      if (stats.chroma < minChroma) {
-        skip(`too little colour (mean chroma ${stats.chroma.toFixed(1)} < ${minChroma}): grayscale content`);
-        continue;
-      }
-      const verdict = selection[f];
-      if (!verdict) {
-        skip("not reviewed (not in PHOTO_SELECTION)");
-        continue;
-      }
-      if (!verdict.keep) {
-        skip(verdict.why);
-        continue;
-      }
-      const id = `${PHOTO_PACKAGES[pkg].prefix}_${basename(f, extname(f)).replace(/[^A-Za-z0-9_-]/g, "_")}`;
-      const png = await sharp(full).rotate().flatten({ background: "#ffffff" }).toColourspace("srgb").png().toBuffer();
-      writeFileAtomic(join(imagesDir, `${id}.png`), png);
-      kept.push({
-        id,
-        source: pkg,
-        sourceVersion: version,
-        originalFile: `/${PHOTO_PACKAGES[pkg].dataDir}/${f}`,
-        width: w,
-        height: h,
-        subject: verdict.subject,
-      });
-      keptHere++;
-    }
-    perPackage[pkg] = { version, images: files.length, kept: keptHere };
-    log(`${pkg} ${version}: ${keptHere} of ${files.length} images kept`);
+    const found = await selectPackagePhotos(pkg, root, version, { minSide, minChroma, imagesDir, kept, skipped });
+    perPackage[pkg] = { version, images: found.images, kept: found.kept };
+    log(`${pkg} ${version}: ${found.kept} of ${found.images} images kept`);
   }
-  // Drop PNGs of earlier builds that are no longer selected, so the folder matches the CSV.
-  const ids = new Set(kept.map((k) => `${k.id}.png`));
-  for (const f of readdirSync(imagesDir)) if (f.endsWith(".png") && !ids.has(f)) rmSync(join(imagesDir, f));
-
-  const q = (s: string) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
-  const csv =
-    "ImageId,TrueLabel,Source,SourceVersion,OriginalFile,Width,Height,Subject\n" +
-    kept
-      .map((k) =>
-        [k.id, "-1", k.source, k.sourceVersion, k.originalFile, String(k.width), String(k.height), k.subject]
-          .map(q)
-          .join(","),
-      )
-      .join("\n") +
-    "\n";
+  removeUnselectedPngs(imagesDir, kept);
   const csvPath = join(cacheDir, "images.csv");
-  writeFileAtomic(csvPath, csv);
+  writeFileAtomic(csvPath, photoCsv(kept));
   const report: PhotoSetReport = { cacheDir, csv: csvPath, kept, skipped, perPackage };
   writeJsonAtomic(join(cacheDir, "photos.json"), {
     note:
@@ -352,6 +279,115 @@ export async function buildPhotoSet(options: PhotoSetOptions = {}): Promise<Phot
     ...report,
   });
   return report;
+}
+
+/** What selectPackagePhotos needs: the checks' thresholds, where PNGs go, and the lists it appends to. */
+interface PhotoSelectionRun {
+  minSide: number;
+  minChroma: number;
+  imagesDir: string;
+  kept: PhotoRecord[];
+  skipped: PhotoSetReport["skipped"];
+}
+
+/**
+ * Check every image of one unpacked package, convert the kept ones to PNG in
+ * imagesDir and append them to `run.kept` (the others to `run.skipped`, with
+ * the reason). Returns how many images the data folder held and how many were kept.
+ */
+async function selectPackagePhotos(
+  pkg: string,
+  root: string,
+  version: string,
+  run: PhotoSelectionRun,
+): Promise<{ images: number; kept: number }> {
+  const dataDir = join(root, PHOTO_PACKAGES[pkg].dataDir);
+  if (!existsSync(dataDir)) throw new DataError(dataDir, `package ${pkg} ${version} has no such data folder`);
+  const realData = realpathSync(dataDir);
+  const files = readdirSync(dataDir)
+    .filter((f) => /\.(png|jpe?g)$/i.test(f))
+    .sort();
+  const selection = PHOTO_SELECTION[pkg] ?? {};
+  let keptHere = 0;
+  for (const f of files) {
+    const full = join(dataDir, f);
+    const checked = await checkPhoto(full, realData, selection[f], run);
+    if ("skip" in checked) {
+      run.skipped.push({ source: pkg, file: f, why: checked.skip });
+      continue;
+    }
+    const id = `${PHOTO_PACKAGES[pkg].prefix}_${basename(f, extname(f)).replace(/[^A-Za-z0-9_-]/g, "_")}`;
+    const png = await sharp(full).rotate().flatten({ background: "#ffffff" }).toColourspace("srgb").png().toBuffer();
+    writeFileAtomic(join(run.imagesDir, `${id}.png`), png);
+    run.kept.push({
+      id,
+      source: pkg,
+      sourceVersion: version,
+      originalFile: `/${PHOTO_PACKAGES[pkg].dataDir}/${f}`,
+      width: checked.width,
+      height: checked.height,
+      subject: checked.subject,
+    });
+    keptHere++;
+  }
+  return { images: files.length, kept: keptHere };
+}
+
+/**
+ * The automatic checks (inside the data folder, decodable, size, colour) and
+ * then the reviewed verdict, in that order: the automatic ones run on every
+ * build so that a changed package cannot slip a grayscale or tiny image in.
+ */
+async function checkPhoto(
+  full: string,
+  realData: string,
+  verdict: Verdict | undefined,
+  limits: { minSide: number; minChroma: number },
+): Promise<{ skip: string } | { width: number; height: number; subject: string }> {
+  const { minSide, minChroma } = limits;
+  // Symlinks out of the data folder are refused: the package is untrusted input.
+  if (!realpathSync(full).startsWith(realData) || !statSync(full).isFile()) {
+    return { skip: "not a regular file inside the data folder" };
+  }
+  let meta: sharp.Metadata;
+  try {
+    meta = await sharp(full).metadata();
+  } catch (e) {
+    return { skip: `cannot be decoded (${(e as Error).message})` };
+  }
+  const w = meta.width ?? 0;
+  const h = meta.height ?? 0;
+  if (Math.min(w, h) < minSide) return { skip: `too small (${w}x${h}; shorter side under ${minSide})` };
+  if ((meta.channels ?? 0) < 3) return { skip: "grayscale" };
+  const stats = await colourStats(full);
+  if (stats.chroma < minChroma) {
+    return { skip: `too little colour (mean chroma ${stats.chroma.toFixed(1)} < ${minChroma}): grayscale content` };
+  }
+  if (!verdict) return { skip: "not reviewed (not in PHOTO_SELECTION)" };
+  if (!verdict.keep) return { skip: verdict.why };
+  return { width: w, height: h, subject: verdict.subject };
+}
+
+/** Drop PNGs of earlier builds that are no longer selected, so the folder matches the CSV. */
+function removeUnselectedPngs(imagesDir: string, kept: PhotoRecord[]): void {
+  const ids = new Set(kept.map((k) => `${k.id}.png`));
+  for (const f of readdirSync(imagesDir)) if (f.endsWith(".png") && !ids.has(f)) rmSync(join(imagesDir, f));
+}
+
+/** images.csv in the NIPS 2017 competition layout plus provenance columns; fields quoted as CSV needs. */
+function photoCsv(kept: PhotoRecord[]): string {
+  const q = (s: string) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+  return (
+    "ImageId,TrueLabel,Source,SourceVersion,OriginalFile,Width,Height,Subject\n" +
+    kept
+      .map((k) =>
+        [k.id, "-1", k.source, k.sourceVersion, k.originalFile, String(k.width), String(k.height), k.subject]
+          .map(q)
+          .join(","),
+      )
+      .join("\n") +
+    "\n"
+  );
 }
 
 async function main(argv: string[]): Promise<void> {

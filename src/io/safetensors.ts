@@ -219,13 +219,25 @@ function parseEntry(source: string, name: string, info: unknown): HeaderEntry {
  * returned tensors' data are views into `bytes`.
  */
 export function decodeSafetensors(bytes: Uint8Array, source = "<bytes>"): DecodedSafetensors {
-  const fail = (message: string): never => {
-    throw new CheckpointError(source, message);
-  };
+  const { header, dataStart } = readHeader(bytes, source);
+  const { metadata, entries } = splitHeader(header, source);
+  const tensors = sliceTensors(entries, bytes, dataStart, source);
+  return { tensors, metadata };
+}
+
+/** Throw a CheckpointError naming `source`; typed `never` so callers can `return` it. */
+function failIn(source: string, message: string): never {
+  throw new CheckpointError(source, message);
+}
+
+/** The header JSON object, and where the data bytes start, after checking the header length against the file. */
+function readHeader(bytes: Uint8Array, source: string): { header: Record<string, unknown>; dataStart: number } {
+  const fail = (message: string): never => failIn(source, message);
   if (bytes.byteLength < 8) {
     fail(`not a safetensors file: ${bytes.byteLength} bytes is shorter than the 8-byte header length`);
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // Compared as a BigInt first: a u64 beyond 2^53 would lose precision as a number.
   const headerLength = view.getBigUint64(0, true);
   if (headerLength > BigInt(MAX_HEADER_BYTES)) {
     fail(
@@ -252,13 +264,20 @@ export function decodeSafetensors(bytes: Uint8Array, source = "<bytes>"): Decode
     return fail(`header is not valid JSON (${(e as Error).message})`);
   }
   if (!isPlainObject(header)) return fail(`header must be a JSON object but is ${describe(header)}`);
+  return { header, dataStart: 8 + n };
+}
 
+/** Separate the header's metadata from its tensor entries, checking each entry. */
+function splitHeader(
+  header: Record<string, unknown>,
+  source: string,
+): { metadata: Record<string, string>; entries: HeaderEntry[] } {
   const metadata: Record<string, string> = {};
   const entries: HeaderEntry[] = [];
   for (const [key, value] of Object.entries(header)) {
     if (key === METADATA_KEY) {
       if (!isPlainObject(value) || !Object.values(value).every((v) => typeof v === "string")) {
-        fail(`${METADATA_KEY} must map strings to strings but is ${describe(value)}`);
+        failIn(source, `${METADATA_KEY} must map strings to strings but is ${describe(value)}`);
       }
       // defineProperty, not assignment: a key such as "__proto__" must stay data.
       for (const [k, v] of Object.entries(value as Record<string, string>)) {
@@ -268,10 +287,19 @@ export function decodeSafetensors(bytes: Uint8Array, source = "<bytes>"): Decode
       entries.push(parseEntry(source, key, value));
     }
   }
+  return { metadata, entries };
+}
 
+/** Each entry's bytes as a view into `bytes`; sorts `entries` by offset. */
+function sliceTensors(
+  entries: HeaderEntry[],
+  bytes: Uint8Array,
+  dataStart: number,
+  source: string,
+): Map<string, RawTensor> {
+  const fail = (message: string): never => failIn(source, message);
   // Like the reference reader: tensors must tile the data buffer exactly, in offset order.
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
-  const dataStart = 8 + n;
   const dataLength = bytes.byteLength - dataStart;
   let expected = 0;
   const tensors = new Map<string, RawTensor>();
@@ -308,7 +336,7 @@ export function decodeSafetensors(bytes: Uint8Array, source = "<bytes>"): Decode
       `${dataLength - expected} bytes after the last tensor are not described by the header (trailing garbage or a damaged header)`,
     );
   }
-  return { tensors, metadata };
+  return tensors;
 }
 
 // ---------------------------------------------------------------- tensors

@@ -72,86 +72,105 @@ function indices(n: number): string[] {
 }
 
 function loadBase(path: string, o: ClassifierFileOptions): LoadedClassifier {
+  // A folder is a TF.js model (model.json beside its shards), whatever its name.
   const format = existsSync(path) && statSync(path).isDirectory() ? "tfjs" : classifierFormat(path);
   switch (format) {
-    case "tflite": {
-      const m = loadTfliteModel(path);
-      const [c, h, w] = m.inputShape;
-      const s = m.summary;
-      const q =
-        s.inputTensor.scale === null
-          ? ""
-          : `, input ${s.inputTensor.type} scale ${s.inputTensor.scale} zero point ${s.inputTensor.zeroPoint}`;
-      return {
-        classifier: m,
-        path,
-        format,
-        description:
-          `TFLite model ${path}: ${s.operators} operators, ${s.parameters} parameters (${s.quantized ? "quantised, run in float32" : "float"}), ` +
-          `input ${c}x${h}x${w}${q}, ${m.numClasses} classes${s.endsWithSoftmax ? " (logits before its softmax)" : ""}`,
-        classNames: indices(m.numClasses),
-      };
-    }
-    case "torchscript": {
-      const size = checkInt(o.inputSize ?? 299, "inputSize", 1);
-      const classifier = loadTorchScriptClassifier(path, {
-        inputShape: [3, size, size],
-        mean: o.mean ?? 0,
-        std: o.std ?? 1,
-      });
-      return {
-        classifier,
-        path,
-        format,
-        description: `TorchScript module ${path} (input 3x${size}x${size}, mean ${JSON.stringify(o.mean ?? 0)}, std ${JSON.stringify(o.std ?? 1)})`,
-        classNames: indices(classifier.numClasses),
-      };
-    }
-    case "checkpoint": {
-      const ck = loadCheckpoint(path);
-      if (PURIFIER_ARCHS.includes(ck.arch)) {
-        ck.model.dispose();
-        throw new CheckpointError(path, `holds a '${ck.arch}' model but a classifier is needed`);
-      }
-      const classifier = ck.model as unknown as ImageClassifier & { dispose(): void };
-      return {
-        classifier,
-        path,
-        format,
-        description: `vaeguard checkpoint ${path} (${ck.arch})`,
-        classNames: indices(classifier.numClasses),
-      };
-    }
-    case "tfjs": {
-      const isDir = statSync(path).isDirectory();
-      const file = isDir ? join(path, "model.json") : path;
-      const probe = loadTfjsLayersModel(path, o.inputScaling ? { inputScaling: o.inputScaling } : {});
-      const meta = isObject(probe.userDefinedMetadata?.vaeguard) ? probe.userDefinedMetadata.vaeguard : {};
-      let classifier = probe;
-      const metaScaling = typeof meta.inputScaling === "string" ? meta.inputScaling : undefined;
-      if (!o.inputScaling && metaScaling && metaScaling !== "unit" && metaScaling in INPUT_SCALINGS) {
-        probe.dispose();
-        classifier = loadTfjsLayersModel(path, { inputScaling: metaScaling as InputScalingName });
-      }
-      const classes =
-        Array.isArray(meta.classes) && meta.classes.length === classifier.numClasses
-          ? (meta.classes as unknown[]).map(String)
-          : indices(classifier.numClasses);
-      const source = typeof meta.source === "string" ? ` from ${meta.source}` : "";
-      const [c, h, w] = classifier.inputShape;
-      const scaling = o.inputScaling ?? metaScaling ?? "unit";
-      const named = classes.length <= 20 ? ` (${classes.join(", ")})` : "";
-      return {
-        classifier,
-        path: file,
-        format,
-        description:
-          `TF.js Layers model ${file}${source}: ${classifier.layers.length} layers, ` +
-          `input ${c}x${h}x${w}, ${classifier.numClasses} classes${named}, input scaling "${scaling}"`,
-        classNames: classes,
-      };
-    }
+    case "tflite":
+      return loadTfliteBase(path);
+    case "torchscript":
+      return loadTorchScriptBase(path, o);
+    case "checkpoint":
+      return loadCheckpointBase(path);
+    case "tfjs":
+      return loadTfjsBase(path, o);
   }
+}
+
+function loadTfliteBase(path: string): LoadedClassifier {
+  const m = loadTfliteModel(path);
+  const [c, h, w] = m.inputShape;
+  const s = m.summary;
+  const q =
+    s.inputTensor.scale === null
+      ? ""
+      : `, input ${s.inputTensor.type} scale ${s.inputTensor.scale} zero point ${s.inputTensor.zeroPoint}`;
+  return {
+    classifier: m,
+    path,
+    format: "tflite",
+    description:
+      `TFLite model ${path}: ${s.operators} operators, ${s.parameters} parameters (${s.quantized ? "quantised, run in float32" : "float"}), ` +
+      `input ${c}x${h}x${w}${q}, ${m.numClasses} classes${s.endsWithSoftmax ? " (logits before its softmax)" : ""}`,
+    classNames: indices(m.numClasses),
+  };
+}
+
+/** A TorchScript file records no input size or normalisation, so both come from the options. */
+function loadTorchScriptBase(path: string, o: ClassifierFileOptions): LoadedClassifier {
+  const size = checkInt(o.inputSize ?? 299, "inputSize", 1);
+  const classifier = loadTorchScriptClassifier(path, {
+    inputShape: [3, size, size],
+    mean: o.mean ?? 0,
+    std: o.std ?? 1,
+  });
+  return {
+    classifier,
+    path,
+    format: "torchscript",
+    description: `TorchScript module ${path} (input 3x${size}x${size}, mean ${JSON.stringify(o.mean ?? 0)}, std ${JSON.stringify(o.std ?? 1)})`,
+    classNames: indices(classifier.numClasses),
+  };
+}
+
+function loadCheckpointBase(path: string): LoadedClassifier {
+  const ck = loadCheckpoint(path);
+  if (PURIFIER_ARCHS.includes(ck.arch)) {
+    ck.model.dispose();
+    throw new CheckpointError(path, `holds a '${ck.arch}' model but a classifier is needed`);
+  }
+  const classifier = ck.model as unknown as ImageClassifier & { dispose(): void };
+  return {
+    classifier,
+    path,
+    format: "checkpoint",
+    description: `vaeguard checkpoint ${path} (${ck.arch})`,
+    classNames: indices(classifier.numClasses),
+  };
+}
+
+/**
+ * A TF.js model, with class names and input scaling from its vaeguard metadata
+ * when present. The scaling is only known once the model is loaded, so a model
+ * that asks for another one is loaded a second time with it.
+ */
+function loadTfjsBase(path: string, o: ClassifierFileOptions): LoadedClassifier {
+  const isDir = statSync(path).isDirectory();
+  const file = isDir ? join(path, "model.json") : path;
+  const probe = loadTfjsLayersModel(path, o.inputScaling ? { inputScaling: o.inputScaling } : {});
+  const meta = isObject(probe.userDefinedMetadata?.vaeguard) ? probe.userDefinedMetadata.vaeguard : {};
+  let classifier = probe;
+  const metaScaling = typeof meta.inputScaling === "string" ? meta.inputScaling : undefined;
+  if (!o.inputScaling && metaScaling && metaScaling !== "unit" && metaScaling in INPUT_SCALINGS) {
+    probe.dispose();
+    classifier = loadTfjsLayersModel(path, { inputScaling: metaScaling as InputScalingName });
+  }
+  const classes =
+    Array.isArray(meta.classes) && meta.classes.length === classifier.numClasses
+      ? (meta.classes as unknown[]).map(String)
+      : indices(classifier.numClasses);
+  const source = typeof meta.source === "string" ? ` from ${meta.source}` : "";
+  const [c, h, w] = classifier.inputShape;
+  const scaling = o.inputScaling ?? metaScaling ?? "unit";
+  const named = classes.length <= 20 ? ` (${classes.join(", ")})` : "";
+  return {
+    classifier,
+    path: file,
+    format: "tfjs",
+    description:
+      `TF.js Layers model ${file}${source}: ${classifier.layers.length} layers, ` +
+      `input ${c}x${h}x${w}, ${classifier.numClasses} classes${named}, input scaling "${scaling}"`,
+    classNames: classes,
+  };
 }
 
 /**

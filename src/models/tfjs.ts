@@ -28,7 +28,7 @@ import { Module } from "../nn/module.js";
 import * as F from "../nn/functional.js";
 import { readFileOr } from "../io/read-file.js";
 import type { ImageClassifier } from "./classifiers.js";
-import { fmt, isObj, product, type TfjsModelJson } from "./tfjs/format.js";
+import { fmt, isObj, product, type Json, type TfjsModelJson } from "./tfjs/format.js";
 import { Graph, buildGraph, kerasShape, type GraphNode, type LayerOwner } from "./tfjs/graph.js";
 import { alias, type KerasLayer, type LayerContext } from "./tfjs/layer.js";
 import { ActivationLayer, DropoutLayer, SoftmaxLayer } from "./tfjs/layers-plain.js";
@@ -119,6 +119,109 @@ function resolveScaling(
   };
 }
 
+/** The Keras model config inside a TF.js model.json, after checking that this is a layers model. */
+function kerasModelConfig(json: TfjsModelJson, file: string): Json {
+  if (!isObj(json)) throw new CheckpointError(file, "is not a TF.js model.json (expected a JSON object)");
+  if (json.format === "graph-model") {
+    throw new CheckpointError(
+      file,
+      "is a TF.js graph model (format 'graph-model'); only layers models (format 'layers-model', a Keras config) can be imported",
+    );
+  }
+  if (json.format !== undefined && json.format !== "layers-model") {
+    throw new CheckpointError(file, `has format '${String(json.format)}'; expected 'layers-model'`);
+  }
+  const topology = json.modelTopology;
+  if (!isObj(topology)) throw new CheckpointError(file, "has no modelTopology (is it a TF.js model.json?)");
+  // Keras 2 exports wrap the config in model_config; some writers put it at the top level.
+  const modelJson = isObj(topology.model_config) ? topology.model_config : topology;
+  if (typeof modelJson.class_name !== "string") {
+    throw new CheckpointError(file, "modelTopology has no Keras model config (class_name missing)");
+  }
+  return modelJson;
+}
+
+/** Refuse a manifest with weights no layer took: usually a sign that the config and weights do not match. */
+function checkAllWeightsUsed(weights: WeightStore, file: string): void {
+  const unused = weights.unused();
+  if (unused.length > 0) {
+    throw new CheckpointError(
+      file,
+      `${unused.length} weight(s) in the manifest belong to no layer of the model: ${unused
+        .slice(0, 5)
+        .map((n) => `'${n}'`)
+        .join(", ")}${unused.length > 5 ? ", ..." : ""}`,
+    );
+  }
+}
+
+/**
+ * The input [C, H, W] from the Keras input shape `ks` ([H, W, C], entries may
+ * be null) and the caller's `inputShape`, which must fit it and is needed when
+ * the model leaves a size open; checked against the input size limit.
+ */
+function resolveInputShape(
+  ks: (number | null)[],
+  requested: TfjsImportOptions["inputShape"],
+  file: string,
+): [number, number, number] {
+  if (ks.length !== 3) {
+    throw new CheckpointError(
+      file,
+      `the model input has shape ${fmt(ks)}; an image classifier needs [height, width, channels]`,
+    );
+  }
+  let shape: [number, number, number];
+  if (requested) {
+    const s = requested;
+    if (!Array.isArray(s) || s.length !== 3 || !s.every((d) => Number.isInteger(d) && d > 0)) {
+      fail("[channels, height, width] of positive integers", "inputShape", s);
+    }
+    const keras = [s[1], s[2], s[0]];
+    keras.forEach((d, i) => {
+      if (ks[i] !== null && ks[i] !== d) {
+        throw new ArgumentError(
+          `inputShape ${fmt(s)} does not fit the model's input ${fmt(ks)} (height, width, channels)`,
+        );
+      }
+    });
+    shape = [s[0], s[1], s[2]];
+  } else {
+    if (ks.some((d) => d === null)) {
+      throw new CheckpointError(
+        file,
+        `the model input ${fmt(ks)} leaves its size open; pass inputShape [channels, height, width]`,
+      );
+    }
+    shape = [ks[2]!, ks[0]!, ks[1]!];
+  }
+  const inputBytes = product(shape) * 4;
+  if (inputBytes > LIMITS.inputBytes) {
+    throw new CheckpointError(
+      file,
+      `the model input [${shape.join(", ")}] (channels, height, width) needs ${inputBytes} bytes per image, ` +
+        `more than the limit of ${LIMITS.inputBytes}`,
+    );
+  }
+  return shape;
+}
+
+/** One probe run on zeros: finds the number of classes and any shape that does not fit. */
+function probeNumClasses(graph: Graph, shape: [number, number, number], file: string): number {
+  const out = noGrad(() => tidy(() => graph.run(zeros([1, ...shape]))));
+  try {
+    if (out.rank !== 2) {
+      throw new CheckpointError(
+        file,
+        `the model output has shape ${fmt(kerasShape(out))}; a classifier needs [N, classes]`,
+      );
+    }
+    return out.dims[1];
+  } finally {
+    out.dispose();
+  }
+}
+
 /** A TF.js Layers model rebuilt on the engine. Inputs are images [N, C, H, W] in [0, 1]; starts in eval mode. */
 export class TfjsLayersModel extends Module implements ImageClassifier, LayerOwner {
   readonly inputShape: readonly [number, number, number];
@@ -143,78 +246,14 @@ export class TfjsLayersModel extends Module implements ImageClassifier, LayerOwn
     super();
     const file = options.source ?? "model.json";
     this.source = file;
-    if (!isObj(json)) throw new CheckpointError(file, "is not a TF.js model.json (expected a JSON object)");
-    if (json.format === "graph-model") {
-      throw new CheckpointError(
-        file,
-        "is a TF.js graph model (format 'graph-model'); only layers models (format 'layers-model', a Keras config) can be imported",
-      );
-    }
-    if (json.format !== undefined && json.format !== "layers-model") {
-      throw new CheckpointError(file, `has format '${String(json.format)}'; expected 'layers-model'`);
-    }
-    const topology = json.modelTopology;
-    if (!isObj(topology)) throw new CheckpointError(file, "has no modelTopology (is it a TF.js model.json?)");
-    const modelJson = isObj(topology.model_config) ? topology.model_config : topology;
-    if (typeof modelJson.class_name !== "string") {
-      throw new CheckpointError(file, "modelTopology has no Keras model config (class_name missing)");
-    }
+    const modelJson = kerasModelConfig(json, file);
     this.userDefinedMetadata = isObj(json.userDefinedMetadata) ? json.userDefinedMetadata : undefined;
     const weights = new WeightStore(decodeWeights(json.weightsManifest, readShard, file), file);
     const ctx: LayerContext = { file, weights, path: [] };
     try {
       this.graph = buildGraph(modelJson, this, ctx);
-      if (options.strict ?? true) {
-        const unused = weights.unused();
-        if (unused.length > 0) {
-          throw new CheckpointError(
-            file,
-            `${unused.length} weight(s) in the manifest belong to no layer of the model: ${unused
-              .slice(0, 5)
-              .map((n) => `'${n}'`)
-              .join(", ")}${unused.length > 5 ? ", ..." : ""}`,
-          );
-        }
-      }
-      const ks = this.graph.inputShape;
-      if (ks.length !== 3) {
-        throw new CheckpointError(
-          file,
-          `the model input has shape ${fmt(ks)}; an image classifier needs [height, width, channels]`,
-        );
-      }
-      let shape: [number, number, number];
-      if (options.inputShape) {
-        const s = options.inputShape;
-        if (!Array.isArray(s) || s.length !== 3 || !s.every((d) => Number.isInteger(d) && d > 0)) {
-          fail("[channels, height, width] of positive integers", "inputShape", s);
-        }
-        const keras = [s[1], s[2], s[0]];
-        keras.forEach((d, i) => {
-          if (ks[i] !== null && ks[i] !== d) {
-            throw new ArgumentError(
-              `inputShape ${fmt(s)} does not fit the model's input ${fmt(ks)} (height, width, channels)`,
-            );
-          }
-        });
-        shape = [s[0], s[1], s[2]];
-      } else {
-        if (ks.some((d) => d === null)) {
-          throw new CheckpointError(
-            file,
-            `the model input ${fmt(ks)} leaves its size open; pass inputShape [channels, height, width]`,
-          );
-        }
-        shape = [ks[2]!, ks[0]!, ks[1]!];
-      }
-      const inputBytes = product(shape) * 4;
-      if (inputBytes > LIMITS.inputBytes) {
-        throw new CheckpointError(
-          file,
-          `the model input [${shape.join(", ")}] (channels, height, width) needs ${inputBytes} bytes per image, ` +
-            `more than the limit of ${LIMITS.inputBytes}`,
-        );
-      }
+      if (options.strict ?? true) checkAllWeightsUsed(weights, file);
+      const shape = resolveInputShape(this.graph.inputShape, options.inputShape, file);
       this.inputShape = shape;
       this.scaling = resolveScaling(options.inputScaling, shape[0]);
       const needScale = this.scaling.scale.some((v) => v !== 1) || this.scaling.offset.some((v) => v !== 0);
@@ -234,19 +273,7 @@ export class TfjsLayersModel extends Module implements ImageClassifier, LayerOwn
         .order()
         .flatMap((n) => (n.layer ? [{ name: n.layer.kerasName, className: n.layer.className }] : []));
       this.eval();
-      // One probe run on zeros: finds the number of classes and any shape that does not fit.
-      const out = noGrad(() => tidy(() => this.graph.run(zeros([1, ...shape]))));
-      try {
-        if (out.rank !== 2) {
-          throw new CheckpointError(
-            file,
-            `the model output has shape ${fmt(kerasShape(out))}; a classifier needs [N, classes]`,
-          );
-        }
-        this.numClasses = out.dims[1];
-      } finally {
-        out.dispose();
-      }
+      this.numClasses = probeNumClasses(this.graph, shape, file);
     } catch (e) {
       this.dispose();
       // libtorch's own failures during the probe (an allocation it cannot make) name the file too.

@@ -268,46 +268,7 @@ export function buildGraph(modelJson: Json, owner: LayerOwner, ctx: LayerContext
   const cls = modelJson.class_name;
   const where = ctx.path.length > 0 ? `nested model '${ctx.path.join("/")}'` : "the model";
   const config = modelJson.config;
-  const register = (layer: KerasLayer) => {
-    let key = layer.kerasName.replace(/[./]/g, "_") || "layer";
-    const taken = new Set(owner.children().map(([n]) => n));
-    if (taken.has(key)) {
-      let i = 1;
-      while (taken.has(`${key}_${i}`)) i++;
-      key = `${key}_${i}`;
-    }
-    owner.adoptLayer(key, layer);
-  };
-  if (cls === "Sequential") {
-    const layers = Array.isArray(config)
-      ? config
-      : isObj(config) && Array.isArray(config.layers)
-        ? config.layers
-        : null;
-    if (!layers) throw new CheckpointError(ctx.file, `${where}: Sequential config has no layer list`);
-    const nodes: GraphNode[] = [];
-    let inputShape: (number | null)[] | null = null;
-    let prev = 0;
-    nodes.push({ id: 0, layer: null, inputs: [], label: "input" });
-    for (const lj of layers as unknown[]) {
-      if (!isObj(lj) || typeof lj.class_name !== "string") {
-        throw new CheckpointError(ctx.file, `${where}: a layer entry has no class_name`);
-      }
-      const lc = isObj(lj.config) ? lj.config : {};
-      if (inputShape === null) inputShape = inputShapeOf(lc);
-      if (lj.class_name === "InputLayer") continue;
-      const layer = createLayer(lj, ctx);
-      register(layer);
-      const id = nodes.length;
-      nodes.push({ id, layer, inputs: [prev], label: layer.kerasName });
-      prev = id;
-    }
-    if (inputShape === null) {
-      throw new CheckpointError(ctx.file, `${where}: the Sequential model does not declare its input shape`);
-    }
-    if (prev === 0) throw new CheckpointError(ctx.file, `${where}: the Sequential model has no layers`);
-    return new Graph(nodes, 0, prev, inputShape, ctx.file);
-  }
+  if (cls === "Sequential") return buildSequentialGraph(config, where, owner, ctx);
   if (cls !== "Model" && cls !== "Functional") {
     throw new CheckpointError(
       ctx.file,
@@ -317,14 +278,83 @@ export function buildGraph(modelJson: Json, owner: LayerOwner, ctx: LayerContext
   if (!isObj(config) || !Array.isArray(config.layers)) {
     throw new CheckpointError(ctx.file, `${where}: the model config has no layer list`);
   }
-  // One graph node per (layer, inbound node): a layer called twice shares its weights.
+  return buildFunctionalGraph(config, where, owner, ctx);
+}
+
+/**
+ * Register `layer` on `owner` under a module key derived from its Keras name.
+ * Keys cannot hold '.' or '/' (they separate parameter paths), and Keras names
+ * need not be unique across nested models, so clashes get a numeric suffix.
+ */
+function registerLayer(owner: LayerOwner, layer: KerasLayer): void {
+  let key = layer.kerasName.replace(/[./]/g, "_") || "layer";
+  const taken = new Set(owner.children().map(([n]) => n));
+  if (taken.has(key)) {
+    let i = 1;
+    while (taken.has(`${key}_${i}`)) i++;
+    key = `${key}_${i}`;
+  }
+  owner.adoptLayer(key, layer);
+}
+
+/** A Sequential model: a chain from one input node through each layer in turn. */
+function buildSequentialGraph(config: unknown, where: string, owner: LayerOwner, ctx: LayerContext): Graph {
+  // The layer list sits directly in the config (old Keras) or under config.layers.
+  const layers = Array.isArray(config) ? config : isObj(config) && Array.isArray(config.layers) ? config.layers : null;
+  if (!layers) throw new CheckpointError(ctx.file, `${where}: Sequential config has no layer list`);
   const nodes: GraphNode[] = [];
-  const key = (name: string, idx: number) => `${name}\u0000${idx}`;
-  const nodeOf = new Map<string, number>();
-  const pending: { id: number; refs: [string, number, number][]; layer: string }[] = [];
-  const inputLayers = new Map<string, (number | null)[] | null>();
+  let inputShape: (number | null)[] | null = null;
+  let prev = 0;
+  nodes.push({ id: 0, layer: null, inputs: [], label: "input" });
+  for (const lj of layers as unknown[]) {
+    if (!isObj(lj) || typeof lj.class_name !== "string") {
+      throw new CheckpointError(ctx.file, `${where}: a layer entry has no class_name`);
+    }
+    const lc = isObj(lj.config) ? lj.config : {};
+    // The input shape may be declared by an InputLayer or by the first real layer.
+    if (inputShape === null) inputShape = inputShapeOf(lc);
+    if (lj.class_name === "InputLayer") continue;
+    const layer = createLayer(lj, ctx);
+    registerLayer(owner, layer);
+    const id = nodes.length;
+    nodes.push({ id, layer, inputs: [prev], label: layer.kerasName });
+    prev = id;
+  }
+  if (inputShape === null) {
+    throw new CheckpointError(ctx.file, `${where}: the Sequential model does not declare its input shape`);
+  }
+  if (prev === 0) throw new CheckpointError(ctx.file, `${where}: the Sequential model has no layers`);
+  return new Graph(nodes, 0, prev, inputShape, ctx.file);
+}
+
+/** Key of one (layer, inbound node) pair in FunctionalNodes.nodeOf. */
+function nodeKey(name: string, idx: number): string {
+  return `${name}\u0000${idx}`;
+}
+
+/** The nodes of a Functional model as read from its layer list, before their inputs are linked. */
+interface FunctionalNodes {
+  nodes: GraphNode[];
+  nodeOf: Map<string, number>;
+  /** Inputs still to resolve: they may name layers listed later. */
+  pending: { id: number; refs: [string, number, number][]; layer: string }[];
+  inputLayers: Map<string, (number | null)[] | null>;
+}
+
+/** A Functional model: nodes linked by the inbound references of each layer. */
+function buildFunctionalGraph(config: Json, where: string, owner: LayerOwner, ctx: LayerContext): Graph {
+  const found = readFunctionalLayers(config.layers as unknown[], where, owner, ctx);
+  linkPendingInputs(found, ctx.file);
+  return connectEndpoints(config, found, where, ctx.file);
+}
+
+/** Create every layer and one graph node per (layer, inbound node), inputs left pending. */
+function readFunctionalLayers(layers: unknown[], where: string, owner: LayerOwner, ctx: LayerContext): FunctionalNodes {
+  // One graph node per (layer, inbound node): a layer called twice shares its weights.
+  const found: FunctionalNodes = { nodes: [], nodeOf: new Map(), pending: [], inputLayers: new Map() };
+  const { nodes, nodeOf, pending, inputLayers } = found;
   const layerByName = new Map<string, KerasLayer | null>();
-  for (const lj of config.layers as unknown[]) {
+  for (const lj of layers) {
     if (!isObj(lj) || typeof lj.class_name !== "string") {
       throw new CheckpointError(ctx.file, `${where}: a layer entry has no class_name`);
     }
@@ -338,57 +368,66 @@ export function buildGraph(modelJson: Json, owner: LayerOwner, ctx: LayerContext
       inputLayers.set(name, inputShapeOf(lc));
       const id = nodes.length;
       nodes.push({ id, layer: null, inputs: [], label: name });
-      nodeOf.set(key(name, 0), id);
+      nodeOf.set(nodeKey(name, 0), id);
       continue;
     }
     const layer = createLayer(lj, ctx);
-    register(layer);
+    registerLayer(owner, layer);
     layerByName.set(name, layer);
     const inbound = Array.isArray(lj.inbound_nodes) ? lj.inbound_nodes : [];
     inbound.forEach((node: unknown, ni: number) => {
       const id = nodes.length;
       nodes.push({ id, layer, inputs: [], label: inbound.length > 1 ? `${name}#${ni}` : name });
-      nodeOf.set(key(name, ni), id);
+      nodeOf.set(nodeKey(name, ni), id);
       pending.push({ id, refs: inboundRefs(node, name, ctx.file), layer: name });
     });
   }
+  return found;
+}
+
+/** Resolve each pending inbound reference to the id of the node it names. */
+function linkPendingInputs({ nodes, nodeOf, pending }: FunctionalNodes, file: string): void {
   for (const p of pending) {
     nodes[p.id].inputs = p.refs.map(([ln, ni, ti]) => {
       if (ti !== 0) {
         throw new CheckpointError(
-          ctx.file,
+          file,
           `layer '${p.layer}' uses output ${ti} of layer '${ln}'; only single-output layers are supported`,
         );
       }
-      const id = nodeOf.get(key(ln, ni));
+      const id = nodeOf.get(nodeKey(ln, ni));
       if (id === undefined) {
         throw new CheckpointError(
-          ctx.file,
+          file,
           `layer '${p.layer}' takes its input from '${ln}' (node ${ni}), which is not in the model`,
         );
       }
       return id;
     });
   }
+}
+
+/** Find the single input and output nodes the config names, and check the graph between them. */
+function connectEndpoints(config: Json, found: FunctionalNodes, where: string, file: string): Graph {
+  const { nodes, nodeOf, inputLayers } = found;
   if (refCount(config.input_layers) !== 1 || refCount(config.output_layers) !== 1) {
     throw new CheckpointError(
-      ctx.file,
+      file,
       `${where} has ${refCount(config.input_layers)} inputs and ${refCount(config.output_layers)} outputs; an image classifier needs exactly one of each`,
     );
   }
   const inRef = firstRef(config.input_layers)!;
   const outRef = firstRef(config.output_layers)!;
-  const inputNode = nodeOf.get(key(inRef[0], inRef[1]));
+  const inputNode = nodeOf.get(nodeKey(inRef[0], inRef[1]));
   if (inputNode === undefined || !inputLayers.has(inRef[0])) {
-    throw new CheckpointError(ctx.file, `${where}: input layer '${inRef[0]}' is not an InputLayer of the model`);
+    throw new CheckpointError(file, `${where}: input layer '${inRef[0]}' is not an InputLayer of the model`);
   }
-  const outputNode = nodeOf.get(key(outRef[0], outRef[1]));
+  const outputNode = nodeOf.get(nodeKey(outRef[0], outRef[1]));
   if (outputNode === undefined)
-    throw new CheckpointError(ctx.file, `${where}: output layer '${outRef[0]}' is not in the model`);
+    throw new CheckpointError(file, `${where}: output layer '${outRef[0]}' is not in the model`);
   const inputShape = inputLayers.get(inRef[0]);
-  if (!inputShape)
-    throw new CheckpointError(ctx.file, `${where}: input layer '${inRef[0]}' does not declare its shape`);
-  const g = new Graph(nodes, inputNode, outputNode, inputShape, ctx.file);
+  if (!inputShape) throw new CheckpointError(file, `${where}: input layer '${inRef[0]}' does not declare its shape`);
+  const g = new Graph(nodes, inputNode, outputNode, inputShape, file);
   g.order(); // checks for cycles and for an output that ignores the input
   return g;
 }

@@ -43,104 +43,140 @@ export function decodeWeights(
   const out = new Map<string, DecodedWeight>();
   if (manifest === undefined || manifest === null) return out;
   if (!Array.isArray(manifest)) throw new CheckpointError(file, "weightsManifest is not an array");
-  manifest.forEach((group: unknown, gi) => {
-    if (!isObj(group) || !Array.isArray(group.paths) || !Array.isArray(group.weights)) {
-      throw new CheckpointError(file, `weightsManifest[${gi}] needs 'paths' and 'weights' arrays`);
-    }
-    const paths = group.paths as unknown[];
-    const parts: Uint8Array[] = [];
-    for (const p of paths) {
-      if (typeof p !== "string") throw new CheckpointError(file, `weightsManifest[${gi}].paths holds a non-string`);
-      parts.push(readShard(p));
-    }
-    const total = parts.reduce((a, b) => a + b.byteLength, 0);
-    const data = Buffer.concat(parts, total);
-    const shardNames = (paths as string[]).map((p) => `'${p}'`).join(", ");
-    let offset = 0;
-    for (const [wi, spec] of (group.weights as unknown[]).entries()) {
-      if (
-        !isObj(spec) ||
-        typeof spec.name !== "string" ||
-        !Array.isArray(spec.shape) ||
-        !spec.shape.every((d) => Number.isInteger(d) && d >= 0) ||
-        typeof spec.dtype !== "string"
-      ) {
-        throw new CheckpointError(file, `weightsManifest[${gi}].weights[${wi}] needs a name, a shape and a dtype`);
-      }
-      const shape = spec.shape as number[];
-      const n = product(shape);
-      const q = spec.quantization;
-      let bytes: number;
-      if (q !== undefined && q !== null) {
-        if (!isObj(q) || typeof q.dtype !== "string" || !(q.dtype in QUANT_BYTES)) {
-          throw new CheckpointError(
-            file,
-            `weight '${spec.name}' has unsupported quantization ${JSON.stringify(q)} (expected dtype uint8, uint16 or float16)`,
-          );
-        }
-        if (q.dtype !== "float16" && (typeof q.scale !== "number" || typeof q.min !== "number")) {
-          throw new CheckpointError(
-            file,
-            `weight '${spec.name}': ${q.dtype} quantization needs numbers 'scale' and 'min'`,
-          );
-        }
-        bytes = n * QUANT_BYTES[q.dtype];
-      } else {
-        if (!(spec.dtype in DTYPE_BYTES)) {
-          throw new CheckpointError(
-            file,
-            `weight '${spec.name}' has unsupported dtype '${spec.dtype}' (expected float32 or int32)`,
-          );
-        }
-        bytes = n * DTYPE_BYTES[spec.dtype];
-      }
-      if (bytes > LIMITS.tensorBytes) {
-        throw new CheckpointError(
-          file,
-          `weight '${spec.name}' ${fmt(shape)} declares ${bytes} bytes, more than the limit of ${LIMITS.tensorBytes} for one tensor`,
-        );
-      }
-      if (offset + bytes > total) {
-        throw new CheckpointError(
-          file,
-          `weight '${spec.name}' ${fmt(shape)} needs bytes ${offset}..${offset + bytes} of weight group ${gi}, ` +
-            `but its shards (${shardNames}) hold only ${total} bytes`,
-        );
-      }
-      // Copy into an aligned buffer: weights need not start on a 4-byte boundary.
-      const raw = new Uint8Array(bytes);
-      raw.set(data.subarray(offset, offset + bytes));
-      offset += bytes;
-      let values: Float32Array;
-      if (q !== undefined && q !== null) {
-        const qq = q as unknown as TfjsQuantization;
-        if (qq.dtype === "float16") {
-          values = decodeFloat16(new Uint16Array(raw.buffer));
-        } else {
-          const ints = qq.dtype === "uint8" ? raw : new Uint16Array(raw.buffer);
-          values = new Float32Array(n);
-          const scale = qq.scale!;
-          const min = qq.min!;
-          for (let i = 0; i < n; i++) values[i] = ints[i] * scale + min;
-        }
-      } else if (spec.dtype === "int32") {
-        values = Float32Array.from(new Int32Array(raw.buffer));
-      } else {
-        values = new Float32Array(raw.buffer);
-      }
-      if (spec.group === "optimizer") continue;
-      const name = spec.name.replace(/:0$/, "");
-      if (out.has(name)) throw new CheckpointError(file, `weight '${name}' appears twice in the manifest`);
-      out.set(name, { name, shape, data: values });
-    }
-    if (offset !== total) {
+  manifest.forEach((group: unknown, gi) => decodeWeightGroup(group, gi, readShard, file, out));
+  return out;
+}
+
+/** The bytes of one weight group: its shards read and concatenated in order. */
+interface GroupBytes {
+  data: Uint8Array;
+  total: number;
+  /** The shard paths, quoted, for messages. */
+  shardNames: string;
+}
+
+/** Decode the weights of manifest group `gi` into `out`, checking they fill its shards exactly. */
+function decodeWeightGroup(
+  group: unknown,
+  gi: number,
+  readShard: (path: string) => Uint8Array,
+  file: string,
+  out: Map<string, DecodedWeight>,
+): void {
+  if (!isObj(group) || !Array.isArray(group.paths) || !Array.isArray(group.weights)) {
+    throw new CheckpointError(file, `weightsManifest[${gi}] needs 'paths' and 'weights' arrays`);
+  }
+  const { data, total, shardNames } = readGroupShards(group.paths as unknown[], gi, readShard, file);
+  let offset = 0;
+  for (const [wi, spec] of (group.weights as unknown[]).entries()) {
+    checkWeightSpec(spec, gi, wi, file);
+    const shape = spec.shape;
+    const n = product(shape);
+    const bytes = weightByteCount(spec, n, file);
+    if (bytes > LIMITS.tensorBytes) {
       throw new CheckpointError(
         file,
-        `weight group ${gi}: the manifest describes ${offset} bytes but its shards (${shardNames}) hold ${total} bytes`,
+        `weight '${spec.name}' ${fmt(shape)} declares ${bytes} bytes, more than the limit of ${LIMITS.tensorBytes} for one tensor`,
       );
     }
-  });
-  return out;
+    if (offset + bytes > total) {
+      throw new CheckpointError(
+        file,
+        `weight '${spec.name}' ${fmt(shape)} needs bytes ${offset}..${offset + bytes} of weight group ${gi}, ` +
+          `but its shards (${shardNames}) hold only ${total} bytes`,
+      );
+    }
+    // Copy into an aligned buffer: weights need not start on a 4-byte boundary.
+    const raw = new Uint8Array(bytes);
+    raw.set(data.subarray(offset, offset + bytes));
+    offset += bytes;
+    const values = decodeWeightValues(raw, spec, n);
+    // Optimizer state still takes up bytes in the shards, so it is skipped only after the offset moves.
+    if (spec.group === "optimizer") continue;
+    const name = spec.name.replace(/:0$/, "");
+    if (out.has(name)) throw new CheckpointError(file, `weight '${name}' appears twice in the manifest`);
+    out.set(name, { name, shape, data: values });
+  }
+  if (offset !== total) {
+    throw new CheckpointError(
+      file,
+      `weight group ${gi}: the manifest describes ${offset} bytes but its shards (${shardNames}) hold ${total} bytes`,
+    );
+  }
+}
+
+/** Read the shards of group `gi` and concatenate them. */
+function readGroupShards(
+  paths: unknown[],
+  gi: number,
+  readShard: (path: string) => Uint8Array,
+  file: string,
+): GroupBytes {
+  const parts: Uint8Array[] = [];
+  for (const p of paths) {
+    if (typeof p !== "string") throw new CheckpointError(file, `weightsManifest[${gi}].paths holds a non-string`);
+    parts.push(readShard(p));
+  }
+  const total = parts.reduce((a, b) => a + b.byteLength, 0);
+  const data = Buffer.concat(parts, total);
+  const shardNames = (paths as string[]).map((p) => `'${p}'`).join(", ");
+  return { data, total, shardNames };
+}
+
+/** A weight spec with the fields every weight needs; quantization and group are checked later, if present. */
+type CheckedWeightSpec = Record<string, unknown> & { name: string; shape: number[]; dtype: string };
+
+function checkWeightSpec(spec: unknown, gi: number, wi: number, file: string): asserts spec is CheckedWeightSpec {
+  if (
+    !isObj(spec) ||
+    typeof spec.name !== "string" ||
+    !Array.isArray(spec.shape) ||
+    !spec.shape.every((d) => Number.isInteger(d) && d >= 0) ||
+    typeof spec.dtype !== "string"
+  ) {
+    throw new CheckpointError(file, `weightsManifest[${gi}].weights[${wi}] needs a name, a shape and a dtype`);
+  }
+}
+
+/** Bytes the weight takes in its shards: set by the quantization dtype when quantized, else by the dtype. */
+function weightByteCount(spec: CheckedWeightSpec, n: number, file: string): number {
+  const q = spec.quantization;
+  if (q !== undefined && q !== null) {
+    if (!isObj(q) || typeof q.dtype !== "string" || !(q.dtype in QUANT_BYTES)) {
+      throw new CheckpointError(
+        file,
+        `weight '${spec.name}' has unsupported quantization ${JSON.stringify(q)} (expected dtype uint8, uint16 or float16)`,
+      );
+    }
+    if (q.dtype !== "float16" && (typeof q.scale !== "number" || typeof q.min !== "number")) {
+      throw new CheckpointError(file, `weight '${spec.name}': ${q.dtype} quantization needs numbers 'scale' and 'min'`);
+    }
+    return n * QUANT_BYTES[q.dtype];
+  }
+  if (!(spec.dtype in DTYPE_BYTES)) {
+    throw new CheckpointError(
+      file,
+      `weight '${spec.name}' has unsupported dtype '${spec.dtype}' (expected float32 or int32)`,
+    );
+  }
+  return n * DTYPE_BYTES[spec.dtype];
+}
+
+/** Turn the weight's aligned bytes into float32 values (weightByteCount has checked the dtypes). */
+function decodeWeightValues(raw: Uint8Array, spec: CheckedWeightSpec, n: number): Float32Array {
+  const q = spec.quantization;
+  if (q !== undefined && q !== null) {
+    const qq = q as unknown as TfjsQuantization;
+    if (qq.dtype === "float16") return decodeFloat16(new Uint16Array(raw.buffer));
+    const ints = qq.dtype === "uint8" ? raw : new Uint16Array(raw.buffer);
+    const values = new Float32Array(n);
+    const scale = qq.scale!;
+    const min = qq.min!;
+    for (let i = 0; i < n; i++) values[i] = ints[i] * scale + min;
+    return values;
+  }
+  if (spec.dtype === "int32") return Float32Array.from(new Int32Array(raw.buffer));
+  return new Float32Array(raw.buffer);
 }
 
 export class WeightStore {
