@@ -22,8 +22,71 @@ interface ImportOpts {
   json?: boolean;
 }
 
-export function register(program: Command): void {
-  const models = program.command("models").description("pretrained classifiers from outside: import and list");
+/** `models import-nsfwjs`: unknown model names are refused before the package is looked for. */
+function importNsfwjs(opts: ImportOpts): void {
+  for (const m of opts.models ?? []) {
+    if (!(m in NSFWJS_MODELS)) {
+      throw new UsageError(
+        `Expected one of ${Object.keys(NSFWJS_MODELS).join(", ")} in --models but received ${JSON.stringify(m)}`,
+      );
+    }
+  }
+  const out = checkWritableDir(opts.out, "the models");
+  const pkg = findNsfwjsPackage();
+  const written = extractNsfwjsModels(out, {
+    packageDir: pkg,
+    models: opts.models as NsfwjsModelName[] | undefined,
+  });
+  if (opts.json) {
+    console.log(JSON.stringify({ package: pkg, models: written }, null, 2));
+    return;
+  }
+  console.log(`From ${pkg}:`);
+  for (const m of written) {
+    const note = m.format === "layers-model" ? "" : " (graph model: not importable as a Layers model)";
+    console.log(
+      `  ${m.name.padEnd(17)} ${m.modelJson}  ${m.inputSize}x${m.inputSize}, ${(m.weightBytes / 1e6).toFixed(1)} MB in ${m.shards.length} shard(s)${note}`,
+    );
+  }
+}
+
+/** `models import`: the file is fully loaded (and so checked) before any copy is written. */
+function importTflite(file: string, opts: { out?: string; json?: boolean }): void {
+  if (!/\.tflite$/i.test(file)) {
+    throw new UsageError(
+      `Expected a .tflite file for models import but received ${JSON.stringify(file)} (TF.js models from nsfwjs: models import-nsfwjs)`,
+    );
+  }
+  const path = resolve(file);
+  const model = loadTfliteModel(path);
+  const summary = model.summary;
+  model.dispose();
+  let written: string | undefined;
+  if (opts.out) {
+    written = resolve(opts.out);
+    writeFileAtomic(written, readFileSync(path));
+  }
+  if (opts.json) {
+    console.log(JSON.stringify({ ...summary, written: written ?? null }, null, 2));
+    return;
+  }
+  for (const line of describeTflite(summary)) console.log(line);
+  if (written) console.log(`Written: ${written}`);
+  console.log(`Use it with: vaeguard reproduce imagenet --model ${written ?? path}`);
+}
+
+async function fetchRemoteModel(name: string, opts: { out: string; timeout: string }): Promise<void> {
+  if (!(name in REMOTE_MODELS)) {
+    throw new UsageError(
+      `Expected one of ${Object.keys(REMOTE_MODELS).join(", ")} for name but received ${JSON.stringify(name)}`,
+    );
+  }
+  const model = await fetchModel(name, { modelsRoot: resolve(opts.out), timeoutSeconds: Number(opts.timeout) });
+  console.log(`${REMOTE_MODELS[name].name}: ${model}`);
+  console.log(`Use it with: vaeguard reproduce imagenet --model ${model}`);
+}
+
+function registerImportNsfwjs(models: Command): void {
   models
     .command("import-nsfwjs")
     .description(
@@ -36,35 +99,10 @@ export function register(program: Command): void {
       parseListArg(String),
     )
     .option("--json", "print what was written as JSON")
-    .action((opts: ImportOpts) =>
-      runAction(() => {
-        for (const m of opts.models ?? []) {
-          if (!(m in NSFWJS_MODELS)) {
-            throw new UsageError(
-              `Expected one of ${Object.keys(NSFWJS_MODELS).join(", ")} in --models but received ${JSON.stringify(m)}`,
-            );
-          }
-        }
-        const out = checkWritableDir(opts.out, "the models");
-        const pkg = findNsfwjsPackage();
-        const written = extractNsfwjsModels(out, {
-          packageDir: pkg,
-          models: opts.models as NsfwjsModelName[] | undefined,
-        });
-        if (opts.json) {
-          console.log(JSON.stringify({ package: pkg, models: written }, null, 2));
-          return;
-        }
-        console.log(`From ${pkg}:`);
-        for (const m of written) {
-          const note = m.format === "layers-model" ? "" : " (graph model: not importable as a Layers model)";
-          console.log(
-            `  ${m.name.padEnd(17)} ${m.modelJson}  ${m.inputSize}x${m.inputSize}, ${(m.weightBytes / 1e6).toFixed(1)} MB in ${m.shards.length} shard(s)${note}`,
-          );
-        }
-      }),
-    );
+    .action((opts: ImportOpts) => runAction(() => importNsfwjs(opts)));
+}
 
+function registerImport(models: Command): void {
   models
     .command("import")
     .argument("<file>", "a TensorFlow Lite model (.tflite)")
@@ -73,32 +111,10 @@ export function register(program: Command): void {
     )
     .option("--out <path>", "copy the checked file here (written atomically)")
     .option("--json", "print the summary as JSON")
-    .action((file: string, opts: { out?: string; json?: boolean }) =>
-      runAction(() => {
-        if (!/\.tflite$/i.test(file)) {
-          throw new UsageError(
-            `Expected a .tflite file for models import but received ${JSON.stringify(file)} (TF.js models from nsfwjs: models import-nsfwjs)`,
-          );
-        }
-        const path = resolve(file);
-        const model = loadTfliteModel(path);
-        const summary = model.summary;
-        model.dispose();
-        let written: string | undefined;
-        if (opts.out) {
-          written = resolve(opts.out);
-          writeFileAtomic(written, readFileSync(path));
-        }
-        if (opts.json) {
-          console.log(JSON.stringify({ ...summary, written: written ?? null }, null, 2));
-          return;
-        }
-        for (const line of describeTflite(summary)) console.log(line);
-        if (written) console.log(`Written: ${written}`);
-        console.log(`Use it with: vaeguard reproduce imagenet --model ${written ?? path}`);
-      }),
-    );
+    .action((file: string, opts: { out?: string; json?: boolean }) => runAction(() => importTflite(file, opts)));
+}
 
+function registerFetch(models: Command): void {
   models
     .command("fetch")
     .argument("<name>", `one of ${Object.keys(REMOTE_MODELS).join(", ")}`)
@@ -107,18 +123,14 @@ export function register(program: Command): void {
     )
     .option("--out <dir>", "where models are kept (one sub-folder per model)", "runs/models")
     .option("--timeout <seconds>", "seconds to wait for the server", "30")
-    .action((name: string, opts: { out: string; timeout: string }) =>
-      runAction(async () => {
-        if (!(name in REMOTE_MODELS)) {
-          throw new UsageError(
-            `Expected one of ${Object.keys(REMOTE_MODELS).join(", ")} for name but received ${JSON.stringify(name)}`,
-          );
-        }
-        const model = await fetchModel(name, { modelsRoot: resolve(opts.out), timeoutSeconds: Number(opts.timeout) });
-        console.log(`${REMOTE_MODELS[name].name}: ${model}`);
-        console.log(`Use it with: vaeguard reproduce imagenet --model ${model}`);
-      }),
-    );
+    .action((name: string, opts: { out: string; timeout: string }) => runAction(() => fetchRemoteModel(name, opts)));
+}
+
+export function register(program: Command): void {
+  const models = program.command("models").description("pretrained classifiers from outside: import and list");
+  registerImportNsfwjs(models);
+  registerImport(models);
+  registerFetch(models);
 }
 
 /** The lines `models import` prints. */

@@ -101,13 +101,9 @@ const spec = (r: Record<number, number>) =>
     .map(([k, v]) => `${k}=${v}`)
     .join(",");
 
-/** Options and action of the command, on `cmd` (the subcommand and its alias share them). */
-function define(cmd: Command): void {
-  cmd
-    .description(
-      "the paper's NIPS 2017 experiment (Tables 6 and 7): split the images into an evaluation and a training half, train the patch VAEs of Table 3 " +
-        "on the training half, attack the classifier with FGSM and I-FGSM (gray-box) on the evaluation half with true labels, defend with JPEG, patch VAEs and their ensemble, write a report",
-    )
+/** The development images, the classifier and how many images to evaluate. */
+function addDataOptions(cmd: Command): Command {
+  return cmd
     .option(
       "--images <dir>",
       "the NIPS 2017 development set: dev_dataset.csv (ImageId, TrueLabel) and images/<ImageId>.png, 299x299",
@@ -124,7 +120,12 @@ function define(cmd: Command): void {
       "--samples <n>",
       "evaluate the first n images of the evaluation half (default: all 500)",
       parseIntArg("samples", 1),
-    )
+    );
+}
+
+/** Training of the patch VAEs (Table 3); the time caps make long runs resumable. */
+function addVaeTrainingOptions(cmd: Command): Command {
+  return cmd
     .option("--patch-sizes <list>", "patch VAEs: 16,32,64", parseListArg(parseIntArg("patch-sizes", 1)))
     .option(
       "--epoch-patches <spec>",
@@ -145,7 +146,12 @@ function define(cmd: Command): void {
     .option("--beta <x>", "weight of the VAE's KL term (the authors: 0.01)", parseNumberArg("beta", 0), 0.01)
     .option("--lr <x>", "Adam learning rate for the VAEs (the authors: 0.001)", parseNumberArg("lr", 0), 1e-3)
     .option("--batch-size <spec>", `VAE training batch: N or 16=N,32=N,64=N (default ${spec(DEFAULT_BATCH)})`)
-    .option("--no-flip", "no random horizontal flips of the training patches")
+    .option("--no-flip", "no random horizontal flips of the training patches");
+}
+
+/** The attacks of Tables 6 and 7 and how evaluation is batched. */
+function addAttackOptions(cmd: Command): Command {
+  return cmd
     .option(
       "--eps <list>",
       `FGSM epsilons (default ${DEFAULT_FGSM_EPS.join(",")})`,
@@ -173,7 +179,12 @@ function define(cmd: Command): void {
       "--eval-minutes <x>",
       "start no new batch of images after this many minutes; the report covers the images done, a later run continues",
       parseNumberArg("eval-minutes", 0),
-    )
+    );
+}
+
+/** Sharding, output folders and run control. */
+function addRunOptions(cmd: Command): Command {
+  return cmd
     .option(
       "--shard <k/n>",
       "evaluate only the k-th of n shares of the image batches, in its own results file and without a report (run n such processes, then one without --shard to merge and report)",
@@ -187,8 +198,21 @@ function define(cmd: Command): void {
     .option("--restart", "ignore existing checkpoints and results; train and evaluate from scratch")
     .option("--threads <n>", "libtorch threads (default: all cores)", parseThreadsArg())
     .option("--json", "print the results as JSON on stdout")
-    .option("--quiet", "no progress output")
-    .action((opts: Opts) => runAction(() => imagenetCommand(opts)));
+    .option("--quiet", "no progress output");
+}
+
+/** Options and action of the command, on `cmd` (the subcommand and its alias share them). */
+function define(cmd: Command): void {
+  cmd.description(
+    "the paper's NIPS 2017 experiment (Tables 6 and 7): split the images into an evaluation and a training half, train the patch VAEs of Table 3 " +
+      "on the training half, attack the classifier with FGSM and I-FGSM (gray-box) on the evaluation half with true labels, defend with JPEG, patch VAEs and their ensemble, write a report",
+  );
+  // Declared in this order so --help lists them as before.
+  addDataOptions(cmd);
+  addVaeTrainingOptions(cmd);
+  addAttackOptions(cmd);
+  addRunOptions(cmd);
+  cmd.action((opts: Opts) => runAction(() => imagenetCommand(opts)));
 }
 
 /** `vaeguard reproduce imagenet`, on the `reproduce` command. */

@@ -54,13 +54,9 @@ interface Opts {
   arch?: string;
 }
 
-export function register(program: Command): void {
-  const command = program
-    .command("train")
-    .description(
-      "train the paper's classifier or VAE, or a purifier against adaptive attacks, for a data set; resumable, with a checkpoint after every epoch",
-    )
-    .argument("<model>", "classifier, vae or purifier")
+/** Options every model kind shares: data, output, schedule and resumption. */
+function addTrainingOptions(cmd: Command): Command {
+  return cmd
     .requiredOption("--dataset <name>", `one of ${Object.keys(RECIPES).join(", ")}`)
     .requiredOption("--out <file>", "checkpoint file (.safetensors); resumed when it exists")
     .option("--data-dir <dir>", "data files to use instead of the default source")
@@ -70,7 +66,12 @@ export function register(program: Command): void {
     .option("--seed <n>", "random seed", parseIntArg("seed", 0), 0)
     .option("--validation <n>", "training images held out for validation", parseIntArg("validation", 1), 5000)
     .option("--train-samples <n>", "use only this many training images", parseIntArg("train-samples", 1))
-    .option("--no-resume", "start over even when --out exists")
+    .option("--no-resume", "start over even when --out exists");
+}
+
+/** Options of one model kind (VAE loss and preset, classifier augmentation, architecture) and run control. */
+function addModelOptions(cmd: Command): Command {
+  return cmd
     .option("--beta <x>", "VAE: weight of the KL term", parseNumberArg("beta", 0), 0.01)
     .option("--reconstruction <kind>", "VAE: bce or mse", "bce")
     .option(
@@ -94,80 +95,92 @@ export function register(program: Command): void {
     .option(
       "--arch <name>",
       `classifier: ${Object.keys(CLASSIFIER_ARCHS).join(" (default) or ")}; purifier: vae (default, Table 2) or conv`,
-    )
-    .action((kind: string, o: Opts & PurifierCliOptions) =>
-      runAction(async () => {
-        if (kind !== "classifier" && kind !== "vae" && kind !== "purifier")
-          throw new UsageError(
-            `Expected "classifier", "vae" or "purifier" for model but received ${JSON.stringify(kind)}`,
-          );
-        if (!(o.dataset in RECIPES)) {
-          throw new UsageError(
-            `Expected one of ${Object.keys(RECIPES).join(", ")} for --dataset but received ${JSON.stringify(o.dataset)}`,
-          );
-        }
-        if (o.preset && !(o.preset in VAE_PRESETS)) {
-          throw new UsageError(
-            `Expected one of ${Object.keys(VAE_PRESETS).join(", ")} for --preset but received ${JSON.stringify(o.preset)}`,
-          );
-        }
-        if (o.reconstruction !== "bce" && o.reconstruction !== "mse") {
-          throw new UsageError(
-            `Expected "bce" or "mse" for --reconstruction but received ${JSON.stringify(o.reconstruction)}`,
-          );
-        }
-        if (o.threads) setNumThreads(o.threads);
-        const recipe = RECIPES[o.dataset as SmallDataset];
-        // Checked and loaded before the training data, so bad input costs nothing.
-        const makeClassifier = classifierFactory(kind === "classifier" ? o.arch : undefined, recipe.makeClassifier);
-        const plan = kind === "purifier" ? planPurifierRun(o.dataset as SmallDataset, o) : undefined;
-        // Before any work: the checkpoint can be written, and the test data loads too.
-        const out = checkWritableFile(o.out, "the checkpoint");
-        removeOrphanedTemps(out);
-        const full = await recipe.load("train", o.dataDir);
-        const test = kind === "classifier" ? await recipe.load("test", o.dataDir) : undefined;
-        const split = splitValidation(full, Math.min(o.validation, Math.floor(datasetSize(full) / 2)), o.seed);
-        const train =
-          o.trainSamples && o.trainSamples < datasetSize(split.train)
-            ? takeFirst(split.train, o.trainSamples)
-            : split.train;
-        const common = {
-          train,
-          validation: split.validation,
-          epochs: o.epochs,
-          batchSize: o.batchSize,
-          lr: o.lr,
-          seed: o.seed,
-          checkpoint: out,
-          resume: o.resume,
-          restart: !o.resume && existsSync(out),
-          lrMilestones: o.lrMilestones,
-          lrGamma: o.lrGamma,
-          quiet: o.quiet,
-          progress: progressBars(o.quiet),
-        };
-        if (plan) {
-          await runTrainPurifier(plan, { ...o, ...common, out }, train, split.validation);
-        } else if (kind === "classifier") {
-          const r = await trainClassifier({
-            ...common,
-            makeModel: makeClassifier,
-            augment: o.augment ? "cifar" : null,
-            label: "classifier",
-          });
-          console.log(`test accuracy ${accuracy(r.model, test!).toFixed(4)}; checkpoint ${out}`);
-        } else {
-          const preset = VAE_PRESETS[o.preset ?? recipe.vaePreset];
-          await trainVae({
-            ...common,
-            makeModel: () => new ConvVae(preset),
-            loss: { beta: o.beta, reconstruction: o.reconstruction as "bce" | "mse" },
-            stopReconstructionChange: o.stopReconstructionChange,
-            label: "vae",
-          });
-          console.log(`checkpoint ${out}`);
-        }
-      }),
     );
+}
+
+/** Choices commander does not check itself; refused before anything is loaded. */
+function checkChoices(kind: string, o: Opts): void {
+  if (kind !== "classifier" && kind !== "vae" && kind !== "purifier")
+    throw new UsageError(`Expected "classifier", "vae" or "purifier" for model but received ${JSON.stringify(kind)}`);
+  if (!(o.dataset in RECIPES)) {
+    throw new UsageError(
+      `Expected one of ${Object.keys(RECIPES).join(", ")} for --dataset but received ${JSON.stringify(o.dataset)}`,
+    );
+  }
+  if (o.preset && !(o.preset in VAE_PRESETS)) {
+    throw new UsageError(
+      `Expected one of ${Object.keys(VAE_PRESETS).join(", ")} for --preset but received ${JSON.stringify(o.preset)}`,
+    );
+  }
+  if (o.reconstruction !== "bce" && o.reconstruction !== "mse") {
+    throw new UsageError(
+      `Expected "bce" or "mse" for --reconstruction but received ${JSON.stringify(o.reconstruction)}`,
+    );
+  }
+}
+
+async function runTrain(kind: string, o: Opts & PurifierCliOptions): Promise<void> {
+  checkChoices(kind, o);
+  if (o.threads) setNumThreads(o.threads);
+  const recipe = RECIPES[o.dataset as SmallDataset];
+  // Checked and loaded before the training data, so bad input costs nothing.
+  const makeClassifier = classifierFactory(kind === "classifier" ? o.arch : undefined, recipe.makeClassifier);
+  const plan = kind === "purifier" ? planPurifierRun(o.dataset as SmallDataset, o) : undefined;
+  // Before any work: the checkpoint can be written, and the test data loads too.
+  const out = checkWritableFile(o.out, "the checkpoint");
+  removeOrphanedTemps(out);
+  const full = await recipe.load("train", o.dataDir);
+  const test = kind === "classifier" ? await recipe.load("test", o.dataDir) : undefined;
+  const split = splitValidation(full, Math.min(o.validation, Math.floor(datasetSize(full) / 2)), o.seed);
+  const train =
+    o.trainSamples && o.trainSamples < datasetSize(split.train) ? takeFirst(split.train, o.trainSamples) : split.train;
+  const common = {
+    train,
+    validation: split.validation,
+    epochs: o.epochs,
+    batchSize: o.batchSize,
+    lr: o.lr,
+    seed: o.seed,
+    checkpoint: out,
+    resume: o.resume,
+    restart: !o.resume && existsSync(out),
+    lrMilestones: o.lrMilestones,
+    lrGamma: o.lrGamma,
+    quiet: o.quiet,
+    progress: progressBars(o.quiet),
+  };
+  if (plan) {
+    await runTrainPurifier(plan, { ...o, ...common, out }, train, split.validation);
+  } else if (kind === "classifier") {
+    const r = await trainClassifier({
+      ...common,
+      makeModel: makeClassifier,
+      augment: o.augment ? "cifar" : null,
+      label: "classifier",
+    });
+    console.log(`test accuracy ${accuracy(r.model, test!).toFixed(4)}; checkpoint ${out}`);
+  } else {
+    const preset = VAE_PRESETS[o.preset ?? recipe.vaePreset];
+    await trainVae({
+      ...common,
+      makeModel: () => new ConvVae(preset),
+      loss: { beta: o.beta, reconstruction: o.reconstruction as "bce" | "mse" },
+      stopReconstructionChange: o.stopReconstructionChange,
+      label: "vae",
+    });
+    console.log(`checkpoint ${out}`);
+  }
+}
+
+export function register(program: Command): void {
+  const command = program
+    .command("train")
+    .description(
+      "train the paper's classifier or VAE, or a purifier against adaptive attacks, for a data set; resumable, with a checkpoint after every epoch",
+    )
+    .argument("<model>", "classifier, vae or purifier");
+  addTrainingOptions(command);
+  addModelOptions(command);
+  command.action((kind: string, o: Opts & PurifierCliOptions) => runAction(() => runTrain(kind, o)));
   addPurifierOptions(command);
 }

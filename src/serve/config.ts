@@ -118,10 +118,18 @@ function bool(s: Source): boolean {
 
 const path = (s: Source) => resolve(s.base, str(s));
 
-export function resolveServeConfig(
+type Pick = (key: ServeKey) => Source | undefined;
+type Get = <T>(key: ServeKey, parse: (s: Source) => T, dflt: T) => T;
+
+/**
+ * Look a key up in the flags first, then in the file, remembering where the
+ * value came from so errors name the flag or the key and relative paths are
+ * taken from the right folder.
+ */
+function settingsReader(
   flags: RawServeSettings,
-  options: { configFile?: string; cwd?: string } = {},
-): ServeConfig {
+  options: { configFile?: string; cwd?: string },
+): { pick: Pick; get: Get } {
   const cwd = options.cwd ?? process.cwd();
   const file = options.configFile ? resolve(cwd, options.configFile) : undefined;
   const fromFile = file ? loadServeConfigFile(file) : {};
@@ -135,16 +143,22 @@ export function resolveServeConfig(
     const s = pick(key);
     return s === undefined ? dflt : parse(s);
   };
+  return { pick, get };
+}
 
+function requireClassifier(pick: Pick): Source {
   const clf = pick("classifier");
   if (!clf) {
     throw new ArgumentError(
       "--classifier is required: a classifier checkpoint (e.g. runs/checkpoints/mnist-classifier.safetensors from `vaeguard reproduce mnist`)",
     );
   }
-  const vae = get("vae", path, undefined as string | undefined);
+  return clf;
+}
+
+/** `--patch-vae SIZE=FILE`, repeatable (or a list in the file). */
+function parsePatchVaes(pv: Source | undefined): Record<string, string> {
   const patchVaes: Record<string, string> = {};
-  const pv = pick("patch-vae");
   if (pv) {
     const entries = Array.isArray(pv.raw) ? pv.raw : [pv.raw];
     for (const e of entries) {
@@ -153,7 +167,11 @@ export function resolveServeConfig(
       patchVaes[m[1]] = resolve(pv.base, m[2]);
     }
   }
-  const defensesRaw = pick("defenses");
+  return patchVaes;
+}
+
+/** The defenses to serve; the default depends on whether a VAE was given, and a VAE defense needs one. */
+function resolveDefenses(defensesRaw: Source | undefined, vae: string | undefined): string[] {
   let defenses: string[];
   if (defensesRaw === undefined) defenses = vae ? ["vae", "jpeg:23"] : ["jpeg:23"];
   else if (Array.isArray(defensesRaw.raw)) defenses = defensesRaw.raw.map((d) => str({ ...defensesRaw, raw: d }));
@@ -165,54 +183,78 @@ export function resolveServeConfig(
       );
     }
   }
-  const shape = get(
-    "input-shape",
-    (s) => {
-      const parts = (Array.isArray(s.raw) ? s.raw : String(s.raw).split(",")).map((p) => Number(p));
-      if (parts.length !== 3 || !parts.every((p) => Number.isInteger(p) && p > 0))
-        fail("C,H,W (e.g. 3,224,224)", s.where, s.raw);
-      return parts as [number, number, number];
-    },
-    undefined as [number, number, number] | undefined,
-  );
+  return defenses;
+}
 
+function inputShape(s: Source): [number, number, number] {
+  const parts = (Array.isArray(s.raw) ? s.raw : String(s.raw).split(",")).map((p) => Number(p));
+  if (parts.length !== 3 || !parts.every((p) => Number.isInteger(p) && p > 0))
+    fail("C,H,W (e.g. 3,224,224)", s.where, s.raw);
+  return parts as [number, number, number];
+}
+
+function modelThread(s: Source): "worker" | "main" {
+  const v = str(s);
+  if (v !== "worker" && v !== "main") fail('"worker" or "main"', s.where, s.raw);
+  return v as "worker" | "main";
+}
+
+function batchingSettings(get: Get): ServeConfig["batching"] {
+  return {
+    maxBatchSize: get("max-batch", (s) => int(s, 1, 4096), DEFAULT_BATCHER_OPTIONS.maxBatchSize),
+    windowMs: get("batch-window-ms", (s) => num(s, 0), DEFAULT_BATCHER_OPTIONS.windowMs),
+    concurrency: get("concurrency", (s) => int(s, 1, 64), DEFAULT_BATCHER_OPTIONS.concurrency),
+    queueLimit: get("queue-limit", (s) => int(s, 1), DEFAULT_BATCHER_OPTIONS.queueLimit),
+    timeoutMs: get("queue-timeout-ms", (s) => int(s, 1), DEFAULT_BATCHER_OPTIONS.timeoutMs),
+  };
+}
+
+function limitSettings(get: Get): ServeLimits {
+  return {
+    bodyLimit: get("body-limit", (s) => int(s, 1024), DEFAULT_LIMITS.bodyLimit),
+    maxPixels: get("max-pixels", (s) => int(s, 1), DEFAULT_LIMITS.maxPixels),
+    maxImagesPerRequest: get("max-images", (s) => int(s, 1), DEFAULT_LIMITS.maxImagesPerRequest),
+    requestTimeoutMs: get("request-timeout-ms", (s) => int(s, 100), DEFAULT_LIMITS.requestTimeoutMs),
+  };
+}
+
+function attackSettings(get: Get): AttackLimits {
+  return {
+    ...DEFAULT_ATTACK_LIMITS,
+    enabled: get("attack", bool, true),
+    maxSteps: get("max-attack-steps", (s) => int(s, 1), DEFAULT_ATTACK_LIMITS.maxSteps),
+    maxEot: get("max-eot", (s) => int(s, 1), DEFAULT_ATTACK_LIMITS.maxEot),
+  };
+}
+
+export function resolveServeConfig(
+  flags: RawServeSettings,
+  options: { configFile?: string; cwd?: string } = {},
+): ServeConfig {
+  const { pick, get } = settingsReader(flags, options);
+
+  // The model settings are checked first (in this order) so that a missing
+  // classifier or VAE is the error reported, before any tuning flag.
+  const clf = requireClassifier(pick);
+  const vae = get("vae", path, undefined as string | undefined);
+  const patchVaes = parsePatchVaes(pick("patch-vae"));
+  const defenses = resolveDefenses(pick("defenses"), vae);
+  const shape = get("input-shape", inputShape, undefined as [number, number, number] | undefined);
+
+  // Fields in the order they were always read, so the first bad value reported stays the same.
   const host = get("host", str, "127.0.0.1");
   return {
     host,
     port: get("port", (s) => int(s, 0, 65535), 8080),
     models: { classifier: path(clf), inputShape: shape, vae, patchVaes, defenses },
-    batching: {
-      maxBatchSize: get("max-batch", (s) => int(s, 1, 4096), DEFAULT_BATCHER_OPTIONS.maxBatchSize),
-      windowMs: get("batch-window-ms", (s) => num(s, 0), DEFAULT_BATCHER_OPTIONS.windowMs),
-      concurrency: get("concurrency", (s) => int(s, 1, 64), DEFAULT_BATCHER_OPTIONS.concurrency),
-      queueLimit: get("queue-limit", (s) => int(s, 1), DEFAULT_BATCHER_OPTIONS.queueLimit),
-      timeoutMs: get("queue-timeout-ms", (s) => int(s, 1), DEFAULT_BATCHER_OPTIONS.timeoutMs),
-    },
-    limits: {
-      bodyLimit: get("body-limit", (s) => int(s, 1024), DEFAULT_LIMITS.bodyLimit),
-      maxPixels: get("max-pixels", (s) => int(s, 1), DEFAULT_LIMITS.maxPixels),
-      maxImagesPerRequest: get("max-images", (s) => int(s, 1), DEFAULT_LIMITS.maxImagesPerRequest),
-      requestTimeoutMs: get("request-timeout-ms", (s) => int(s, 100), DEFAULT_LIMITS.requestTimeoutMs),
-    },
-    attack: {
-      ...DEFAULT_ATTACK_LIMITS,
-      enabled: get("attack", bool, true),
-      maxSteps: get("max-attack-steps", (s) => int(s, 1), DEFAULT_ATTACK_LIMITS.maxSteps),
-      maxEot: get("max-eot", (s) => int(s, 1), DEFAULT_ATTACK_LIMITS.maxEot),
-    },
+    batching: batchingSettings(get),
+    limits: limitSettings(get),
+    attack: attackSettings(get),
     apiKeyEnv: get("api-key-env", str, undefined as string | undefined),
     samples: get("samples", (s) => int(s, 0), 1000),
     results: get("results", path, undefined as string | undefined),
     threads: get("threads", (s) => int(s, 1), undefined as number | undefined),
-    modelThread: get(
-      "model-thread",
-      (s) => {
-        const v = str(s);
-        if (v !== "worker" && v !== "main") fail('"worker" or "main"', s.where, s.raw);
-        return v as "worker" | "main";
-      },
-      "worker" as "worker" | "main",
-    ),
+    modelThread: get("model-thread", modelThread, "worker" as "worker" | "main"),
     seed: get("seed", (s) => int(s, 0), 0),
     log: get("log", bool, false),
   };

@@ -132,18 +132,11 @@ function describeError(
   return { status: 500, code: "internal", message: "Internal error; see the server log", headers: {} };
 }
 
-export function createServer(options: ServeOptions): Server {
-  const limits: ServeLimits = { ...DEFAULT_LIMITS, ...options.limits };
-  const attack: AttackLimits = { ...DEFAULT_ATTACK_LIMITS, ...options.attack };
-  // The metrics read the batcher's queue when scraped; the batcher reports batch sizes to the metrics.
-  const metrics: ServeMetrics = new ServeMetrics(
-    () => batcher,
-    () => runner.liveTensors,
-  );
-  const batcher = new DynamicBatcher({
-    ...options.batching,
-    onBatch: (key, size) => metrics.batchSize.observe({ operation: key.split("|")[0] }, size),
-  });
+/**
+ * Where the models run. A worker needs files to load its own copy from; the
+ * runner starts loading at once so the first request does not pay for it.
+ */
+function createRunner(options: ServeOptions): ModelRunner {
   const files = options.models.files;
   const modelThread = options.modelThread ?? (files ? "worker" : "main");
   if (modelThread === "worker" && !files) {
@@ -160,18 +153,12 @@ export function createServer(options: ServeOptions): Server {
       : new InlineRunner(options.models);
   // Start loading now; a failure is answered per batch (500) and by listen().
   runner.ready().catch(() => {});
-  const ctx: ServeContext = {
-    models: options.models,
-    runner,
-    batcher,
-    metrics,
-    limits,
-    attack,
-    samples: options.samples,
-    results: options.results,
-  };
+  return runner;
+}
 
-  const app = Fastify({
+/** The bare Fastify app with the body limit and Node's own request timeouts. */
+function createApp(options: ServeOptions, limits: ServeLimits): FastifyInstance {
+  return Fastify({
     logger: options.logger ?? false,
     bodyLimit: limits.bodyLimit,
     // Node's own check of slow requests runs every connectionsCheckingInterval: keep it near the timeout.
@@ -187,7 +174,10 @@ export function createServer(options: ServeOptions): Server {
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     return503OnClosing: true,
   });
+}
 
+/** Body parsers, and every failure (including unknown routes) answered in the one error shape. */
+function installParsersAndErrors(app: FastifyInstance, limits: ServeLimits, metrics: ServeMetrics): void {
   // Only JSON (batches, attacks) and image bytes: anything else is a 415.
   app.removeContentTypeParser(["text/plain"]);
   app.addContentTypeParser([...ACCEPTED_CONTENT_TYPES], { parseAs: "buffer" }, (_request, body, done) =>
@@ -203,34 +193,71 @@ export function createServer(options: ServeOptions): Server {
   app.setNotFoundHandler((request, reply) =>
     reply.status(404).send(errorBody("not_found", `No route ${request.method} ${request.url.split("?")[0]}`)),
   );
+}
 
-  if (options.apiKey !== undefined) {
-    if (options.apiKey.length === 0) throw new ArgumentError("The API key must not be empty");
-    const want = digest(options.apiKey);
-    app.addHook("onRequest", async (request, reply) => {
-      if (!request.url.startsWith("/v1/") && !request.url.startsWith("/metrics")) return;
-      const got = presentedKey(request.headers);
-      if (got === undefined || !timingSafeEqual(digest(got), want)) {
-        return reply
-          .status(401)
-          .header("www-authenticate", "Bearer")
-          .send(errorBody("unauthorized", "A valid API key is needed (Authorization: Bearer KEY or X-API-Key: KEY)"));
-      }
-    });
-  }
+/** Guard /v1/* and /metrics with the key; compare digests in constant time so timing leaks nothing. */
+function installApiKeyCheck(app: FastifyInstance, apiKey: string): void {
+  if (apiKey.length === 0) throw new ArgumentError("The API key must not be empty");
+  const want = digest(apiKey);
+  app.addHook("onRequest", async (request, reply) => {
+    if (!request.url.startsWith("/v1/") && !request.url.startsWith("/metrics")) return;
+    const got = presentedKey(request.headers);
+    if (got === undefined || !timingSafeEqual(digest(got), want)) {
+      return reply
+        .status(401)
+        .header("www-authenticate", "Bearer")
+        .send(errorBody("unauthorized", "A valid API key is needed (Authorization: Bearer KEY or X-API-Key: KEY)"));
+    }
+  });
+}
 
+/** Count and time every response, by route pattern rather than raw URL to keep the label set small. */
+function installRequestMetrics(app: FastifyInstance, metrics: ServeMetrics): void {
   app.addHook("onResponse", async (request, reply) => {
     const route = request.routeOptions.url ?? "unmatched";
     metrics.requests.inc({ method: request.method, route, status: String(reply.statusCode) });
     metrics.latency.observe({ method: request.method, route }, reply.elapsedTime / 1000);
   });
+}
 
+function registerRoutes(app: FastifyInstance, ctx: ServeContext, webDir: string): void {
   registerInfo(app, ctx);
   registerPurify(app, ctx);
   registerClassify(app, ctx);
   registerAttack(app, ctx);
   registerSamples(app, ctx);
-  registerWeb(app, options.webDir ?? DEFAULT_WEB_DIR);
+  registerWeb(app, webDir);
+}
+
+export function createServer(options: ServeOptions): Server {
+  const limits: ServeLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const attack: AttackLimits = { ...DEFAULT_ATTACK_LIMITS, ...options.attack };
+  // The metrics read the batcher's queue when scraped; the batcher reports batch sizes to the metrics.
+  const metrics: ServeMetrics = new ServeMetrics(
+    () => batcher,
+    () => runner.liveTensors,
+  );
+  const batcher = new DynamicBatcher({
+    ...options.batching,
+    onBatch: (key, size) => metrics.batchSize.observe({ operation: key.split("|")[0] }, size),
+  });
+  const runner = createRunner(options);
+  const ctx: ServeContext = {
+    models: options.models,
+    runner,
+    batcher,
+    metrics,
+    limits,
+    attack,
+    samples: options.samples,
+    results: options.results,
+  };
+
+  const app = createApp(options, limits);
+  installParsersAndErrors(app, limits, metrics);
+  if (options.apiKey !== undefined) installApiKeyCheck(app, options.apiKey);
+  installRequestMetrics(app, metrics);
+  registerRoutes(app, ctx, options.webDir ?? DEFAULT_WEB_DIR);
 
   return {
     app,

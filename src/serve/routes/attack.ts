@@ -61,96 +61,124 @@ function checkCost(ctx: ServeContext, params: Record<string, number | boolean>, 
   }
 }
 
-export function registerAttack(app: FastifyInstance, ctx: ServeContext): void {
-  app.post<{ Body: AttackBody }>("/v1/attack", { schema: SCHEMA }, async (request) => {
-    if (!ctx.attack.enabled) {
-      throw new HttpError(403, "attack_disabled", "The attack endpoint is switched off on this server");
-    }
-    const b = request.body;
-    const numClasses = ctx.models.classifier.numClasses;
-    if ((b.image === undefined) === (b.sample === undefined)) {
-      throw badRequest("invalid_request", 'Give exactly one of "image" (base64) and "sample" (a test image index)');
-    }
-    if (b.label !== undefined && b.label >= numClasses) {
+/** Refusals that need no model work: the endpoint switched off, an ambiguous image, a label out of range. */
+function checkRequest(ctx: ServeContext, b: AttackBody): void {
+  if (!ctx.attack.enabled) {
+    throw new HttpError(403, "attack_disabled", "The attack endpoint is switched off on this server");
+  }
+  const numClasses = ctx.models.classifier.numClasses;
+  if ((b.image === undefined) === (b.sample === undefined)) {
+    throw badRequest("invalid_request", 'Give exactly one of "image" (base64) and "sample" (a test image index)');
+  }
+  if (b.label !== undefined && b.label >= numClasses) {
+    throw badRequest(
+      "invalid_request",
+      `Expected integer between 0 and ${numClasses - 1} for label but received ${b.label}`,
+    );
+  }
+}
+
+type LabelSource = "request" | "sample" | "prediction";
+
+/** The image to attack: a served test sample (which brings its own label) or the uploaded bytes. */
+async function resolveImage(
+  ctx: ServeContext,
+  b: AttackBody,
+): Promise<{ image: PixelImage; label: number | undefined; labelSource: LabelSource }> {
+  let label = b.label;
+  let labelSource: LabelSource = "request";
+  if (b.sample !== undefined) {
+    const samples = ctx.samples;
+    if (!samples || b.sample >= samples.items.length) {
       throw badRequest(
-        "invalid_request",
-        `Expected integer between 0 and ${numClasses - 1} for label but received ${b.label}`,
+        "unknown_sample",
+        `No test sample ${b.sample}; this server has ${samples?.items.length ?? 0} (GET /v1/samples)`,
       );
     }
-    const k = Math.min(b.topk ?? 3, numClasses);
-    const choice = parseAttackSpec(b.attack ?? "fgsm");
-    checkCost(ctx, choice.params, b.eot);
-    const served = findDefense(ctx, b.defense);
-    const modes: DefenseView[] = b.mode === undefined || b.mode === "both" ? ["gray-box", "adaptive"] : [b.mode];
-
-    let image: PixelImage;
-    let label = b.label;
-    let labelSource: "request" | "sample" | "prediction" = "request";
-    if (b.sample !== undefined) {
-      const samples = ctx.samples;
-      if (!samples || b.sample >= samples.items.length) {
-        throw badRequest(
-          "unknown_sample",
-          `No test sample ${b.sample}; this server has ${samples?.items.length ?? 0} (GET /v1/samples)`,
-        );
-      }
-      image = samples.items[b.sample].image;
-      if (label === undefined) {
-        label = samples.items[b.sample].label;
-        labelSource = "sample";
-      }
-    } else {
-      const [c, h, w] = ctx.models.classifier.inputShape;
-      image = await decodeImage(fromBase64(b.image, "image"), {
-        maxPixels: ctx.limits.maxPixels,
-        channels: c as 1 | 3,
-        size: [h, w],
-        what: "image",
-      });
-    }
-    const [clean] = await classifyImages(ctx, [image]);
-    const servedIndex = ctx.models.defenses.indexOf(served);
+    const image = samples.items[b.sample].image;
     if (label === undefined) {
-      // No true label for an uploaded image: attack the classifier's own clean prediction.
-      label = topK(clean[0], 1, ctx.models.classNames)[0].label;
-      labelSource = "prediction";
+      label = samples.items[b.sample].label;
+      labelSource = "sample";
     }
-    const runs = await Promise.all(
-      modes.map(async (mode) => {
-        const settings = { choice, eps: b.eps, mode, defense: served.id, eot: b.eot };
-        const key = `attack|${choice.spec}|${b.eps}|${mode}|${served.id}|${b.eot ?? ""}|${image.shape.join("x")}`;
-        const out = await ctx.batcher.submit(key, { image, label: label! }, (jobs: AttackJob[]) =>
-          ctx.runner.attack(settings, jobs),
-        );
-        return {
-          mode,
-          adversarial: {
-            image: (await encodePng(out.adversarial)).toString("base64"),
-            top: topK(out.adversarialProbs, k, ctx.models.classNames),
-          },
-          purified: {
-            image: (await encodePng(out.purified)).toString("base64"),
-            top: topK(out.purifiedProbs, k, ctx.models.classNames),
-          },
-        };
-      }),
-    );
-    return {
-      attack: choice.spec,
-      attackName: choice.name,
-      eps: b.eps,
-      defense: served.id,
-      defenseName: served.defense.name,
-      label,
-      className: ctx.models.classNames[label],
-      labelSource,
-      original: {
-        image: (await encodePng(image)).toString("base64"),
-        undefended: topK(clean[0], k, ctx.models.classNames),
-        defended: topK(clean[servedIndex], k, ctx.models.classNames),
-      },
-      runs,
-      predictions: describePredictions(ctx, clean, k),
-    };
+    return { image, label, labelSource };
+  }
+  const [c, h, w] = ctx.models.classifier.inputShape;
+  const image = await decodeImage(fromBase64(b.image, "image"), {
+    maxPixels: ctx.limits.maxPixels,
+    channels: c as 1 | 3,
+    size: [h, w],
+    what: "image",
   });
+  return { image, label, labelSource };
+}
+
+interface AttackPlan {
+  choice: ReturnType<typeof parseAttackSpec>;
+  eps: number;
+  defenseId: string;
+  eot: number | undefined;
+  k: number;
+}
+
+/** One mode's attack, through the batcher (same settings and image shape share a batch), encoded for JSON. */
+async function runMode(ctx: ServeContext, plan: AttackPlan, mode: DefenseView, image: PixelImage, label: number) {
+  const { choice, eps, defenseId, eot, k } = plan;
+  const settings = { choice, eps, mode, defense: defenseId, eot };
+  const key = `attack|${choice.spec}|${eps}|${mode}|${defenseId}|${eot ?? ""}|${image.shape.join("x")}`;
+  const out = await ctx.batcher.submit(key, { image, label }, (jobs: AttackJob[]) => ctx.runner.attack(settings, jobs));
+  return {
+    mode,
+    adversarial: {
+      image: (await encodePng(out.adversarial)).toString("base64"),
+      top: topK(out.adversarialProbs, k, ctx.models.classNames),
+    },
+    purified: {
+      image: (await encodePng(out.purified)).toString("base64"),
+      top: topK(out.purifiedProbs, k, ctx.models.classNames),
+    },
+  };
+}
+
+async function handleAttack(ctx: ServeContext, b: AttackBody) {
+  checkRequest(ctx, b);
+  const numClasses = ctx.models.classifier.numClasses;
+  const k = Math.min(b.topk ?? 3, numClasses);
+  const choice = parseAttackSpec(b.attack ?? "fgsm");
+  checkCost(ctx, choice.params, b.eot);
+  const served = findDefense(ctx, b.defense);
+  const modes: DefenseView[] = b.mode === undefined || b.mode === "both" ? ["gray-box", "adaptive"] : [b.mode];
+
+  const { image, label: given, labelSource: givenSource } = await resolveImage(ctx, b);
+  let label = given;
+  let labelSource = givenSource;
+  const [clean] = await classifyImages(ctx, [image]);
+  const servedIndex = ctx.models.defenses.indexOf(served);
+  if (label === undefined) {
+    // No true label for an uploaded image: attack the classifier's own clean prediction.
+    label = topK(clean[0], 1, ctx.models.classNames)[0].label;
+    labelSource = "prediction";
+  }
+  const plan: AttackPlan = { choice, eps: b.eps, defenseId: served.id, eot: b.eot, k };
+  const runs = await Promise.all(modes.map((mode) => runMode(ctx, plan, mode, image, label!)));
+  return {
+    attack: choice.spec,
+    attackName: choice.name,
+    eps: b.eps,
+    defense: served.id,
+    defenseName: served.defense.name,
+    label,
+    className: ctx.models.classNames[label],
+    labelSource,
+    original: {
+      image: (await encodePng(image)).toString("base64"),
+      undefended: topK(clean[0], k, ctx.models.classNames),
+      defended: topK(clean[servedIndex], k, ctx.models.classNames),
+    },
+    runs,
+    predictions: describePredictions(ctx, clean, k),
+  };
+}
+
+export function registerAttack(app: FastifyInstance, ctx: ServeContext): void {
+  app.post<{ Body: AttackBody }>("/v1/attack", { schema: SCHEMA }, async (request) => handleAttack(ctx, request.body));
 }
