@@ -1,45 +1,11 @@
-/** Shared CLI plumbing: error handling, output, progress bars. */
-import { Command, InvalidArgumentError } from "commander";
+/** Shared CLI plumbing: error handling, output, progress bars (argument parsers are in args.ts). */
+import { Command } from "commander";
 import cliProgress from "cli-progress";
 import { VaeguardError, exitCodeOf } from "../core/errors.js";
-import { checkInt, checkNumber } from "../core/validate.js";
 import type { Progress, ProgressFactory } from "../core/progress.js";
-import { checkThreads } from "../core/threads.js";
 
 /** A usage or input error: one clear line, exit code 2. */
 export class UsageError extends VaeguardError {}
-
-/** Re-throw validate.ts's message (one template everywhere) as commander's usage error. */
-function asUsage<T>(check: () => T): T {
-  try {
-    return check();
-  } catch (e) {
-    throw new InvalidArgumentError((e as Error).message);
-  }
-}
-
-export function parseIntArg(name: string, min?: number, max?: number) {
-  return (v: string): number => asUsage(() => checkInt(/^-?\d+$/.test(v.trim()) ? Number(v) : v, name, min, max));
-}
-
-/** --threads: at most a few per core (core/threads.ts), with the bound explained in the message. */
-export function parseThreadsArg() {
-  return (v: string): number => asUsage(() => checkThreads(/^-?\d+$/.test(v.trim()) ? Number(v) : v, "--threads"));
-}
-
-export function parseNumberArg(name: string, min?: number, max?: number) {
-  return (v: string): number =>
-    asUsage(() => checkNumber(v.trim() !== "" && Number.isFinite(Number(v)) ? Number(v) : v, name, min, max));
-}
-
-export function parseListArg<T>(parse: (s: string) => T) {
-  return (v: string): T[] =>
-    v
-      .split(",")
-      .map((s) => s.trim())
-      .filter((s) => s.length > 0)
-      .map(parse);
-}
 
 /** --debug anywhere on the command line (a program-wide option, see main.ts). */
 export function debugRequested(argv: readonly string[] = process.argv): boolean {

@@ -16,7 +16,8 @@ import { writeRunReport } from "../report/run-report.js";
 import { CONFIG_KEYS, DEFAULTS, resolveConfig, type RawSettings } from "../eval/config.js";
 import { runEvaluate } from "../eval/evaluate.js";
 import { RECIPES } from "../eval/recipes.js";
-import { parseThreadsArg, progressBars, runAction } from "./common.js";
+import { progressBars, runAction } from "./common.js";
+import { parseThreadsArg } from "./args.js";
 import { addQueueOptions, queueRunners, type QueueOpts } from "./queue-options.js";
 
 /** The defenses evaluate can build (patch VAEs need models it does not load). */

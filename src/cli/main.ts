@@ -23,8 +23,11 @@ const program = new Command()
   // parsing, so that it works after a subcommand too despite positional options.
   .option("--debug", "print the stack trace of internal errors")
   // One line for a usage error too, the hint at its end.
-  .configureOutput({ outputError: (str, write) => write(`vaeguard: ${str.trimEnd()} (run with --help for usage)
-`) })
+  .configureOutput({
+    outputError: (str, write) =>
+      write(`vaeguard: ${str.trimEnd()} (run with --help for usage)
+`),
+  })
   .exitOverride((err) => {
     // commander's own usage errors (unknown option, bad argument): exit code 2.
     process.exit(err.exitCode === 0 ? 0 : 2);

@@ -5,7 +5,8 @@ import { resolve } from "node:path";
 import { loadTfliteModel, type TfliteSummary } from "../models/tflite/model.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { checkWritableDir } from "../io/preflight.js";
-import { runAction, parseListArg } from "./common.js";
+import { runAction } from "./common.js";
+import { parseListArg } from "./args.js";
 import { REMOTE_MODELS, fetchModel } from "../models/fetch.js";
 import {
   DEFAULT_NSFWJS_DIR,

@@ -4,7 +4,7 @@ import type { EvaluationSetup } from "../eval/evaluation.js";
 import type { CellRunner } from "../eval/sweep.js";
 import { parseRedisUrl } from "../queue/connection.js";
 import { QueueRunner } from "../queue/coordinator.js";
-import { parseIntArg } from "./common.js";
+import { parseIntArg } from "./args.js";
 
 export interface QueueOpts {
   queue?: string;

@@ -8,15 +8,8 @@ import { join, resolve } from "node:path";
 import { setNumThreads } from "../core/engine.js";
 import { LIMITS } from "../core/limits.js";
 import { checkWritableDir } from "../io/preflight.js";
-import {
-  UsageError,
-  parseIntArg,
-  parseListArg,
-  parseNumberArg,
-  parseThreadsArg,
-  progressBars,
-  runAction,
-} from "./common.js";
+import { UsageError, progressBars, runAction } from "./common.js";
+import { parseIntArg, parseListArg, parseNumberArg, parseThreadsArg } from "./args.js";
 import {
   DEFAULT_FGSM_EPS,
   DEFAULT_IFGSM_EPS,

@@ -4,15 +4,8 @@ import type { Command } from "commander";
 import { join, resolve } from "node:path";
 import { setNumThreads } from "../core/engine.js";
 import { LIMITS } from "../core/limits.js";
-import {
-  UsageError,
-  parseIntArg,
-  parseListArg,
-  parseNumberArg,
-  parseThreadsArg,
-  progressBars,
-  runAction,
-} from "./common.js";
+import { UsageError, progressBars, runAction } from "./common.js";
+import { parseIntArg, parseListArg, parseNumberArg, parseThreadsArg } from "./args.js";
 import { reproduceSmall, RECIPES, DEFAULT_DEFENSES, type SmallDataset } from "../eval/reproduce.js";
 import { renderTextTable } from "../report/table.js";
 import { writeRunReport } from "../report/run-report.js";

@@ -20,7 +20,8 @@ import { ConvVae, VAE_PRESETS } from "../models/vae.js";
 import type { Module } from "../nn/module.js";
 import { RECIPES, type SmallDataset } from "../eval/reproduce.js";
 import { formatTrainingAttack, parseTrainingAttack, trainPurifier, type TrainingAttack } from "../train/purifier.js";
-import { UsageError, parseIntArg, parseNumberArg } from "./common.js";
+import { UsageError } from "./common.js";
+import { parseIntArg, parseNumberArg } from "./args.js";
 
 type ClassifierMaker = () => Module & ImageClassifier;
 

@@ -13,15 +13,8 @@ import { splitValidation, takeFirst, datasetSize } from "../data/index.js";
 import { ConvVae, VAE_PRESETS } from "../models/vae.js";
 import { accuracy, trainClassifier, trainVae } from "../train/trainer.js";
 import { RECIPES, type SmallDataset } from "../eval/reproduce.js";
-import {
-  UsageError,
-  parseIntArg,
-  parseListArg,
-  parseNumberArg,
-  parseThreadsArg,
-  progressBars,
-  runAction,
-} from "./common.js";
+import { UsageError, progressBars, runAction } from "./common.js";
+import { parseIntArg, parseListArg, parseNumberArg, parseThreadsArg } from "./args.js";
 import {
   CLASSIFIER_ARCHS,
   addPurifierOptions,

@@ -6,7 +6,8 @@
 import type { Command } from "commander";
 import { parseRedisUrl } from "../queue/connection.js";
 import { runWorker } from "../queue/worker.js";
-import { parseIntArg, parseThreadsArg, runAction } from "./common.js";
+import { runAction } from "./common.js";
+import { parseIntArg, parseThreadsArg } from "./args.js";
 
 interface Opts {
   queue?: string;

@@ -34,7 +34,8 @@ import {
 } from "../eval/worst-case.js";
 import { writeFileAtomic, writeJsonAtomic } from "../io/atomic.js";
 import { maskingKey, renderWorstCaseReport, renderWorstCaseText } from "../report/worst-case.js";
-import { parseIntArg, parseListArg, parseNumberArg, parseThreadsArg, runAction, softwareVersions } from "./common.js";
+import { runAction, softwareVersions } from "./common.js";
+import { parseIntArg, parseListArg, parseNumberArg, parseThreadsArg } from "./args.js";
 
 interface Opts {
   dataset: string;
