@@ -48,57 +48,49 @@ function relDiff(a: Tensor, b: Tensor): number {
   return noGrad(() => tidy(() => a.sub(b).abs().max().item() / Math.max(b.abs().max().item(), 1e-30)));
 }
 
+/** Randomized: adds sigma times `draw(x)` to its input, and records its calls and their batch sizes. */
+class CountingNoiseModel implements AttackableModel {
+  readonly randomized = true;
+  calls = 0;
+  rows: number[] = [];
+  constructor(
+    readonly inner: Module,
+    readonly sigma: number,
+    private readonly draw: (x: Tensor) => Tensor,
+  ) {}
+  get training(): boolean {
+    return this.inner.training;
+  }
+  train(on = true): unknown {
+    return this.inner.train(on);
+  }
+  forward(x: Tensor): Tensor {
+    this.calls++;
+    this.rows.push(x.dims[0]);
+    return tidy(() => this.inner.forward(x.add(this.draw(x).mul(this.sigma))) as Tensor);
+  }
+}
+
 /**
  * Randomized, drawing its noise row by row (one randn per row, in row order):
  * with a fixed seed, the draws do not depend on how the rows are grouped into
  * passes, so batched, split and one-pass-per-draw runs see identical noise.
  */
-class RowNoiseModel implements AttackableModel {
-  readonly randomized = true;
-  calls = 0;
-  rows: number[] = [];
-  constructor(
-    readonly inner: Module,
-    readonly sigma: number,
-  ) {}
-  get training(): boolean {
-    return this.inner.training;
-  }
-  train(on = true): unknown {
-    return this.inner.train(on);
-  }
-  forward(x: Tensor): Tensor {
-    this.calls++;
-    this.rows.push(x.dims[0]);
-    return tidy(() => {
-      const noise = cat(
+class RowNoiseModel extends CountingNoiseModel {
+  constructor(inner: Module, sigma: number) {
+    super(inner, sigma, (x) =>
+      cat(
         Array.from({ length: x.dims[0] }, () => randn([1, ...x.dims.slice(1)])),
         0,
-      );
-      return this.inner.forward(x.add(noise.mul(this.sigma))) as Tensor;
-    });
+      ),
+    );
   }
 }
 
 /** Randomized, but one noise draw for the whole batch (broadcast): batched EOT must notice and fall back. */
-class SharedNoiseModel implements AttackableModel {
-  readonly randomized = true;
-  calls = 0;
-  rows: number[] = [];
-  constructor(
-    readonly inner: Module,
-    readonly sigma: number,
-  ) {}
-  get training(): boolean {
-    return this.inner.training;
-  }
-  train(on = true): unknown {
-    return this.inner.train(on);
-  }
-  forward(x: Tensor): Tensor {
-    this.calls++;
-    this.rows.push(x.dims[0]);
-    return tidy(() => this.inner.forward(x.add(randn([1, ...x.dims.slice(1)]).mul(this.sigma))) as Tensor);
+class SharedNoiseModel extends CountingNoiseModel {
+  constructor(inner: Module, sigma: number) {
+    super(inner, sigma, (x) => randn([1, ...x.dims.slice(1)]));
   }
 }
 
