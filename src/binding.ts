@@ -48,6 +48,9 @@ export interface RawBinding {
   item(t: T): number | boolean;
   setNumThreads(n: number): void;
   getNumThreads(): number;
+  /** Convolutions in channels-last memory (oneDNN's fast layout on CPU); see core/kernels.ts. */
+  setChannelsLast(on: boolean): void;
+  getChannelsLast(): boolean;
   manualSeed(seed: number): void;
   versions(): { torch: string; config: string; parallel: string; cuda: boolean; cudaDevices: number };
   liveTensors(): { tensors: number; bytes: number };
@@ -229,6 +232,15 @@ function threadsFromEnvironment(): number {
   return Number(env);
 }
 
+/**
+ * VAEGUARD_CHANNELS_LAST=0 (or off/false) runs conv2d in libtorch's default NCHW memory; anything else,
+ * or unset, in channels-last, which oneDNN runs faster here (native/src/ops_nn.cc, README performance).
+ */
+function channelsLastFromEnvironment(): boolean {
+  const env = (process.env.VAEGUARD_CHANNELS_LAST ?? "").trim().toLowerCase();
+  return !["0", "off", "false", "no"].includes(env);
+}
+
 function load(): RawBinding {
   const require = createRequire(import.meta.url);
   const path = findAddon();
@@ -259,6 +271,7 @@ function load(): RawBinding {
   }
   const b = wrapped as unknown as RawBinding;
   b.setNumThreads(threadsFromEnvironment());
+  b.setChannelsLast(channelsLastFromEnvironment());
   return b;
 }
 

@@ -243,6 +243,18 @@ export function getNumThreads(): number {
   return binding.getNumThreads();
 }
 
+/**
+ * Whether conv2d runs in channels-last memory (default on; VAEGUARD_CHANNELS_LAST=0 turns it off).
+ * Only speed depends on it: outputs agree with NCHW within 1e-5 (test/core/channels-last.test.ts).
+ */
+export function setChannelsLast(on: boolean): void {
+  binding.setChannelsLast(on);
+}
+
+export function getChannelsLast(): boolean {
+  return binding.getChannelsLast();
+}
+
 /** Devices this build can use: always "cpu", plus "cuda" where libtorch was built with it. */
 export function availableDevices(): string[] {
   const v = binding.versions();

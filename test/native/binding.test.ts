@@ -54,6 +54,7 @@ test("garbage into every raw binding function: the child process exits normally 
   // Only functions that take no arguments can never fail.
   assert.deepEqual(s.neverThrew.sort(), [
     "allocatorSettings",
+    "getChannelsLast",
     "getNumThreads",
     "isGradEnabled",
     "liveTensors",
