@@ -127,7 +127,12 @@ const here = dirname(fileURLToPath(import.meta.url));
 /** One engine's child process; its last stdout line is its JSON. */
 function runChild(command: string, args: string[], env: NodeJS.ProcessEnv, what: string): EngineRun {
   // stderr is inherited: the children's epoch lines are the progress of a run that can take half an hour.
-  const r = spawnSync(command, args, { encoding: "utf8", env, stdio: ["ignore", "pipe", "inherit"], maxBuffer: 1 << 26 });
+  const r = spawnSync(command, args, {
+    encoding: "utf8",
+    env,
+    stdio: ["ignore", "pipe", "inherit"],
+    maxBuffer: 1 << 26,
+  });
   if (r.status !== 0) throw new Error(`${what} failed (exit ${r.status ?? r.signal})`);
   return JSON.parse(r.stdout.trim().split("\n").pop()!) as EngineRun;
 }
@@ -200,7 +205,9 @@ export function renderPipelineBench(b: PipelineBench): string {
     (t ? (a / t).toFixed(2) + "x" : "-").padStart(12);
   for (const s of STAGES) lines.push(row(s, v.stages[s], p?.stages[s]));
   lines.push(row("total", total(v), p && total(p)));
-  lines.push("(time ratio: vaeguard's wall time over PyTorch's, lower is better; the issue's goal is <= 0.60x in total)");
+  lines.push(
+    "(time ratio: vaeguard's wall time over PyTorch's, lower is better; the issue's goal is <= 0.60x in total)",
+  );
   if (p) {
     lines.push(`PyTorch side: torch ${p.about.torch}, ${p.about.threads} thread(s), JPEG: ${p.about.jpeg}`);
     lines.push(`Clean accuracy: vaeguard ${v.cleanAccuracy.toFixed(4)}, PyTorch ${p.cleanAccuracy.toFixed(4)}`);
