@@ -293,7 +293,9 @@ def main():
     val_set = TensorDataset(x_all[val_idx], y_all[val_idx])
     train_loader = DataLoader(train_set, batch_size=work["batchSize"], shuffle=True)
     val_loader = DataLoader(val_set, batch_size=256)
-    out_dir = tempfile.mkdtemp(prefix="torch-pipeline-")
+    # Trained models are saved once, as such scripts do (vaeguard checkpoints every epoch, to resume).
+    tmp = tempfile.TemporaryDirectory(prefix="torch-pipeline-")
+    out_dir = tmp.name
 
     model = MnistCnn()
     train_classifier(model, train_loader, val_loader, work["epochs"]["classifier"], work["lr"])
@@ -322,6 +324,7 @@ def main():
             rows.append({"attack": name, "epsilon": eps, **r})
             log(f"{name} eps {eps}: " + ", ".join(f"{k} {v:.4f}" for k, v in r["accuracy"].items()))
     stages["evaluation"] = time.perf_counter() - t2
+    tmp.cleanup()
 
     print(
         json.dumps(
