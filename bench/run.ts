@@ -10,7 +10,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { cpus } from "node:os";
 import { Command } from "commander";
-import { setNumThreads, manualSeed } from "../src/core/engine.js";
+import { setNumThreads, manualSeed, setChannelsLast, getChannelsLast } from "../src/core/engine.js";
 import { binding } from "../src/binding.js";
 import { MnistCnn, Cifar10Cnn } from "../src/models/classifiers.js";
 import { ConvVae, VAE_PRESETS } from "../src/models/vae.js";
@@ -28,8 +28,8 @@ const program = new Command()
   .option("--rounds <n>", "alternating rounds per engine (best of)", "2")
   .option(
     "--only <list>",
-    "comma-separated: mnist,cifar10,vae,purifier,eot,large,serve (purifier: adversarial training step of issue 12; eot: adaptive PGD with EOT 10 through the MNIST VAE, batched EOT of issue 14; pipeline: the whole MNIST reproduction, vaeguard against a PyTorch script, wall time per stage (issue 14; not in the default list: about half an hour at --scale 1); large: patch VAEs and Inception V3 on 299x299 images, or a part of it: large-recon, large-train, large-inception; serve: HTTP load on vaeguard serve)",
-    "mnist,cifar10,vae,purifier,eot",
+    "comma-separated: mnist,cifar10,vae,purifier,eot,kernels,large,serve (kernels: the mnist, cifar10 and vae rows again with both engines in NCHW and both in channels-last memory, issue 14 point 4; purifier: adversarial training step of issue 12; eot: adaptive PGD with EOT 10 through the MNIST VAE, batched EOT of issue 14; pipeline: the whole MNIST reproduction, vaeguard against a PyTorch script, wall time per stage (issue 14; not in the default list: about half an hour at --scale 1); large: patch VAEs and Inception V3 on 299x299 images, or a part of it: large-recon, large-train, large-inception; serve: HTTP load on vaeguard serve)",
+    "mnist,cifar10,vae,kernels,purifier,eot",
   )
   .option("--scale <s>", "pipeline: fraction of the training and test images, in (0, 1]", "1")
   .option("--eot-batches <list>", "eot: batch sizes (images per attack)", "8,32")
@@ -109,12 +109,13 @@ function oursOnce(): Record<string, number> {
 
 const script = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bench", "torch_bench.py");
 let torchNote = "";
-function theirsOnce(): Record<string, number> | undefined {
+function theirsOnce(layout: "nchw" | "channels_last" = "nchw"): Record<string, number> | undefined {
   if (!existsSync(o.python)) {
     torchNote = `No PyTorch comparison: ${o.python} not found (bash scripts/setup.sh --with-bench installs python3-torch)`;
     return undefined;
   }
-  const r = spawnSync(o.python, [script, String(threads), String(seconds), only.join(",")], { encoding: "utf8" });
+  const args = [script, String(threads), String(seconds), only.join(","), layout];
+  const r = spawnSync(o.python, args, { encoding: "utf8" });
   if (r.status !== 0) {
     torchNote = `PyTorch run failed: ${r.stderr.trim().split("\n").pop()}`;
     return undefined;
@@ -151,9 +152,30 @@ function theirEot(): Record<string, number> | undefined {
   return JSON.parse(r.stdout.trim().split("\n").pop()!) as Record<string, number>;
 }
 
+/** The same figures under another name: "mnist.infer" -> "mnist.infer [nchw]". */
+const tagged = (figures: Record<string, number> | undefined, tag: string) =>
+  figures &&
+  Object.fromEntries(Object.entries(figures).flatMap(([k, v]) => (typeof v === "number" ? [[`${k} [${tag}]`, v]] : [])));
+
+/**
+ * Kernel rows: each engine with conv2d in NCHW and in channels-last memory, so the layout's gain is
+ * shown apart from the engines' (vaeguard's default is channels-last, PyTorch's default NCHW).
+ */
+const defaultChannelsLast = getChannelsLast();
+function kernelRound(): void {
+  best(theirs, tagged(theirsOnce("nchw"), "nchw"));
+  best(theirs, tagged(theirsOnce("channels_last"), "channels-last"));
+  setChannelsLast(false);
+  best(ours, tagged(oursOnce(), "nchw"));
+  setChannelsLast(true);
+  best(ours, tagged(oursOnce(), "channels-last"));
+  setChannelsLast(defaultChannelsLast);
+}
+
 for (let r = 0; r < rounds; r++) {
   best(theirs, theirsOnce());
   best(ours, oursOnce());
+  if (only.includes("kernels")) kernelRound();
   if (only.includes("purifier")) {
     best(theirs, theirPurifier());
     best(ours, await benchPurifier(128, seconds));
@@ -186,7 +208,8 @@ if (o.json) {
   console.log(JSON.stringify({ machine, rows, note: torchNote || undefined }, null, 2));
 } else {
   console.log(
-    `Machine: ${machine}; batch 128 (eot-pgd.bN: batch N); images/s (higher is better)` +
+    `Machine: ${machine}; batch 128 (eot-pgd.bN: batch N); images/s (higher is better); ` +
+      `rows without [layout]: each engine's default (vaeguard conv2d ${defaultChannelsLast ? "channels-last" : "NCHW"}, PyTorch NCHW)` +
       (only.includes("eot")
         ? "; eot-pgd: images attacked/s, L-inf PGD eps 0.1, 5 steps, EOT 10 through the MNIST VAE + CNN; .sequential: vaeguard with one pass per EOT sample"
         : ""),

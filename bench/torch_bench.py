@@ -87,7 +87,7 @@ class MnistVae(nn.Module):
 
 
 def bench_vae(vae, batch, seconds):
-    x = torch.rand(batch, 1, 28, 28)
+    x = to_layout(torch.rand(batch, 1, 28, 28))
     opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
 
     def train_step():
@@ -100,6 +100,17 @@ def bench_vae(vae, batch, seconds):
             vae.decode(vae.encode(x)[0])
 
     return {"train": batch * timeit(train_step, seconds), "reconstruct": batch * timeit(reconstruct, seconds)}
+
+
+# "channels_last" as the fourth argument: models and inputs in channels-last memory, the layout in
+# which oneDNN's CPU convolutions are fastest (issue 14, point 4). Off by default: a straightforward
+# script, as the field writes it, leaves tensors in NCHW.
+CHANNELS_LAST = len(sys.argv) > 4 and sys.argv[4] == "channels_last"
+LAYOUT = torch.channels_last if CHANNELS_LAST else torch.contiguous_format
+
+
+def to_layout(t):
+    return t.contiguous(memory_format=LAYOUT)
 
 
 def timeit(fn, seconds):
@@ -115,7 +126,7 @@ def timeit(fn, seconds):
 
 
 def bench_classifier(model, shape, batch, seconds):
-    x = torch.rand(batch, *shape)
+    x = to_layout(torch.rand(batch, *shape))
     y = torch.randint(0, 10, (batch,))
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
@@ -153,13 +164,13 @@ def main():
     torch.manual_seed(0)
     out = {"torch": torch.__version__, "threads": torch.get_num_threads()}
     if "mnist" in which:
-        for k, v in bench_classifier(MnistCnn(), (1, 28, 28), 128, seconds).items():
+        for k, v in bench_classifier(MnistCnn().to(memory_format=LAYOUT), (1, 28, 28), 128, seconds).items():
             out["mnist." + k] = v
     if "cifar10" in which:
-        for k, v in bench_classifier(Cifar10Cnn(), (3, 32, 32), 128, seconds).items():
+        for k, v in bench_classifier(Cifar10Cnn().to(memory_format=LAYOUT), (3, 32, 32), 128, seconds).items():
             out["cifar10." + k] = v
     if "vae" in which:
-        for k, v in bench_vae(MnistVae(), 128, seconds).items():
+        for k, v in bench_vae(MnistVae().to(memory_format=LAYOUT), 128, seconds).items():
             out["mnist-vae." + k] = v
     print(json.dumps(out))
 
