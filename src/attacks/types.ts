@@ -34,6 +34,29 @@ export interface Attack {
 }
 
 /**
+ * An attack whose adversarial image is a fixed step from x along a direction
+ * that does not depend on eps (FGSM: sign of the loss gradient). A sweep over
+ * an epsilon grid computes the direction once per image and derives every
+ * eps from it; generate(x, y) is fromDirection(x, direction(x, y)) exactly.
+ */
+export interface DirectionAttack {
+  /**
+   * Whether direction() may be shared by every eps of a grid: false when it
+   * depends on random draws (a randomized model, whose draws are seeded per cell).
+   */
+  readonly directionIsShareable: boolean;
+  /** The eps-free step direction of an untargeted attack on (x, labels). */
+  direction(x: Tensor, labels: Tensor): Promise<Tensor>;
+  /** The adversarial images at this attack's eps from that direction. */
+  fromDirection(x: Tensor, direction: Tensor): Tensor;
+}
+
+export function isDirectionAttack<A extends Attack>(a: A): a is A & DirectionAttack {
+  const d = a as Partial<DirectionAttack>;
+  return typeof d.direction === "function" && typeof d.fromDirection === "function";
+}
+
+/**
  * An attack as the registry knows it: its parameters, declared once, and what
  * is derived from them without a model (the table name, describe()).
  */

@@ -8,10 +8,10 @@
  * through its own attack view (exact, BPDA or EOT gradients). Every tensor is
  * freed on every path, errors included.
  */
-import { dispose, manualSeed, noGrad, tidy } from "../core/engine.js";
+import { dispose, manualSeed, noGrad, tidy, tidyAsync } from "../core/engine.js";
 import type { Tensor } from "../core/tensor.js";
 import { VaeguardError } from "../core/errors.js";
-import type { Attack, AttackableModel } from "../attacks/types.js";
+import { isDirectionAttack, type Attack, type AttackableModel } from "../attacks/types.js";
 import type { Defense } from "../defenses/types.js";
 import { DefendedModel } from "../defenses/defended-model.js";
 import { correctPerPass } from "../defenses/scoring.js";
@@ -19,6 +19,7 @@ import type { ImageClassifier } from "../models/classifiers.js";
 import { batches, type ImageDataset } from "../data/index.js";
 import { CLEAN_ATTACK, type CellResult, type CellTask, type SerializedGrid } from "./cells.js";
 import { relativeL2 } from "./metrics.js";
+import { directionKey, type GridMemo } from "./grid-memo.js";
 
 export interface AttackSpec {
   /** Name in tables, e.g. "FGSM" or "I-FGSM". */
@@ -69,11 +70,36 @@ function cellAttack(ctx: SweepContext, task: CellTask, defense: Defense | undefi
   return spec.make(target, cell.epsilon);
 }
 
-/** Run one cell; `onImages` hears how many of its images are done after each batch. */
+/**
+ * The attacked images of one batch (its first image is `first` of the test
+ * set). An attack with a shareable eps-free direction (FGSM on a deterministic
+ * model) takes it from the runner's memo, when there is one, so the cells of an epsilon grid
+ * compute one gradient per batch between them; the images are those of
+ * attack.generate(x, y), bit for bit (it takes the same step from the same direction).
+ */
+async function attackBatch(
+  memo: GridMemo | undefined,
+  task: CellTask,
+  attack: Attack,
+  x: Tensor,
+  y: Tensor,
+  first: number,
+): Promise<Tensor> {
+  if (!memo || !isDirectionAttack(attack) || !attack.directionIsShareable) return attack.generate(x, y);
+  const key = directionKey(task.cell, first, x.dims[0]);
+  return tidyAsync(async () => attack.fromDirection(x, await memo.direction(key, () => attack.direction(x, y), x.dtype)));
+}
+
+/**
+ * Run one cell; `onImages` hears how many of its images are done after each
+ * batch. With `memo` the cell shares eps-free attack directions with the
+ * other cells run on it (the same numbers as without, in less time).
+ */
 export async function runCell(
   ctx: SweepContext,
   task: CellTask,
   onImages?: (done: number) => void,
+  memo?: GridMemo,
 ): Promise<CellResult> {
   const defenses = cellDefenses(ctx, task);
   // Seeded before anything random (attack construction included): the cell's numbers depend on the cell only.
@@ -96,7 +122,7 @@ export async function runCell(
   try {
     for (const { x, y } of batches(shard, { batchSize: ctx.batchSize })) {
       try {
-        const adv = attack ? await attack.generate(x, y) : x.clone();
+        const adv = attack ? await attackBatch(memo, task, attack, x, y, task.start + done) : x.clone();
         try {
           relL2Sum += relativeL2(x, adv).reduce((a, v) => a + v, 0);
           const wantGrid = task.gridImages !== undefined && done === 0;

@@ -32,6 +32,7 @@ import {
   type SerializedGrid,
 } from "./cells.js";
 import { runCell, type SweepContext } from "./run-cell.js";
+import { GridMemo } from "./grid-memo.js";
 
 export type { AttackSpec, SweepContext } from "./run-cell.js";
 
@@ -58,14 +59,22 @@ export interface CellRunner {
   run(tasks: CellTask[], events: CellEvents): Promise<void>;
 }
 
-/** Cells one after another in this process. */
+/**
+ * Cells one after another in this process. They share eps-free attack
+ * directions through one grid memo (grid-memo.ts), freed when the run ends.
+ */
 export function localRunner(ctx: SweepContext): CellRunner {
   return {
     where: "in this process",
     async run(tasks, events) {
-      for (const t of tasks) {
-        events.started(t);
-        events.done(t, await runCell(ctx, t, (done) => events.images(t, done)));
+      const memo = new GridMemo();
+      try {
+        for (const t of tasks) {
+          events.started(t);
+          events.done(t, await runCell(ctx, t, (done) => events.images(t, done), memo));
+        }
+      } finally {
+        memo.dispose();
       }
     },
   };
