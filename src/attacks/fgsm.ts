@@ -13,9 +13,9 @@
 import { noGrad, tidy, tidyAsync } from "../core/engine.js";
 import { readOptions, type OptionsOf, type ValuesOf } from "../core/params.js";
 import type { Tensor } from "../core/tensor.js";
-import { checkClassifier, inEvalMode, type Classifier } from "../models/types.js";
+import { checkClassifier, type Classifier } from "../models/types.js";
 import { EOT_SAMPLES, LINF_EPS, checkBatch, checkTargeted, resolveEotSamples } from "./base.js";
-import { lossGradient } from "./gradient.js";
+import { signedGradientKind, signedLossGradient } from "./gradient.js";
 import type { Attack, AttackDefinition, DirectionAttack } from "./types.js";
 
 const PARAMS = {
@@ -53,7 +53,7 @@ export class FGSM implements Attack, DirectionAttack {
 
   async generate(x: Tensor, labels: Tensor, options?: { targeted?: boolean }): Promise<Tensor> {
     const targeted = checkTargeted(options, this.supportsTargeted, this.name);
-    return tidyAsync(async () => this.fromDirection(x, await this.signedGradient(x, labels, targeted)));
+    return tidyAsync(async () => this.step(x, await this.signedGradient(x, labels, targeted)));
   }
 
   /** On a deterministic model the gradient is the same for every eps (and every seed). */
@@ -61,24 +61,27 @@ export class FGSM implements Attack, DirectionAttack {
     return this.model.randomized !== true;
   }
 
+  get directionKind(): string {
+    return signedGradientKind(this.eotSamples);
+  }
+
   /** sign(grad): the untargeted step direction, shared by a sweep's epsilons. */
   direction(x: Tensor, labels: Tensor): Promise<Tensor> {
     return this.signedGradient(x, labels, false);
   }
 
+  async fromDirection(x: Tensor, _labels: Tensor, direction: Tensor): Promise<Tensor> {
+    return this.step(x, direction);
+  }
+
   /** clip(x + eps * direction, 0, 1): the one place FGSM's step is taken, with or without a shared direction. */
-  fromDirection(x: Tensor, direction: Tensor): Tensor {
+  private step(x: Tensor, direction: Tensor): Tensor {
     return noGrad(() => tidy(() => x.detach().add(direction.mul(this.eps)).clamp(0, 1)));
   }
 
   private signedGradient(x: Tensor, labels: Tensor, targeted: boolean): Promise<Tensor> {
-    return tidyAsync(async () => {
-      const y = checkBatch(x, labels, this.name);
-      const g = await inEvalMode(this.model, () =>
-        lossGradient(this.model, x, y, { targeted, eotSamples: this.eotSamples, attack: this.name }),
-      );
-      return noGrad(() => g.sign());
-    });
+    const options = { targeted, eotSamples: this.eotSamples, attack: this.name };
+    return tidyAsync(() => signedLossGradient(this.model, x, checkBatch(x, labels, this.name), options));
   }
 
   describe(): Record<string, number | string | boolean> {

@@ -1,8 +1,8 @@
 /**
  * Work the cells of one sweep share instead of redoing: the eps-free step
- * direction of an attack such as FGSM (see DirectionAttack), per batch of a
- * shard, so an epsilon grid takes one gradient per image instead of one per
- * epsilon. Cells stay the unit of seeding, storage and distribution: a cell
+ * direction of FGSM and of I-FGSM's first step (see DirectionAttack), per
+ * batch of a shard, so an epsilon grid takes that gradient once per image
+ * instead of once per epsilon and attack. Cells stay the unit of seeding, storage and distribution: a cell
  * computes the direction when no earlier cell of the same context did, and
  * gets exactly the numbers it would get alone (the direction depends neither
  * on the seed nor on eps; attacks on a randomized model do not share).
@@ -21,9 +21,13 @@ import type { Cell } from "./cells.js";
 /** Most bytes of kept directions: 256 MiB, 268 million values (CIFAR-10's 10,000 test images are 31 million). */
 export const GRID_MEMO_BYTES = 256 * 2 ** 20;
 
-/** Where a cell's batch finds its direction: the same cell but for eps and seed, the same images. */
-export function directionKey(cell: Cell, first: number, count: number): string {
-  return JSON.stringify([cell.mode, cell.attack, cell.defense ?? null, first, count]);
+/**
+ * Where a cell's batch finds its direction: the same attack target (mode and,
+ * adaptive, defense), the same kind of direction, the same images. Neither
+ * eps, nor the seed, nor the attack's name: FGSM and I-FGSM share.
+ */
+export function directionKey(cell: Cell, kind: string, first: number, count: number): string {
+  return JSON.stringify([cell.mode, cell.defense ?? null, kind, first, count]);
 }
 
 export class GridMemo {

@@ -72,10 +72,11 @@ function cellAttack(ctx: SweepContext, task: CellTask, defense: Defense | undefi
 
 /**
  * The attacked images of one batch (its first image is `first` of the test
- * set). An attack with a shareable eps-free direction (FGSM on a deterministic
- * model) takes it from the runner's memo, when there is one, so the cells of an epsilon grid
- * compute one gradient per batch between them; the images are those of
- * attack.generate(x, y), bit for bit (it takes the same step from the same direction).
+ * set). An attack with a shareable eps-free direction (FGSM's step, I-FGSM's
+ * first step, on a deterministic model) takes it from the runner's memo, when
+ * there is one, so the cells of an epsilon grid and of both attacks compute
+ * that gradient once per batch between them; the images are those of
+ * attack.generate(x, y), bit for bit (the same steps from the same direction).
  */
 async function attackBatch(
   memo: GridMemo | undefined,
@@ -86,8 +87,10 @@ async function attackBatch(
   first: number,
 ): Promise<Tensor> {
   if (!memo || !isDirectionAttack(attack) || !attack.directionIsShareable) return attack.generate(x, y);
-  const key = directionKey(task.cell, first, x.dims[0]);
-  return tidyAsync(async () => attack.fromDirection(x, await memo.direction(key, () => attack.direction(x, y), x.dtype)));
+  const key = directionKey(task.cell, attack.directionKind, first, x.dims[0]);
+  return tidyAsync(async () =>
+    attack.fromDirection(x, y, await memo.direction(key, () => attack.direction(x, y), x.dtype)),
+  );
 }
 
 /**
@@ -131,7 +134,14 @@ export async function runCell(
             const keepGrid = (purified: Tensor, pred: Int32Array) => {
               defended[d.name] = imagesOf(purified, task.gridImages!).map((data, i) => ({ data, prediction: pred[i] }));
             };
-            const passCounts = await correctPerPass(d, ctx.classifier, adv, y, ctx.passes, wantGrid ? keepGrid : undefined);
+            const passCounts = await correctPerPass(
+              d,
+              ctx.classifier,
+              adv,
+              y,
+              ctx.passes,
+              wantGrid ? keepGrid : undefined,
+            );
             passCounts.forEach((c, p) => (correct[d.name][p] += c));
           }
           if (wantGrid) grid = gridOf(ctx.classifier, x, y, adv, defended, task.gridImages!);

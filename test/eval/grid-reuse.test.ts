@@ -1,6 +1,7 @@
 /**
- * Reuse across the epsilon grid (eval/grid-memo.ts): FGSM's direction is
- * computed once per batch for every epsilon, and the cells that share it give
+ * Reuse across the epsilon grid (eval/grid-memo.ts): the sign of the loss
+ * gradient at x (FGSM's step, I-FGSM's first) is computed once per batch for
+ * every epsilon and both attacks, and the cells that share it give
  * the numbers of the plain per-cell path, bit for bit; the comparison would
  * see a wrong direction; a randomized attack target shares nothing; every
  * kept tensor is freed.
@@ -12,6 +13,8 @@ import { rand, randint, zeros, type Tensor } from "../../src/core/tensor.js";
 import { createAttack } from "../../src/attacks/index.js";
 import type { AttackableModel } from "../../src/attacks/types.js";
 import { FGSM } from "../../src/attacks/fgsm.js";
+import { IFGSM } from "../../src/attacks/ifgsm.js";
+import { signedGradientKind } from "../../src/attacks/gradient.js";
 import { createDefense, type Defense } from "../../src/defenses/index.js";
 import type { ImageDataset } from "../../src/data/index.js";
 import { MnistCnn } from "../../src/models/classifiers.js";
@@ -67,13 +70,18 @@ function context(): SweepContext {
   // As the pipeline makes attacks: EOT draws only on a randomized target.
   const make = (m: AttackableModel, eps: number) =>
     createAttack("fgsm", m, { eps, ...(m.randomized === true ? { eotSamples: 2 } : {}) });
-  const fgsm = { name: "FGSM", make };
-  return { classifier: clf, data, attacks: [fgsm], defenses, batchSize: 3, passes: 2 };
+  const ifgsm = (m: AttackableModel, eps: number) =>
+    createAttack("ifgsm", m, { eps, steps: 2, ...(m.randomized === true ? { eotSamples: 2 } : {}) });
+  const attacks = [
+    { name: "FGSM", make },
+    { name: "I-FGSM(2)", make: ifgsm },
+  ];
+  return { classifier: clf, data, attacks, defenses, batchSize: 3, passes: 2 };
 }
 
 function tasksOf(mode: AttackMode): CellTask[] {
   const plan = planSweep({
-    attacks: [{ name: "FGSM" }],
+    attacks: [{ name: "FGSM" }, { name: "I-FGSM(2)" }],
     epsilons: EPSILONS,
     mode,
     defenses: defenses.map((d) => d.name),
@@ -104,23 +112,32 @@ async function reusing(tasks: CellTask[]): Promise<Map<string, CellResult>> {
 }
 
 test(
-  "FGSM: generate is fromDirection(direction) bit for bit; the direction does not depend on eps, the images do",
+  "FGSM and I-FGSM: generate is fromDirection(direction) bit for bit; the direction depends on neither eps nor the attack, the images do",
   leakFree(async () => {
     const x = data.images.narrow(0, 0, 4);
     const y = data.labels.narrow(0, 0, 4);
     const [small, large] = [0.1, 0.2].map((eps) => new FGSM(clf, { eps }));
-    const d1 = await small.direction(x, y);
-    const d2 = await large.direction(x, y);
-    const generated = await small.generate(x, y);
-    const derived = small.fromDirection(x, d2);
-    const other = large.fromDirection(x, d1);
+    const iterative = new IFGSM(clf, { eps: 0.1, steps: 3 });
+    const made: Tensor[] = [x, y];
+    const keep = <T extends Tensor>(t: T): T => (made.push(t), t);
     try {
-      assert.ok(small.directionIsShareable);
+      const d1 = keep(await small.direction(x, y));
+      const d2 = keep(await large.direction(x, y));
+      const d3 = keep(await iterative.direction(x, y));
+      assert.ok(small.directionIsShareable && iterative.directionIsShareable);
+      assert.equal(iterative.directionKind, small.directionKind);
       assert.deepEqual(d1.toArray(), d2.toArray());
-      assert.deepEqual(derived.toArray(), generated.toArray());
-      assert.notDeepEqual(other.toArray(), generated.toArray());
+      assert.deepEqual(d3.toArray(), d1.toArray());
+      const generated = keep(await small.generate(x, y));
+      assert.deepEqual(keep(await small.fromDirection(x, y, d2)).toArray(), generated.toArray());
+      assert.notDeepEqual(keep(await large.fromDirection(x, y, d1)).toArray(), generated.toArray());
+      const iterated = keep(await iterative.generate(x, y));
+      assert.deepEqual(keep(await iterative.fromDirection(x, y, d1)).toArray(), iterated.toArray());
+      // A wrong first direction shows in I-FGSM's images: the first step is taken from the one given.
+      const flipped = keep(d1.neg());
+      assert.notDeepEqual(keep(await iterative.fromDirection(x, y, flipped)).toArray(), iterated.toArray());
     } finally {
-      dispose([x, y, d1, d2, generated, derived, other]);
+      dispose(made);
     }
   }),
 );
@@ -131,32 +148,36 @@ for (const mode of ["gray-box", "adaptive"] as const) {
     leakFree(async () => {
       const tasks = tasksOf(mode);
       const expected = await plain(tasks);
-      const actual = await reusing(tasks);
-      assert.deepEqual(actual, expected);
+      assert.deepEqual(await reusing(tasks), expected);
+      // A queue worker gets cells in any order: whichever cell computes a direction, the numbers stay.
+      assert.deepEqual(await reusing([...tasks].reverse()), expected);
       // The comparison is not vacuous: each epsilon gives other rel-L2 sums.
-      const sums = EPSILONS.map((e) => tasks.filter((t) => t.cell.epsilon === e).map((t) => expected.get(t.id)!.relL2Sum));
+      const sums = EPSILONS.map((e) =>
+        tasks.filter((t) => t.cell.epsilon === e).map((t) => expected.get(t.id)!.relL2Sum),
+      );
       for (let i = 1; i < sums.length; i++) assert.notDeepEqual(sums[i], sums[i - 1]);
     }),
   );
 }
 
 test(
-  "the FGSM gradient is taken once per batch for the whole grid (gray-box), per defense in adaptive mode only where deterministic",
+  "the gradient at x is taken once per batch for the whole grid and both attacks (gray-box), per deterministic defense (adaptive)",
   leakFree(async () => {
-    // Shards of 4, 4 and 2 images in batches of 3: 5 batches; 3 attacked epsilons.
+    // Shards of 4, 4 and 2 images in batches of 3: 5 batches; 3 attacked epsilons; FGSM 1 step, I-FGSM 2.
     clf.gradientForwards = 0;
     await plain(tasksOf("gray-box"));
-    assert.equal(clf.gradientForwards, 15);
+    assert.equal(clf.gradientForwards, 5 * 3 * (1 + 2));
     clf.gradientForwards = 0;
     await reusing(tasksOf("gray-box"));
-    assert.equal(clf.gradientForwards, 5);
+    // Once at x for all; I-FGSM's second steps start from other images at each eps.
+    assert.equal(clf.gradientForwards, 5 + 5 * 3);
 
     // Adaptive: none and JPEG (BPDA) share; the randomized VAE (2 EOT draws, seeded per cell) does not.
     const memo = new GridMemo();
     try {
       for (const t of tasksOf("adaptive")) await runCell(context(), t, undefined, memo);
-      assert.equal(memo.computed, 5 * 2);
-      assert.equal(memo.reused, 5 * 2 * 2);
+      assert.equal(memo.computed, 2 * 5);
+      assert.equal(memo.reused, 2 * 5 * (3 * 2 - 1));
     } finally {
       memo.dispose();
     }
@@ -166,13 +187,19 @@ test(
 test(
   "a memo holding a wrong direction changes the cell's numbers (the memo is what the cell uses)",
   leakFree(async () => {
-    const task = tasksOf("gray-box").find((t) => t.cell.epsilon === 0.1 && t.cell.shard === 0)!;
+    const task = tasksOf("gray-box").find(
+      (t) => t.cell.attack === "FGSM" && t.cell.epsilon === 0.1 && t.cell.shard === 0,
+    )!;
     const [expected] = (await plain([task])).values();
     const memo = new GridMemo();
     try {
       // A zero direction for the first batch: those images are left unattacked.
       const wrong = zeros([3, 1, 28, 28]);
-      const d = await memo.direction(directionKey(task.cell, 0, 3), async () => wrong, "float32");
+      const d = await memo.direction(
+        directionKey(task.cell, signedGradientKind(1), 0, 3),
+        async () => wrong,
+        "float32",
+      );
       dispose([d]);
       const actual = await runCell(context(), task, undefined, memo);
       assert.equal(memo.reused, 1);
@@ -188,7 +215,7 @@ test("the memo keeps nothing past its cap: the cells compute their own direction
   try {
     for (const t of tasksOf("gray-box")) await runCell(context(), t, undefined, memo);
     assert.equal(memo.reused, 0);
-    assert.equal(memo.computed, 15);
+    assert.equal(memo.computed, 5 * 3 * 2);
   } finally {
     memo.dispose();
   }
