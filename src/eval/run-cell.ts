@@ -7,6 +7,13 @@
  * classifier) and score every defense on it; adaptive cells attack one defense
  * through its own attack view (exact, BPDA or EOT gradients). Every tensor is
  * freed on every path, errors included.
+ *
+ * What is not redone between cells, and what is: the clean (epsilon-0) cells
+ * are shared by every attack (cells.ts); the gradient at x that FGSM and
+ * I-FGSM's first step take is shared through the runner's GridMemo. A
+ * deterministic defense already runs once per batch and cell (randomized ones
+ * `passes` times) and each cell's inputs are its own, so nothing more repeats
+ * within a mode.
  */
 import { dispose, manualSeed, noGrad, tidy, tidyAsync } from "../core/engine.js";
 import type { Tensor } from "../core/tensor.js";
