@@ -2,12 +2,16 @@
  * Reuse across the epsilon grid (eval/grid-memo.ts): the sign of the loss
  * gradient at x (FGSM's step, I-FGSM's first) is computed once per batch for
  * every epsilon and both attacks, and the cells that share it give
- * the numbers of the plain per-cell path, bit for bit; the comparison would
- * see a wrong direction; a randomized attack target shares nothing; every
- * kept tensor is freed.
+ * the numbers of the plain per-cell path, bit for bit, in any order and
+ * across an interruption (the results files are byte-identical); the
+ * comparison would see a wrong direction; a randomized attack target shares
+ * nothing; every kept tensor is freed.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { dispose, getNumThreads, isGradEnabled, manualSeed, setNumThreads, tidy } from "../../src/core/engine.js";
 import { rand, randint, zeros, type Tensor } from "../../src/core/tensor.js";
 import { createAttack } from "../../src/attacks/index.js";
@@ -22,7 +26,8 @@ import type { ConvVae } from "../../src/models/vae.js";
 import { planSweep, uniqueTasks, type CellResult, type CellTask } from "../../src/eval/cells.js";
 import { runCell, type SweepContext } from "../../src/eval/run-cell.js";
 import { GridMemo, directionKey } from "../../src/eval/grid-memo.js";
-import { localRunner } from "../../src/eval/sweep.js";
+import { localRunner, sweep, type CellRunner, type SweepOptions } from "../../src/eval/sweep.js";
+import { VaeguardError } from "../../src/core/errors.js";
 import type { AttackMode } from "../../src/eval/results.js";
 import { leakFree } from "../helpers/assert.js";
 import { tinyVae } from "../defenses/helpers.js";
@@ -218,5 +223,48 @@ test("the memo keeps nothing past its cap: the cells compute their own direction
     assert.equal(memo.computed, 5 * 3 * 2);
   } finally {
     memo.dispose();
+  }
+});
+
+test("results files: the reusing runner, interrupted and resumed, writes the plain path's file byte for byte", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "vaeguard-grid-reuse-"));
+  try {
+    for (const mode of ["gray-box", "adaptive"] as const) {
+      const opts = (file: string, runner?: CellRunner): SweepOptions => ({
+        ...context(),
+        epsilons: EPSILONS,
+        mode,
+        seed: 11,
+        shardSize: 4,
+        gridImages: 2,
+        gridEpsilon: 0.2,
+        resultsFile: join(dir, `${mode}-${file}.json`),
+        runner,
+        quiet: true,
+        log: () => undefined,
+      });
+      const plainRunner: CellRunner = {
+        where: "one by one, without a memo",
+        async run(tasks, events) {
+          for (const t of tasks) events.done(t, await runCell(context(), t));
+        },
+      };
+      const expected = await sweep(opts("plain", plainRunner));
+      // The reusing runner stops after 7 cells: a resumed run computes again the directions those cells had.
+      const stopping: CellRunner = {
+        where: "here",
+        async run(tasks, events) {
+          await localRunner(context()).run(tasks.slice(0, 7), events);
+          throw new VaeguardError("stopped on purpose");
+        },
+      };
+      await assert.rejects(sweep(opts("reusing", stopping)), /stopped on purpose \(7 of \d+ cells are stored/);
+      const resumed = await sweep(opts("reusing"));
+      assert.deepEqual(resumed.rows, expected.rows);
+      const read = (f: string) => readFileSync(join(dir, `${mode}-${f}.json`), "utf8");
+      assert.equal(read("reusing"), read("plain"));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
