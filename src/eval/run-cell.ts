@@ -38,6 +38,8 @@ export interface SweepContext {
   batchSize: number;
   /** Forward passes per randomized defense (scored as their mean and std). */
   passes: number;
+  /** Keep every image's first-pass prediction per defense in the cell's result (for paired tests). */
+  keepPredictions?: boolean;
 }
 
 function predictions(classifier: ImageClassifier, x: Tensor): number[] {
@@ -84,6 +86,7 @@ export async function runCell(
   );
   let relL2Sum = 0;
   let grid: SerializedGrid | undefined;
+  const predictions: Record<string, number[]> | undefined = ctx.keepPredictions ? {} : undefined;
   let done = 0;
   // A view of the shard's rows, no copy (the test set of large images can be gigabytes).
   const shard: ImageDataset = {
@@ -102,10 +105,14 @@ export async function runCell(
           const wantGrid = task.gridImages !== undefined && done === 0;
           const defended: SerializedGrid["defended"] = {};
           for (const d of defenses) {
-            const keepGrid = (purified: Tensor, pred: Int32Array) => {
-              defended[d.name] = imagesOf(purified, task.gridImages!).map((data, i) => ({ data, prediction: pred[i] }));
+            const firstPass = (purified: Tensor, pred: Int32Array) => {
+              if (wantGrid) {
+                defended[d.name] = imagesOf(purified, task.gridImages!).map((data, i) => ({ data, prediction: pred[i] }));
+              }
+              if (predictions) (predictions[d.name] ??= []).push(...pred);
             };
-            const passCounts = await correctPerPass(d, ctx.classifier, adv, y, ctx.passes, wantGrid ? keepGrid : undefined);
+            const hook = wantGrid || predictions ? firstPass : undefined;
+            const passCounts = await correctPerPass(d, ctx.classifier, adv, y, ctx.passes, hook);
             passCounts.forEach((c, p) => (correct[d.name][p] += c));
           }
           if (wantGrid) grid = gridOf(ctx.classifier, x, y, adv, defended, task.gridImages!);
@@ -125,6 +132,7 @@ export async function runCell(
   }
   const result: CellResult = { images: task.count, correct, relL2Sum };
   if (grid) result.grid = grid;
+  if (predictions) result.predictions = predictions;
   return result;
 }
 
