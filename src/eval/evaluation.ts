@@ -162,7 +162,9 @@ function buildDefenseList(setup: EvaluationSetup, models: DefenseContext): Defen
   const names = new Set<string>();
   for (const [i, d] of defenses.entries()) {
     if (names.has(d.name)) {
-      throw new VaeguardError(`Defenses "${setup.defenses[i]}" and another one are both named "${d.name}"; list it once`);
+      throw new VaeguardError(
+        `Defenses "${setup.defenses[i]}" and another one are both named "${d.name}"; list it once`,
+      );
     }
     names.add(d.name);
   }

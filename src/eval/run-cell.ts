@@ -107,7 +107,10 @@ export async function runCell(
           for (const d of defenses) {
             const firstPass = (purified: Tensor, pred: Int32Array) => {
               if (wantGrid) {
-                defended[d.name] = imagesOf(purified, task.gridImages!).map((data, i) => ({ data, prediction: pred[i] }));
+                defended[d.name] = imagesOf(purified, task.gridImages!).map((data, i) => ({
+                  data,
+                  prediction: pred[i],
+                }));
               }
               if (predictions) (predictions[d.name] ??= []).push(...pred);
             };

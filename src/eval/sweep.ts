@@ -277,7 +277,11 @@ function finishedPrefix(run: SweepRun): SweepResult {
   if (shards === 0) return { rows: [], images: 0 };
   const counts = new Map<number, number>();
   for (const t of run.tasks) if (t.cell.shard < shards) counts.set(t.cell.shard, t.count);
-  return resultOf(run, plan, [...counts.values()].reduce((a, b) => a + b, 0));
+  return resultOf(
+    run,
+    plan,
+    [...counts.values()].reduce((a, b) => a + b, 0),
+  );
 }
 
 /** Checks the options and cuts the sweep into cells. */
@@ -310,7 +314,8 @@ function planRun(opts: SweepOptions): SweepRun {
     gridEpsilon: opts.gridEpsilon,
   });
   const tasks = uniqueTasks(plan);
-  const stopAt = opts.maxSeconds === undefined ? undefined : Date.now() + checkNumber(opts.maxSeconds, "maxSeconds", 0) * 1000;
+  const stopAt =
+    opts.maxSeconds === undefined ? undefined : Date.now() + checkNumber(opts.maxSeconds, "maxSeconds", 0) * 1000;
   const runner = opts.runner ?? localRunner(opts, stopAt);
   return { opts, log, defenses, fingerprint, plan, tasks, results: new Map(), runner };
 }

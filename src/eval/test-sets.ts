@@ -20,7 +20,11 @@ export interface TestSet {
    * The first `limit` test images (all when undefined) and the size of the whole split.
    * `cacheDir`: where a loader may keep decoded data; it never changes the images.
    */
-  load(dataDir: string | undefined, limit: number | undefined, cacheDir?: string): Promise<{ test: ImageDataset; total: number }>;
+  load(
+    dataDir: string | undefined,
+    limit: number | undefined,
+    cacheDir?: string,
+  ): Promise<{ test: ImageDataset; total: number }>;
   labelSource: string;
   labelSourceOf?: (test: ImageDataset) => string;
 }

@@ -39,9 +39,7 @@ export const IDS = ["0a", "1b", "2c", "3d", "4e", "5f"];
 
 /** Writes the images under DIR/nips and the classifier under DIR/model. */
 export async function writeNipsFixture(dir: string): Promise<{ images: string; model: string }> {
-  let images: string;
-  let model: string;
-  images = join(dir, "nips");
+  const images = join(dir, "nips");
   mkdirSync(join(images, "images"), { recursive: true });
   const rows = ["ImageId,URL,x1,y1,x2,y2,TrueLabel,TargetClass"];
   for (const [i, id] of IDS.entries()) {
@@ -75,7 +73,7 @@ export async function writeNipsFixture(dir: string): Promise<{ images: string; m
       ),
     ),
   );
-  model = join(dir, "model");
+  const model = join(dir, "model");
   await m.save(
     tf.io.withSaveHandler(async (a) => {
       mkdirSync(model, { recursive: true });

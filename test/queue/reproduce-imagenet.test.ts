@@ -68,22 +68,26 @@ after(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-test("reproduce imagenet --queue gives the results file, table, claims and report of a run in one process", { skip }, async () => {
-  const local = join(dir, "local");
-  const reference = run(settings(local)).result;
-  assert.equal(reference.rows.length, 4);
+test(
+  "reproduce imagenet --queue gives the results file, table, claims and report of a run in one process",
+  { skip },
+  async () => {
+    const local = join(dir, "local");
+    const reference = run(settings(local)).result;
+    assert.equal(reference.rows.length, 4);
 
-  const url = redis!.url;
-  const queued = join(dir, "queued");
-  const pool = [startWorker(url), startWorker(url)];
-  const r = run(settings(queued, ["--queue", url]));
-  assert.match(r.stderr, new RegExp(`queue: 9 cells queued on ${url}`));
-  assert.deepEqual(r.result.rows, reference.rows);
-  assert.deepEqual(r.result.claims, reference.claims);
-  for (const f of ["sweep-gray-box.json", "results.csv"]) {
-    assert.equal(readFileSync(join(queued, f), "utf8"), readFileSync(join(local, f), "utf8"), f);
-  }
-  assert.equal(stableReport(queued), stableReport(local));
-  for (const w of pool) w.kill("SIGTERM");
-  await Promise.all(pool.map((w) => new Promise((resolve) => w.once("exit", resolve))));
-});
+    const url = redis!.url;
+    const queued = join(dir, "queued");
+    const pool = [startWorker(url), startWorker(url)];
+    const r = run(settings(queued, ["--queue", url]));
+    assert.match(r.stderr, new RegExp(`queue: 9 cells queued on ${url}`));
+    assert.deepEqual(r.result.rows, reference.rows);
+    assert.deepEqual(r.result.claims, reference.claims);
+    for (const f of ["sweep-gray-box.json", "results.csv"]) {
+      assert.equal(readFileSync(join(queued, f), "utf8"), readFileSync(join(local, f), "utf8"), f);
+    }
+    assert.equal(stableReport(queued), stableReport(local));
+    for (const w of pool) w.kill("SIGTERM");
+    await Promise.all(pool.map((w) => new Promise((resolve) => w.once("exit", resolve))));
+  },
+);

@@ -121,7 +121,6 @@ export interface ReportData {
   command: string;
 }
 
-
 /** What the steps after training share. */
 interface Trained {
   o: ImagenetOptions;
@@ -214,7 +213,8 @@ async function evaluateStep(t: Trained, p: Pipeline): Promise<SweepOutcome> {
     epsilons: [0],
     out: o.outDir,
     restart: o.restart,
-    resultsFile: (mode) => join(o.outDir, share ? `sweep-${mode}.shard${share.index}-of-${share.count}.json` : `sweep-${mode}.json`),
+    resultsFile: (mode) =>
+      join(o.outDir, share ? `sweep-${mode}.shard${share.index}-of-${share.count}.json` : `sweep-${mode}.json`),
     only: share ? (task) => task.cell.shard % share.count === share.index - 1 : undefined,
     mergeFrom: () => (share || o.restart ? [] : shareFiles(o.outDir)),
     maxSeconds: o.evalMinutes === undefined ? undefined : checkNumber(o.evalMinutes, "evalMinutes", 0) * 60,
@@ -310,7 +310,9 @@ async function evaluateAndReport(t: Trained, seconds: { data: number; training: 
     const swept = await evaluateStep(t, p);
     const share = t.o.shard;
     if (share) {
-      t.log(`evaluate: shard ${share.index} of ${share.count} done; run without --shard to merge the shards and write the report`);
+      t.log(
+        `evaluate: shard ${share.index} of ${share.count} done; run without --shard to merge the shards and write the report`,
+      );
       return {};
     }
     return reportStep(t, p, swept, seconds);

@@ -229,6 +229,9 @@ test("the time cap, and results of the earlier per-image format: one line each",
   const refused = run(["reproduce", "imagenet", ...common(old)]);
   assert.notEqual(refused.code, 0);
   assert.equal(refused.stderr.trim().split("\n").length, 1, refused.stderr);
-  assert.match(refused.stderr, /evaluation\.json: per-image results of an earlier vaeguard \(format vaeguard-imagenet\/1\).*--restart/);
+  assert.match(
+    refused.stderr,
+    /evaluation\.json: per-image results of an earlier vaeguard \(format vaeguard-imagenet\/1\).*--restart/,
+  );
   assert.equal(existsSync(join(old, "sweep-gray-box.json")), false, "nothing evaluated");
 });
