@@ -8,10 +8,11 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { cleanUp, startWorker, stableReport } from "../helpers/queue-run.js";
 import { NO_REDIS_MESSAGE, TestRedis, hasRedisServer } from "../helpers/redis.js";
 import { writeNipsFixture } from "../helpers/nips2017.js";
 
@@ -37,22 +38,7 @@ function run(args: string[]) {
   return { result: JSON.parse(r.stdout) as { rows: unknown[]; claims: unknown[] }, stderr: r.stderr };
 }
 
-function startWorker(url: string): ChildProcess {
-  const child = spawn(process.execPath, [bin, "worker", "--queue", url, "--threads", "1"], {
-    env,
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  workers.push(child);
-  return child;
-}
-
-/** report.md without the lines that differ between any two runs (command line, time stamp, times). */
-function stableReport(out: string): string {
-  return readFileSync(join(out, "report.md"), "utf8")
-    .split("\n")
-    .filter((l) => !/vaeguard reproduce|Created|## Time|^Data \d+ s/.test(l))
-    .join("\n");
-}
+const UNSTABLE = /vaeguard reproduce|Created|## Time|^Data \d+ s/;
 
 before(async () => {
   if (skip) return;
@@ -62,11 +48,7 @@ before(async () => {
   await redis.start();
 });
 
-after(async () => {
-  for (const w of workers) if (w.exitCode === null && w.signalCode === null) w.kill("SIGKILL");
-  await redis?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => cleanUp(workers, redis, dir));
 
 test(
   "reproduce imagenet --queue gives the results file, table, claims and report of a run in one process",
@@ -78,7 +60,7 @@ test(
 
     const url = redis!.url;
     const queued = join(dir, "queued");
-    const pool = [startWorker(url), startWorker(url)];
+    const pool = [startWorker(workers, url, env), startWorker(workers, url, env)];
     const r = run(settings(queued, ["--queue", url]));
     assert.match(r.stderr, new RegExp(`queue: 9 cells queued on ${url}`));
     assert.deepEqual(r.result.rows, reference.rows);
@@ -86,7 +68,7 @@ test(
     for (const f of ["sweep-gray-box.json", "results.csv"]) {
       assert.equal(readFileSync(join(queued, f), "utf8"), readFileSync(join(local, f), "utf8"), f);
     }
-    assert.equal(stableReport(queued), stableReport(local));
+    assert.equal(stableReport(queued, UNSTABLE), stableReport(local, UNSTABLE));
     for (const w of pool) w.kill("SIGTERM");
     await Promise.all(pool.map((w) => new Promise((resolve) => w.once("exit", resolve))));
   },
