@@ -9,6 +9,7 @@
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { tidy } from "../core/engine.js";
 import { CheckpointError, DataError, VaeguardError } from "../core/errors.js";
 import { createAttack, type AttackName } from "../attacks/index.js";
@@ -71,8 +72,30 @@ export interface EvaluationSetup {
   shardSize: number;
 }
 
+/**
+ * sha256 of a model file. A TF.js model.json is hashed with the weight files
+ * its manifest lists, in order: its weights are not in the JSON, and a worker
+ * must refuse other weights beside the same model.json.
+ */
 export function fileSha256(path: string): string {
-  return createHash("sha256").update(readFileSync(path)).digest("hex");
+  const hash = createHash("sha256").update(readFileSync(path));
+  for (const f of tfjsWeightFiles(path)) hash.update(readFileSync(f));
+  return hash.digest("hex");
+}
+
+/** The weight files of a TF.js model.json (none for any other file). */
+function tfjsWeightFiles(path: string): string[] {
+  if (!path.endsWith(".json")) return [];
+  let manifest: unknown;
+  try {
+    manifest = (JSON.parse(readFileSync(path, "utf8")) as { weightsManifest?: unknown }).weightsManifest;
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(manifest)) return [];
+  return manifest.flatMap((group: { paths?: unknown }) =>
+    Array.isArray(group?.paths) ? group.paths.map((p) => join(dirname(path), String(p))) : [],
+  );
 }
 
 function bytesOf(a: ArrayBufferView): Buffer {
