@@ -35,3 +35,8 @@ class TitledDefense implements Defense {
 export function titled(defense: Defense, title: string | undefined): Defense {
   return title === undefined || title === defense.name ? defense : new TitledDefense(defense, title);
 }
+
+/** The defense behind a table name (itself when it has none of its own). */
+export function innerOf(defense: Defense): Defense {
+  return defense instanceof TitledDefense ? defense.inner : defense;
+}

@@ -14,7 +14,7 @@ import { VaeguardError } from "../core/errors.js";
 import type { Attack, AttackableModel } from "../attacks/types.js";
 import type { Defense } from "../defenses/types.js";
 import { DefendedModel } from "../defenses/defended-model.js";
-import { correctPerPass } from "../defenses/scoring.js";
+import { scoreBatch } from "./score-batch.js";
 import type { ImageClassifier } from "../models/classifiers.js";
 import { batches, type ImageDataset } from "../data/index.js";
 import { CLEAN_ATTACK, type CellResult, type CellTask, type SerializedGrid } from "./cells.js";
@@ -104,20 +104,16 @@ export async function runCell(
           relL2Sum += relativeL2(x, adv).reduce((a, v) => a + v, 0);
           const wantGrid = task.gridImages !== undefined && done === 0;
           const defended: SerializedGrid["defended"] = {};
-          for (const d of defenses) {
-            const firstPass = (purified: Tensor, pred: Int32Array) => {
-              if (wantGrid) {
-                defended[d.name] = imagesOf(purified, task.gridImages!).map((data, i) => ({
-                  data,
-                  prediction: pred[i],
-                }));
-              }
-              if (predictions) (predictions[d.name] ??= []).push(...pred);
-            };
-            const hook = wantGrid || predictions ? firstPass : undefined;
-            const passCounts = await correctPerPass(d, ctx.classifier, adv, y, ctx.passes, hook);
-            passCounts.forEach((c, p) => (correct[d.name][p] += c));
-          }
+          const firstPass = (d: Defense) => (purified: Tensor, pred: Int32Array) => {
+            if (wantGrid) {
+              defended[d.name] = imagesOf(purified, task.gridImages!).map((data, i) => ({ data, prediction: pred[i] }));
+            }
+            if (predictions) (predictions[d.name] ??= []).push(...pred);
+          };
+          const hooks = wantGrid || predictions ? firstPass : () => undefined;
+          const batch = { classifier: ctx.classifier, adv, y, passes: ctx.passes, firstPass: hooks };
+          const counts = await scoreBatch(batch, defenses);
+          for (const d of defenses) counts[d.name].forEach((c, p) => (correct[d.name][p] += c));
           if (wantGrid) grid = gridOf(ctx.classifier, x, y, adv, defended, task.gridImages!);
         } finally {
           adv.dispose();

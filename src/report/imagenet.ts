@@ -108,7 +108,7 @@ function imagenetNotes(d: ReportData, lossCurves: boolean): string {
       "Gray-box numbers overstate robustness against an attacker who knows the defense.",
     `**Defenses:** JPEG at quality 10 and 23 (libjpeg via sharp); each patch VAE reconstructs every patch of its grid (last patch anchored at the border), ` +
       `overlaps are averaged and the paper's 5x5 smoothing filter is applied; latent noise clipped to [-5, 5] (one sample per image, as the paper). ` +
-      `${ENSEMBLE}: the pixel average of the ${vaeNames.length} VAE columns' outputs, each VAE drawing its own latent noise for it (not the draws its own column was scored on).`,
+      `${ENSEMBLE}: the pixel average of the ${vaeNames.length} VAE columns' outputs (the very reconstructions they were scored on).`,
     `## The paper's claims\n\n${claimsSection(d.claims)}`,
     `## Acceptance: clean accuracy kept by each patch VAE\n\n${acceptanceSection(d.acceptance)}`,
     `## Patch VAEs (Table 3)\n\n` +

@@ -24,7 +24,7 @@ export const ATTACK_TITLES: Record<AttackKey, string> = { fgsm: "FGSM", ifgsm: "
 /**
  * No defense, JPEG 10, JPEG 23, a VAE column per (patch size, stride) whose
  * VAE was trained, and, with two or more of those, their ensemble: the pixel
- * average of the VAE columns' outputs, each VAE drawing its own noise.
+ * average of the VAE columns' outputs of the same pass (eval/score-batch.ts).
  */
 export function columnSpecs(sizes: readonly PatchSize[]): { defenses: string[]; titles: Record<string, string> } {
   const vaes = VAE_COLUMNS.filter((c) => sizes.includes(c.patchSize)).map((c) => `patchvae:${c.patchSize}/${c.stride}`);
