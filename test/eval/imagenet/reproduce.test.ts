@@ -227,7 +227,7 @@ test("the time cap, and results of the earlier per-image format: one line each",
   mkdirSync(old, { recursive: true });
   writeFileSync(join(old, "evaluation.json"), JSON.stringify({ format: "vaeguard-imagenet/1", points: {} }));
   const refused = run(["reproduce", "imagenet", ...common(old)]);
-  assert.notEqual(refused.code, 0);
+  assert.equal(refused.code, 2);
   assert.equal(refused.stderr.trim().split("\n").length, 1, refused.stderr);
   assert.match(
     refused.stderr,
