@@ -19,6 +19,7 @@ import { benchLarge, LARGE_PARTS } from "./large-images.js";
 import { benchPurifier } from "./purifier.js";
 import { benchEot } from "./eot.js";
 import { benchServe, renderServeBench } from "./serve.js";
+import { benchPipeline, renderPipelineBench } from "./pipeline.js";
 
 const program = new Command()
   .name("bench")
@@ -27,9 +28,10 @@ const program = new Command()
   .option("--rounds <n>", "alternating rounds per engine (best of)", "2")
   .option(
     "--only <list>",
-    "comma-separated: mnist,cifar10,vae,purifier,eot,large,serve (purifier: adversarial training step of issue 12; eot: adaptive PGD with EOT 10 through the MNIST VAE, batched EOT of issue 14; large: patch VAEs and Inception V3 on 299x299 images, or a part of it: large-recon, large-train, large-inception; serve: HTTP load on vaeguard serve)",
+    "comma-separated: mnist,cifar10,vae,purifier,eot,large,serve (purifier: adversarial training step of issue 12; eot: adaptive PGD with EOT 10 through the MNIST VAE, batched EOT of issue 14; pipeline: the whole MNIST reproduction, vaeguard against a PyTorch script, wall time per stage (issue 14; not in the default list: about half an hour at --scale 1); large: patch VAEs and Inception V3 on 299x299 images, or a part of it: large-recon, large-train, large-inception; serve: HTTP load on vaeguard serve)",
     "mnist,cifar10,vae,purifier,eot",
   )
+  .option("--scale <s>", "pipeline: fraction of the training and test images, in (0, 1]", "1")
   .option("--eot-batches <list>", "eot: batch sizes (images per attack)", "8,32")
   .option("--python <path>", "python with torch for the comparison", "/usr/bin/python3")
   .option("--serve-seconds <s>", "serve: seconds per connection level", "30")
@@ -53,6 +55,7 @@ const o = program.opts<{
   classifier?: string;
   vae?: string;
   eotBatches: string;
+  scale: string;
 }>();
 const threads = Number(o.threads);
 const seconds = Number(o.seconds);
@@ -71,6 +74,13 @@ if (only.includes("serve")) {
     maxBatch: 64,
   });
   console.log(o.json ? JSON.stringify(r, null, 2) : renderServeBench(r, seconds));
+  if (only.length === 1) process.exit(0);
+}
+
+// The pipeline stands alone too: each engine runs the whole reproduction in its own child process.
+if (only.includes("pipeline")) {
+  const r = benchPipeline({ scale: Number(o.scale), threads, rounds, python: o.python });
+  console.log(o.json ? JSON.stringify(r, null, 2) : renderPipelineBench(r));
   if (only.length === 1) process.exit(0);
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One idempotent set-up for a fresh Debian 12 machine with Node 20:
 # Debian packages (only those missing), npm dependencies, the native addon, the TypeScript.
-# Options: --with-bench also installs python3-torch (PyTorch for `npm run bench`).
+# Options: --with-bench also installs python3-torch and python3-pil (PyTorch and PIL's JPEG for `npm run bench`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +10,7 @@ packages=(libtorch-dev libopenblas0-pthread dataset-fashion-mnist fonts-dejavu-c
 packages+=(chromium)
 # redis-server: the job queue of distributed evaluation (its tests start their own server on loopback).
 packages+=(redis-server)
-if [[ "${1:-}" == "--with-bench" ]]; then packages+=(python3-torch); fi
+if [[ "${1:-}" == "--with-bench" ]]; then packages+=(python3-torch python3-pil); fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -21,7 +21,7 @@ import { VaeguardError } from "../core/errors.js";
 import { isDirectionAttack, type Attack, type AttackableModel } from "../attacks/types.js";
 import type { Defense } from "../defenses/types.js";
 import { DefendedModel } from "../defenses/defended-model.js";
-import { correctPerPass } from "../defenses/scoring.js";
+import { scoreBatch } from "./score-batch.js";
 import type { ImageClassifier } from "../models/classifiers.js";
 import { batches, type ImageDataset } from "../data/index.js";
 import { CLEAN_ATTACK, type CellResult, type CellTask, type SerializedGrid } from "./cells.js";
@@ -46,6 +46,8 @@ export interface SweepContext {
   batchSize: number;
   /** Forward passes per randomized defense (scored as their mean and std). */
   passes: number;
+  /** Keep every image's first-pass prediction per defense in the cell's result (for paired tests). */
+  keepPredictions?: boolean;
 }
 
 function predictions(classifier: ImageClassifier, x: Tensor): number[] {
@@ -120,6 +122,7 @@ export async function runCell(
   );
   let relL2Sum = 0;
   let grid: SerializedGrid | undefined;
+  const predictions: Record<string, number[]> | undefined = ctx.keepPredictions ? {} : undefined;
   let done = 0;
   // A view of the shard's rows, no copy (the test set of large images can be gigabytes).
   const shard: ImageDataset = {
@@ -137,20 +140,16 @@ export async function runCell(
           relL2Sum += relativeL2(x, adv).reduce((a, v) => a + v, 0);
           const wantGrid = task.gridImages !== undefined && done === 0;
           const defended: SerializedGrid["defended"] = {};
-          for (const d of defenses) {
-            const keepGrid = (purified: Tensor, pred: Int32Array) => {
+          const firstPass = (d: Defense) => (purified: Tensor, pred: Int32Array) => {
+            if (wantGrid) {
               defended[d.name] = imagesOf(purified, task.gridImages!).map((data, i) => ({ data, prediction: pred[i] }));
-            };
-            const passCounts = await correctPerPass(
-              d,
-              ctx.classifier,
-              adv,
-              y,
-              ctx.passes,
-              wantGrid ? keepGrid : undefined,
-            );
-            passCounts.forEach((c, p) => (correct[d.name][p] += c));
-          }
+            }
+            if (predictions) (predictions[d.name] ??= []).push(...pred);
+          };
+          const hooks = wantGrid || predictions ? firstPass : () => undefined;
+          const batch = { classifier: ctx.classifier, adv, y, passes: ctx.passes, firstPass: hooks };
+          const counts = await scoreBatch(batch, defenses);
+          for (const d of defenses) counts[d.name].forEach((c, p) => (correct[d.name][p] += c));
           if (wantGrid) grid = gridOf(ctx.classifier, x, y, adv, defended, task.gridImages!);
         } finally {
           adv.dispose();
@@ -168,6 +167,7 @@ export async function runCell(
   }
   const result: CellResult = { images: task.count, correct, relL2Sum };
   if (grid) result.grid = grid;
+  if (predictions) result.predictions = predictions;
   return result;
 }
 
