@@ -10,13 +10,13 @@
  * Input: images [N, C, H, W] in [0, 1] and labels [N]; output: a new tensor of
  * the same shape and dtype, in [0, 1], with ||x_adv - x||_inf <= eps.
  */
-import { noGrad, tidyAsync } from "../core/engine.js";
+import { noGrad, tidy, tidyAsync } from "../core/engine.js";
 import { readOptions, type OptionsOf, type ValuesOf } from "../core/params.js";
 import type { Tensor } from "../core/tensor.js";
-import { checkClassifier, inEvalMode, type Classifier } from "../models/types.js";
+import { checkClassifier, type Classifier } from "../models/types.js";
 import { EOT_SAMPLES, LINF_EPS, checkBatch, checkTargeted, resolveEotSamples } from "./base.js";
-import { lossGradient } from "./gradient.js";
-import type { Attack, AttackDefinition } from "./types.js";
+import { signedGradientKind, signedLossGradient } from "./gradient.js";
+import type { Attack, AttackDefinition, DirectionAttack } from "./types.js";
 
 const PARAMS = {
   eps: LINF_EPS,
@@ -36,7 +36,7 @@ export const FGSM_DEFINITION: AttackDefinition<typeof PARAMS> = {
   create: (model, options) => new FGSM(model, options as FgsmOptions),
 };
 
-export class FGSM implements Attack {
+export class FGSM implements Attack, DirectionAttack {
   readonly name = "FGSM";
   readonly norm = "Linf" as const;
   readonly supportsTargeted = true;
@@ -53,13 +53,35 @@ export class FGSM implements Attack {
 
   async generate(x: Tensor, labels: Tensor, options?: { targeted?: boolean }): Promise<Tensor> {
     const targeted = checkTargeted(options, this.supportsTargeted, this.name);
-    return tidyAsync(async () => {
-      const y = checkBatch(x, labels, this.name);
-      const g = await inEvalMode(this.model, () =>
-        lossGradient(this.model, x, y, { targeted, eotSamples: this.eotSamples, attack: this.name }),
-      );
-      return noGrad(() => x.detach().add(g.sign().mul(this.eps)).clamp(0, 1));
-    });
+    return tidyAsync(async () => this.step(x, await this.signedGradient(x, labels, targeted)));
+  }
+
+  /** On a deterministic model the gradient is the same for every eps (and every seed). */
+  get directionIsShareable(): boolean {
+    return this.model.randomized !== true;
+  }
+
+  get directionKind(): string {
+    return signedGradientKind(this.eotSamples);
+  }
+
+  /** sign(grad): the untargeted step direction, shared by a sweep's epsilons. */
+  direction(x: Tensor, labels: Tensor): Promise<Tensor> {
+    return this.signedGradient(x, labels, false);
+  }
+
+  async fromDirection(x: Tensor, _labels: Tensor, direction: Tensor): Promise<Tensor> {
+    return this.step(x, direction);
+  }
+
+  /** clip(x + eps * direction, 0, 1): the one place FGSM's step is taken, with or without a shared direction. */
+  private step(x: Tensor, direction: Tensor): Tensor {
+    return noGrad(() => tidy(() => x.detach().add(direction.mul(this.eps)).clamp(0, 1)));
+  }
+
+  private signedGradient(x: Tensor, labels: Tensor, targeted: boolean): Promise<Tensor> {
+    const options = { targeted, eotSamples: this.eotSamples, attack: this.name };
+    return tidyAsync(() => signedLossGradient(this.model, x, checkBatch(x, labels, this.name), options));
   }
 
   describe(): Record<string, number | string | boolean> {

@@ -21,7 +21,7 @@
 import { enableGrad, enableGradAsync, noGrad, noGradAsync, tidy, tidyAsync } from "../core/engine.js";
 import { Tensor, arange, grad } from "../core/tensor.js";
 import * as F from "../nn/functional.js";
-import type { Classifier } from "../models/types.js";
+import { inEvalMode, type Classifier } from "../models/types.js";
 import { checkInt } from "../core/validate.js";
 import { checkLabelRange, checkLogits, resolveEotSamples } from "./base.js";
 
@@ -322,4 +322,26 @@ export async function evaluateObjective(
       predicted: sum.logits.argmax(1),
     }));
   });
+}
+
+/**
+ * sign(grad) of the untargeted cross-entropy at x in eval mode: FGSM's step
+ * and I-FGSM's first step, computed by this one function so the two are the
+ * same tensor and a sweep may share it (directionKind below names it).
+ */
+export function signedLossGradient(
+  model: Classifier,
+  x: Tensor,
+  y: Tensor,
+  options: { targeted: boolean; eotSamples: number; attack: string },
+): Promise<Tensor> {
+  return tidyAsync(async () => {
+    const g = await inEvalMode(model, () => lossGradient(model, x, y, options));
+    return noGrad(() => g.sign());
+  });
+}
+
+/** The directionKind of an untargeted signedLossGradient with this many EOT samples. */
+export function signedGradientKind(eotSamples: number): string {
+  return `sign(grad CE), EOT ${eotSamples}`;
 }

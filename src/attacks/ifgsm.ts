@@ -16,10 +16,10 @@ import { iterateAsync, noGrad, tidyAsync } from "../core/engine.js";
 import { describeValues, readOptions, type OptionsOf, type Schema, type ValuesOf } from "../core/params.js";
 import type { Tensor } from "../core/tensor.js";
 import { LIMITS } from "../core/limits.js";
-import { checkClassifier, inEvalMode, type Classifier } from "../models/types.js";
+import { checkClassifier, type Classifier } from "../models/types.js";
 import { EOT_SAMPLES, LINF_EPS, checkBatch, checkTargeted, projectLinf, resolveEotSamples } from "./base.js";
-import { lossGradient } from "./gradient.js";
-import type { Attack, AttackDefinition } from "./types.js";
+import { signedGradientKind, signedLossGradient } from "./gradient.js";
+import type { Attack, AttackDefinition, DirectionAttack } from "./types.js";
 
 const PARAMS = {
   eps: LINF_EPS,
@@ -53,7 +53,7 @@ export const IFGSM_DEFINITION: AttackDefinition<typeof PARAMS> = {
   create: (model, options) => new IFGSM(model, options as IfgsmOptions),
 };
 
-export class IFGSM implements Attack {
+export class IFGSM implements Attack, DirectionAttack {
   readonly norm = "Linf" as const;
   readonly supportsTargeted = true;
   readonly eps: number;
@@ -77,16 +77,37 @@ export class IFGSM implements Attack {
 
   /** x_{m+1} = Proj(x_m + stepSize * sign(grad)), M times from x_0 = x. */
   async generate(x: Tensor, labels: Tensor, options?: { targeted?: boolean }): Promise<Tensor> {
-    const targeted = checkTargeted(options, this.supportsTargeted, "I-FGSM");
+    return this.iterate(x, labels, checkTargeted(options, this.supportsTargeted, "I-FGSM"));
+  }
+
+  /** On a deterministic model the first step's gradient is the same for every eps (and every seed). */
+  get directionIsShareable(): boolean {
+    return this.model.randomized !== true;
+  }
+
+  /** The first step's direction is FGSM's (same kind, same function): a sweep shares it with FGSM too. */
+  get directionKind(): string {
+    return signedGradientKind(this.eotSamples);
+  }
+
+  direction(x: Tensor, labels: Tensor): Promise<Tensor> {
+    const options = { targeted: false, eotSamples: this.eotSamples, attack: "I-FGSM" };
+    return tidyAsync(() => signedLossGradient(this.model, x, checkBatch(x, labels, "I-FGSM"), options));
+  }
+
+  fromDirection(x: Tensor, labels: Tensor, direction: Tensor): Promise<Tensor> {
+    return this.iterate(x, labels, false, direction);
+  }
+
+  /** The M steps; the first along `first` when given (sign(grad) at x, computed once for a grid). */
+  private iterate(x: Tensor, labels: Tensor, targeted: boolean, first?: Tensor): Promise<Tensor> {
     const gradientOptions = { targeted, eotSamples: this.eotSamples, attack: "I-FGSM" };
     return tidyAsync(async () => {
       const y = checkBatch(x, labels, "I-FGSM");
-      return inEvalMode(this.model, () =>
-        iterateAsync(x, this.steps, async (xm) => {
-          const g = await lossGradient(this.model, xm, y, gradientOptions);
-          return noGrad(() => projectLinf(xm.add(g.sign().mul(this.stepSize)), x, this.eps));
-        }),
-      );
+      return iterateAsync(x, this.steps, async (xm, m) => {
+        const d = m === 0 && first ? first : await signedLossGradient(this.model, xm, y, gradientOptions);
+        return noGrad(() => projectLinf(xm.add(d.mul(this.stepSize)), x, this.eps));
+      });
     });
   }
 

@@ -34,6 +34,33 @@ export interface Attack {
 }
 
 /**
+ * An attack that starts with a step along a direction that does not depend on
+ * eps: FGSM (its one step) and I-FGSM (its first step) along the sign of the
+ * loss gradient at x. A sweep over an epsilon grid computes the direction once
+ * per image and hands it to every eps, and to every attack of the same
+ * `directionKind` on the same model; generate(x, y) is exactly
+ * fromDirection(x, y, direction(x, y)).
+ */
+export interface DirectionAttack {
+  /**
+   * Whether direction() may be shared by every eps of a grid: false when it
+   * depends on random draws (a randomized model, whose draws are seeded per cell).
+   */
+  readonly directionIsShareable: boolean;
+  /** What direction() computes: attacks of one kind on one model compute the same tensor. */
+  readonly directionKind: string;
+  /** The eps-free first-step direction of an untargeted attack on (x, labels). */
+  direction(x: Tensor, labels: Tensor): Promise<Tensor>;
+  /** The adversarial images at this attack's eps, the first step taken along `direction`. */
+  fromDirection(x: Tensor, labels: Tensor, direction: Tensor): Promise<Tensor>;
+}
+
+export function isDirectionAttack<A extends Attack>(a: A): a is A & DirectionAttack {
+  const d = a as Partial<DirectionAttack>;
+  return typeof d.direction === "function" && typeof d.fromDirection === "function";
+}
+
+/**
  * An attack as the registry knows it: its parameters, declared once, and what
  * is derived from them without a model (the table name, describe()).
  */

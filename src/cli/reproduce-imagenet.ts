@@ -24,8 +24,9 @@ import { reproduceImagenet, type ImagenetResult } from "../eval/imagenet/reprodu
 import type { BundlePaths } from "../report/bundle.js";
 import { writeImagenetReport } from "../report/imagenet.js";
 import { renderTextTable } from "../report/table.js";
+import { addQueueOptions, queueRunners, type QueueOpts } from "./queue-options.js";
 
-interface Opts {
+interface Opts extends QueueOpts {
   images?: string;
   model?: string;
   classOrder?: string;
@@ -46,6 +47,7 @@ interface Opts {
   ifgsmSteps: number;
   evalBatchSize: number;
   evalMinutes?: number;
+  shardSize?: number;
   shard?: string;
   gridImages: number;
   trainOnly?: boolean;
@@ -170,8 +172,13 @@ function addAttackOptions(cmd: Command): Command {
     )
     .option(
       "--eval-minutes <x>",
-      "start no new batch of images after this many minutes; the report covers the images done, a later run continues",
+      "start no new cell after this many minutes; the report covers the first shards of images done, a later run continues",
       parseNumberArg("eval-minutes", 0),
+    )
+    .option(
+      "--shard-size <n>",
+      "images per cell, the unit of work, seeding and resumption (default: the eval batch size); part of the settings, like --seed",
+      parseIntArg("shard-size", 1),
     );
 }
 
@@ -180,7 +187,7 @@ function addRunOptions(cmd: Command): Command {
   return cmd
     .option(
       "--shard <k/n>",
-      "evaluate only the k-th of n shares of the image batches, in its own results file and without a report (run n such processes, then one without --shard to merge and report)",
+      "run only the k-th of n shares of the cells (shards of images), in its own results file and without a report (run n such processes, then one without --shard to merge and report; or see --queue)",
     )
     .option("--grid-images <n>", "images in the picture grid", parseIntArg("grid-images", 1), 4)
     .option("--train-only", "train (or resume) the patch VAEs and stop")
@@ -194,6 +201,11 @@ function addRunOptions(cmd: Command): Command {
     .option("--quiet", "no progress output");
 }
 
+/** --queue, and the options after it, as `reproduce` orders them. */
+function addQueueAndRunOptions(cmd: Command): Command {
+  return addRunOptions(addQueueOptions(cmd));
+}
+
 /** Options and action of the command, on `cmd` (the subcommand and its alias share them). */
 function define(cmd: Command): void {
   cmd.description(
@@ -204,7 +216,7 @@ function define(cmd: Command): void {
   addDataOptions(cmd);
   addVaeTrainingOptions(cmd);
   addAttackOptions(cmd);
-  addRunOptions(cmd);
+  addQueueAndRunOptions(cmd);
   cmd.action((opts: Opts) => runAction(() => imagenetCommand(opts)));
 }
 
@@ -245,6 +257,8 @@ async function imagenetCommand(opts: Opts): Promise<void> {
     }
     shard = { index: Number(m[1]), count: Number(m[2]) };
   }
+  const runner = queueRunners(opts, Boolean(opts.restart), (l) => process.stderr.write(l + "\n"));
+  if (runner && shard) throw new UsageError("--shard and --queue both share the cells out; use one of them");
   if (opts.threads) setNumThreads(opts.threads);
   const out = checkWritableDir(opts.out ?? join("runs", `imagenet${opts.quick ? "-quick" : ""}`), "the report");
   checkWritableDir(opts.checkpoints, "checkpoints");
@@ -270,6 +284,8 @@ async function imagenetCommand(opts: Opts): Promise<void> {
     ifgsmSteps: opts.ifgsmSteps,
     evalBatchSize: opts.evalBatchSize,
     evalMinutes: opts.evalMinutes,
+    shardSize: opts.shardSize,
+    runner,
     shard,
     gridImages: opts.gridImages,
     trainOnly: Boolean(opts.trainOnly),

@@ -56,7 +56,7 @@ export {
   type DefendedModelOptions,
   type DefenseView,
 } from "./defended-model.js";
-export { correctPerPass, passAccuracy, type FirstPassHook } from "./scoring.js";
+export { correctPerPass, passAccuracy, type FirstPassHook, type PassHook } from "./scoring.js";
 export { BpdaDefense, bpdaIdentity, padImages, type PadMode } from "./common.js";
 
 export const DEFENSE_NAMES = [

@@ -14,10 +14,13 @@ import type { Defense } from "./types.js";
 /** The first pass's purified images and predictions, for picture grids. */
 export type FirstPassHook = (purified: Tensor, predictions: Int32Array) => void;
 
+/** Every pass's purified images (for an ensemble that averages this defense's outputs). */
+export type PassHook = (pass: number, purified: Tensor) => void;
+
 /**
  * Correct predictions on one batch, per pass: `passes` passes for a
  * randomized defense, one for a deterministic one. `onFirstPass` sees the
- * first pass's purified images while they are alive.
+ * first pass's purified images while they are alive, `onPass` every pass's.
  */
 export async function correctPerPass(
   defense: Defense,
@@ -26,6 +29,7 @@ export async function correctPerPass(
   labels: Tensor,
   passes: number,
   onFirstPass?: FirstPassHook,
+  onPass?: PassHook,
 ): Promise<number[]> {
   const count = defense.randomized ? passes : 1;
   const correct: number[] = [];
@@ -33,6 +37,7 @@ export async function correctPerPass(
     correct.push(
       await tidyAsync(async () => {
         const purified = await defense.apply(x);
+        onPass?.(p, purified);
         const logits = await inEvalMode(classifier, () => noGradAsync(() => classifier.forward(purified)));
         return noGrad(() => {
           const predicted = logits.argmax(1);

@@ -61,6 +61,8 @@ export interface CellResult {
   /** Sum over the shard's images of the relative L2 difference of the attacked images. */
   relL2Sum: number;
   grid?: SerializedGrid;
+  /** With keepPredictions: each image's first-pass top-1 prediction per defense, in image order. */
+  predictions?: Record<string, number[]>;
 }
 
 /** One row of the results table and the cells it is merged from, in merge order. */
@@ -185,6 +187,29 @@ export function mergeRow(row: PlannedRow, results: ReadonlyMap<string, CellResul
   } else {
     out.relL2ByDefense = Object.fromEntries(defenses.map((d) => [d, l2.get(d)! / images]));
     out.relL2 = defenses.reduce((a, d) => a + l2.get(d)! / images, 0) / defenses.length;
+  }
+  return out;
+}
+
+/**
+ * A row's per-image predictions per defense (first pass), concatenated over
+ * its shards in plan order, so index i is image i of the row; undefined when a
+ * cell kept none. Adaptive rows take each defense's from its own cells.
+ */
+export function rowPredictions(
+  row: PlannedRow,
+  results: ReadonlyMap<string, CellResult>,
+  defenses: string[],
+): Record<string, number[]> | undefined {
+  const out: Record<string, number[]> = {};
+  for (const d of defenses) {
+    out[d] = [];
+    for (const t of row.tasks) {
+      if (t.cell.defense !== undefined && t.cell.defense !== d) continue;
+      const kept = results.get(t.id)?.predictions?.[d];
+      if (!kept) return undefined;
+      out[d].push(...kept);
+    }
   }
   return out;
 }

@@ -9,19 +9,22 @@
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { tidy } from "../core/engine.js";
 import { CheckpointError, DataError, VaeguardError } from "../core/errors.js";
 import { createAttack, type AttackName } from "../attacks/index.js";
-import { createDefense, type Defense } from "../defenses/index.js";
-import { datasetSize, takeFirst, type ImageDataset } from "../data/index.js";
+import { createDefense, type Defense, type DefenseContext } from "../defenses/index.js";
+import { titled } from "../defenses/titled.js";
+import { datasetSize, type ImageDataset } from "../data/index.js";
 import { loadCheckpoint } from "../models/checkpoint.js";
-import { classifierFormat, loadClassifierFile } from "../models/load-classifier.js";
+import { classifierFormat, loadClassifierFile, type ClassifierFileOptions } from "../models/load-classifier.js";
 import type { ImageClassifier } from "../models/classifiers.js";
 import { PURIFIER_ARCHS, loadPurifier } from "../models/loaders.js";
 import type { Purifier } from "../models/purifier.js";
 import type { Module } from "../nn/module.js";
+import type { ConvVae } from "../models/vae.js";
 import type { AttackSpec, SweepContext } from "./run-cell.js";
-import { RECIPES, type SmallDataset } from "./reproduce.js";
+import { TEST_SETS, type DatasetName } from "./test-sets.js";
 
 /** A checkpoint by path (where to read it) and content (what it must be). */
 export interface ModelRef {
@@ -39,16 +42,27 @@ export interface SetupAttack {
   epsilons?: number[];
 }
 
+/** How a pretrained classifier file is read (input size, output order); none for vaeguard checkpoints. */
+export type ClassifierLoading = Pick<ClassifierFileOptions, "imageSize" | "wnidsFile" | "labelsFile">;
+
 export interface EvaluationSetup {
-  dataset: SmallDataset;
+  dataset: DatasetName;
   dataDir?: string;
   /** The first `samples` images of the test set. */
   samples: number;
   /** sha256 of those images and labels, so a worker with other data files refuses them. */
   dataSha256: string;
   classifier: ModelRef;
+  /** Read with these options (a 1000-class model's WordNet order, the data's image size). */
+  classifierLoading?: ClassifierLoading;
   vae?: ModelRef;
+  /** Patch VAEs for "patchvae" defenses, by patch size ("16", "32", "64"). */
+  patchVaes?: Record<string, ModelRef>;
   defenses: string[];
+  /** Table names of defenses by spec, where not the defense's own (the paper's "Ensemble"). */
+  defenseTitles?: Record<string, string>;
+  /** Keep each image's first-pass prediction per defense (paired tests between defenses). */
+  keepPredictions?: boolean;
   attacks: SetupAttack[];
   /** EOT samples per gradient on randomized defenses in adaptive mode. */
   eot: number;
@@ -58,8 +72,30 @@ export interface EvaluationSetup {
   shardSize: number;
 }
 
+/**
+ * sha256 of a model file. A TF.js model.json is hashed with the weight files
+ * its manifest lists, in order: its weights are not in the JSON, and a worker
+ * must refuse other weights beside the same model.json.
+ */
 export function fileSha256(path: string): string {
-  return createHash("sha256").update(readFileSync(path)).digest("hex");
+  const hash = createHash("sha256").update(readFileSync(path));
+  for (const f of tfjsWeightFiles(path)) hash.update(readFileSync(f));
+  return hash.digest("hex");
+}
+
+/** The weight files of a TF.js model.json (none for any other file). */
+function tfjsWeightFiles(path: string): string[] {
+  if (!path.endsWith(".json")) return [];
+  let manifest: unknown;
+  try {
+    manifest = (JSON.parse(readFileSync(path, "utf8")) as { weightsManifest?: unknown }).weightsManifest;
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(manifest)) return [];
+  return manifest.flatMap((group: { paths?: unknown }) =>
+    Array.isArray(group?.paths) ? group.paths.map((p) => join(dirname(path), String(p))) : [],
+  );
 }
 
 function bytesOf(a: ArrayBufferView): Buffer {
@@ -80,8 +116,15 @@ export function datasetSha256(ds: ImageDataset): string {
  * the same evaluation on machines with other folders has the same key.
  */
 export function setupKey(setup: EvaluationSetup): string {
-  const { classifier, vae, dataDir: _dataDir, ...rest } = setup;
-  const canonical = { ...rest, classifier: classifier.sha256, vae: vae?.sha256 ?? null };
+  const { classifier, vae, patchVaes, dataDir: _dataDir, classifierLoading, ...rest } = setup;
+  const canonical = {
+    ...rest,
+    classifier: classifier.sha256,
+    vae: vae?.sha256 ?? null,
+    // Absent keys leave the key of a setup without them unchanged (jobs already queued keep their ids).
+    ...(patchVaes ? { patchVaes: Object.entries(patchVaes).map(([k, r]) => [k, r.sha256]) } : {}),
+    ...(classifierLoading ? { classifierLoading: loadingKey(classifierLoading) } : {}),
+  };
   return createHash("sha256").update(JSON.stringify(canonical)).digest("hex").slice(0, 24);
 }
 
@@ -99,9 +142,17 @@ export function attackSpecs(setup: EvaluationSetup): AttackSpec[] {
   }));
 }
 
-export function loadClassifier(file: string): Module & ImageClassifier {
+/** The loading options by content: the WordNet-id and label files by hash, not by path. */
+function loadingKey(o: ClassifierLoading): unknown[] {
+  const hashOf = (f: string | undefined) => (f === undefined ? null : fileSha256(f));
+  return [o.imageSize ?? null, hashOf(o.wnidsFile), hashOf(o.labelsFile)];
+}
+
+export function loadClassifier(file: string, loading: ClassifierLoading = {}): Module & ImageClassifier {
   // Pretrained classifiers from outside (.tflite, TorchScript, TF.js); vaeguard checkpoints below.
-  if (classifierFormat(file) !== "checkpoint") return loadClassifierFile(file).classifier as Module & ImageClassifier;
+  if (classifierFormat(file) !== "checkpoint") {
+    return loadClassifierFile(file, loading).classifier as Module & ImageClassifier;
+  }
   const ck = loadCheckpoint(file);
   if (PURIFIER_ARCHS.includes(ck.arch)) {
     ck.model.dispose();
@@ -120,21 +171,27 @@ export function loadVae(file: string): Purifier {
  * `cacheDir`: where a loader may keep decoded data (see Recipe.load); it never changes the images.
  */
 export async function loadTestData(
-  dataset: SmallDataset,
+  dataset: DatasetName,
   dataDir: string | undefined,
   samples?: number,
   cacheDir?: string,
 ): Promise<{ test: ImageDataset; total: number }> {
-  const full = await RECIPES[dataset].load("test", dataDir, cacheDir);
-  const total = datasetSize(full);
-  const n = samples === undefined ? total : Math.min(samples, total);
-  if (n === total) return { test: full, total };
-  try {
-    return { test: takeFirst(full, n), total };
-  } finally {
-    full.images.dispose();
-    full.labels.dispose();
+  return TEST_SETS[dataset].load(dataDir, samples, cacheDir);
+}
+
+/** The setup's defenses on its models, under their table names; two with one name are an error. */
+function buildDefenseList(setup: EvaluationSetup, models: DefenseContext): Defense[] {
+  const defenses = setup.defenses.map((s) => titled(createDefense(s, models), setup.defenseTitles?.[s]));
+  const names = new Set<string>();
+  for (const [i, d] of defenses.entries()) {
+    if (names.has(d.name)) {
+      throw new VaeguardError(
+        `Defenses "${setup.defenses[i]}" and another one are both named "${d.name}"; list it once`,
+      );
+    }
+    names.add(d.name);
   }
+  return defenses;
 }
 
 /** What names a setup's test images. */
@@ -154,7 +211,7 @@ export class EvaluationCache {
   private context: { key: string; ctx: SweepContext } | undefined;
 
   /** A checkpoint whose content has the named hash: from the cache, or read, verified and loaded. */
-  model(ref: ModelRef, role: "classifier" | "vae"): Module {
+  model(ref: ModelRef, role: "classifier" | "vae", loading?: ClassifierLoading): Module {
     const cached = this.models.get(ref.sha256);
     if (cached) return cached;
     let actual: string;
@@ -169,7 +226,7 @@ export class EvaluationCache {
         `has sha256 ${actual.slice(0, 12)} but the run names ${ref.sha256.slice(0, 12)}: this is another checkpoint than the coordinator's; copy its file here`,
       );
     }
-    const model = role === "classifier" ? loadClassifier(ref.path) : loadVae(ref.path);
+    const model = role === "classifier" ? loadClassifier(ref.path, loading) : loadVae(ref.path);
     this.models.set(ref.sha256, model);
     return model;
   }
@@ -192,7 +249,7 @@ export class EvaluationCache {
       ds.labels.dispose();
       throw new DataError(
         ds.source,
-        `its first ${setup.samples} test images have sha256 ${sha.slice(0, 12)} but the run names ${setup.dataSha256.slice(0, 12)}: this machine has other ${RECIPES[setup.dataset].title} files than the coordinator`,
+        `its first ${setup.samples} test images have sha256 ${sha.slice(0, 12)} but the run names ${setup.dataSha256.slice(0, 12)}: this machine has other ${TEST_SETS[setup.dataset].title} files than the coordinator`,
       );
     }
     this.data = { key, ds };
@@ -209,31 +266,26 @@ export class EvaluationCache {
   sweepContext(setup: EvaluationSetup): SweepContext {
     const key = JSON.stringify([setupKey(setup), setup.attacks.map((a) => a.name)]);
     if (this.context?.key === key) return this.context.ctx;
-    const classifier = this.model(setup.classifier, "classifier") as Module & ImageClassifier;
+    const classifier = this.model(setup.classifier, "classifier", setup.classifierLoading) as Module & ImageClassifier;
     const vae = setup.vae ? (this.model(setup.vae, "vae") as Purifier) : undefined;
+    const patchVaes = Object.fromEntries(
+      Object.entries(setup.patchVaes ?? {}).map(([k, ref]) => [k, this.model(ref, "vae") as ConvVae]),
+    );
+    const named = new Set([setup.classifier, setup.vae, ...Object.values(setup.patchVaes ?? {})].map((r) => r?.sha256));
     for (const [sha, m] of this.models) {
-      if (sha !== setup.classifier.sha256 && sha !== setup.vae?.sha256) {
+      if (!named.has(sha)) {
         m.dispose();
         this.models.delete(sha);
       }
-    }
-    const defenses: Defense[] = setup.defenses.map((s) => createDefense(s, { vae }));
-    const names = new Set<string>();
-    for (const [i, d] of defenses.entries()) {
-      if (names.has(d.name)) {
-        throw new VaeguardError(
-          `Defenses "${setup.defenses[i]}" and another one are both named "${d.name}"; list it once`,
-        );
-      }
-      names.add(d.name);
     }
     const ctx: SweepContext = {
       classifier,
       data: this.testData(setup),
       attacks: attackSpecs(setup),
-      defenses,
+      defenses: buildDefenseList(setup, { vae, patchVaes }),
       batchSize: setup.batchSize,
       passes: setup.passes,
+      ...(setup.keepPredictions ? { keepPredictions: true } : {}),
     };
     this.context = { key, ctx };
     return ctx;

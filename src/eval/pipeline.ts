@@ -33,26 +33,36 @@ import {
   datasetSha256,
   fileSha256,
   loadTestData,
+  type ClassifierLoading,
   type EvaluationSetup,
   type ModelRef,
   type SetupAttack,
 } from "./evaluation.js";
-import { RECIPES, type SmallDataset } from "./recipes.js";
+import type { CellTask } from "./cells.js";
 import type { AttackMode, GridSample, ResultRow, RunMetadata } from "./results.js";
 import { sweep, type CellRunner } from "./sweep.js";
+import { TEST_SETS, type DatasetName } from "./test-sets.js";
 
 /** What the pipeline evaluates: data, checkpoints and every setting of the setup but its attacks. */
 export interface PipelineInputs {
-  dataset: SmallDataset;
+  dataset: DatasetName;
   dataDir?: string;
   /** Where a loader may keep decoded data (never changes the images). */
   cacheDir?: string;
   /** The first N test images (default: all). */
   samples?: number;
   classifier: string;
+  /** How a pretrained classifier file is read (see EvaluationSetup). */
+  classifierLoading?: ClassifierLoading;
   /** Loaded only when a defense needs it. */
   vae?: string;
+  /** Patch VAE checkpoints by patch size, for "patchvae" defenses. */
+  patchVaes?: Record<string, string>;
   defenses: string[];
+  /** Table names of defenses by spec (see EvaluationSetup). */
+  defenseTitles?: Record<string, string>;
+  /** Keep each image's prediction per defense (see EvaluationSetup). */
+  keepPredictions?: boolean;
   eot: number;
   passes: number;
   batchSize: number;
@@ -92,6 +102,7 @@ export interface Pipeline {
   readonly vae?: Purifier;
   readonly classifierRef: ModelRef;
   readonly vaeRef?: ModelRef;
+  readonly patchVaeRefs?: Record<string, ModelRef>;
   readonly defenses: Defense[];
   /** The setup of a sweep with these attacks (named as its rows name them): what a worker rebuilds it from. */
   setup(attacks: SetupAttack[]): EvaluationSetup;
@@ -122,12 +133,16 @@ export async function loadData(cache: EvaluationCache, i: PipelineInputs) {
 
 /** Step 2: the checkpoints by path and content hash, loaded into the cache. */
 export function loadModels(cache: EvaluationCache, i: PipelineInputs) {
-  const classifierRef = { path: i.classifier, sha256: checkpointSha256(i.classifier) };
+  const ref = (path: string): ModelRef => ({ path, sha256: checkpointSha256(path) });
+  const classifierRef = ref(i.classifier);
   const usesVae = i.defenses.some(needsVae);
-  const vaeRef = usesVae && i.vae ? { path: i.vae, sha256: checkpointSha256(i.vae) } : undefined;
-  const classifier = cache.model(classifierRef, "classifier") as Module & ImageClassifier;
+  const vaeRef = usesVae && i.vae ? ref(i.vae) : undefined;
+  const patchVaeRefs = i.patchVaes
+    ? Object.fromEntries(Object.entries(i.patchVaes).map(([k, path]) => [k, ref(path)]))
+    : undefined;
+  const classifier = cache.model(classifierRef, "classifier", i.classifierLoading) as Module & ImageClassifier;
   const vae = vaeRef ? (cache.model(vaeRef, "vae") as Purifier) : undefined;
-  return { classifierRef, vaeRef, classifier, vae };
+  return { classifierRef, vaeRef, patchVaeRefs, classifier, vae };
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
@@ -138,7 +153,7 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 export function buildDefenses(p: Omit<Pipeline, "defenses">, i: PipelineInputs): Defense[] {
   const defenses = p.cache.sweepContext(p.setup([])).defenses;
   const shape = p.test.images.dims.slice(1);
-  const title = RECIPES[i.dataset].title;
+  const title = TEST_SETS[i.dataset].title;
   const check = (file: string, what: string, dims: readonly number[]) => {
     if (!sameShape(dims, shape)) {
       throw new CheckpointError(file, `${what} [${dims.join(", ")}] but ${title} images are [${shape.join(", ")}]`);
@@ -169,6 +184,11 @@ export async function withPipeline<T>(
       ...data,
       classifier: models.classifierRef,
       vae: models.vaeRef,
+      // Only where given: the setup (and job ids) of a run without them stays as it was.
+      ...(i.classifierLoading ? { classifierLoading: i.classifierLoading } : {}),
+      ...(models.patchVaeRefs ? { patchVaes: models.patchVaeRefs } : {}),
+      ...(i.defenseTitles ? { defenseTitles: i.defenseTitles } : {}),
+      ...(i.keepPredictions ? { keepPredictions: true } : {}),
       defenses: i.defenses,
       eot: i.eot,
       passes: i.passes,
@@ -198,6 +218,13 @@ export interface SweepStep {
   gridImages: (mode: AttackMode) => number | undefined;
   /** Where a mode's cells run (default: in this process). */
   runner?: (setup: EvaluationSetup) => CellRunner;
+  /** A mode's results file (default: resultsFileFor). */
+  resultsFile?: (mode: AttackMode) => string;
+  /** Partial runs and shares of one sweep over several processes: see SweepOptions. */
+  only?: (task: CellTask) => boolean;
+  mergeFrom?: (mode: AttackMode) => string[];
+  maxSeconds?: number;
+  partial?: boolean;
   quiet?: boolean;
   progress?: ProgressFactory;
   log: (line: string) => void;
@@ -208,6 +235,10 @@ export interface SweepOutcome {
   grid?: GridSample;
   resultsFiles: string[];
   seconds: number;
+  /** Images the rows cover (the fewest of any mode). */
+  images: number;
+  /** With keepPredictions: per row, each defense's per-image predictions. */
+  predictions?: Record<string, number[]>[];
 }
 
 /** Step 4: sweep each mode, here or on workers; the rows of all modes in order. */
@@ -215,9 +246,11 @@ export async function sweepModes(p: Pipeline, s: SweepStep): Promise<SweepOutcom
   const rows: ResultRow[] = [];
   const resultsFiles: string[] = [];
   let grid: GridSample | undefined;
+  let images = Infinity;
+  const predictions: Record<string, number[]>[] = [];
   const t0 = performance.now();
   for (const mode of s.modes) {
-    const file = resultsFileFor(s.out, mode);
+    const file = s.resultsFile?.(mode) ?? resultsFileFor(s.out, mode);
     resultsFiles.push(file);
     if (s.restart) rmSync(file, { force: true });
     const setup = p.setup(s.attacks(mode));
@@ -232,14 +265,22 @@ export async function sweepModes(p: Pipeline, s: SweepStep): Promise<SweepOutcom
       gridImages: s.gridImages(mode),
       gridEpsilon: s.epsilons.filter((e) => e > 0).at(-1),
       runner: s.runner?.(setup),
+      only: s.only,
+      mergeFrom: s.mergeFrom?.(mode),
+      maxSeconds: s.maxSeconds === undefined ? undefined : Math.max(0, s.maxSeconds - (performance.now() - t0) / 1000),
+      partial: s.partial,
       quiet: s.quiet,
       progress: s.progress,
       log: s.log,
     });
     rows.push(...result.rows);
     grid ??= result.grid;
+    images = Math.min(images, result.images);
+    if (result.predictions) predictions.push(...result.predictions);
   }
-  return { rows, grid, resultsFiles, seconds: (performance.now() - t0) / 1000 };
+  const seconds = (performance.now() - t0) / 1000;
+  const kept = predictions.length === rows.length && rows.length > 0 ? { predictions } : {};
+  return { rows, grid, resultsFiles, seconds, images: Number.isFinite(images) ? images : 0, ...kept };
 }
 
 /** Step 5's output: everything report/run-report.ts needs to write the report folder. */
@@ -262,9 +303,9 @@ export interface ReportDraft {
 }
 
 /** What the labels of a data set's test images are, for the report. */
-export function labelSourceOf(dataset: SmallDataset, test: ImageDataset): string {
-  const recipe = RECIPES[dataset];
-  return recipe.labelSourceOf?.(test) ?? recipe.labelSource;
+export function labelSourceOf(dataset: DatasetName, test: ImageDataset): string {
+  const set = TEST_SETS[dataset];
+  return set.labelSourceOf?.(test) ?? set.labelSource;
 }
 
 /** What a run's report says beyond what the pipeline knows. */

@@ -7,18 +7,26 @@
  * classifier) and score every defense on it; adaptive cells attack one defense
  * through its own attack view (exact, BPDA or EOT gradients). Every tensor is
  * freed on every path, errors included.
+ *
+ * What is not redone between cells, and what is: the clean (epsilon-0) cells
+ * are shared by every attack (cells.ts); the gradient at x that FGSM and
+ * I-FGSM's first step take is shared through the runner's GridMemo. A
+ * deterministic defense already runs once per batch and cell (randomized ones
+ * `passes` times) and each cell's inputs are its own, so nothing more repeats
+ * within a mode.
  */
-import { dispose, manualSeed, noGrad, tidy } from "../core/engine.js";
+import { dispose, manualSeed, noGrad, tidy, tidyAsync } from "../core/engine.js";
 import type { Tensor } from "../core/tensor.js";
 import { VaeguardError } from "../core/errors.js";
-import type { Attack, AttackableModel } from "../attacks/types.js";
+import { isDirectionAttack, type Attack, type AttackableModel } from "../attacks/types.js";
 import type { Defense } from "../defenses/types.js";
 import { DefendedModel } from "../defenses/defended-model.js";
-import { correctPerPass } from "../defenses/scoring.js";
+import { scoreBatch } from "./score-batch.js";
 import type { ImageClassifier } from "../models/classifiers.js";
 import { batches, type ImageDataset } from "../data/index.js";
 import { CLEAN_ATTACK, type CellResult, type CellTask, type SerializedGrid } from "./cells.js";
 import { relativeL2 } from "./metrics.js";
+import { directionKey, type GridMemo } from "./grid-memo.js";
 
 export interface AttackSpec {
   /** Name in tables, e.g. "FGSM" or "I-FGSM". */
@@ -38,6 +46,8 @@ export interface SweepContext {
   batchSize: number;
   /** Forward passes per randomized defense (scored as their mean and std). */
   passes: number;
+  /** Keep every image's first-pass prediction per defense in the cell's result (for paired tests). */
+  keepPredictions?: boolean;
 }
 
 function predictions(classifier: ImageClassifier, x: Tensor): number[] {
@@ -69,11 +79,39 @@ function cellAttack(ctx: SweepContext, task: CellTask, defense: Defense | undefi
   return spec.make(target, cell.epsilon);
 }
 
-/** Run one cell; `onImages` hears how many of its images are done after each batch. */
+/**
+ * The attacked images of one batch (its first image is `first` of the test
+ * set). An attack with a shareable eps-free direction (FGSM's step, I-FGSM's
+ * first step, on a deterministic model) takes it from the runner's memo, when
+ * there is one, so the cells of an epsilon grid and of both attacks compute
+ * that gradient once per batch between them; the images are those of
+ * attack.generate(x, y), bit for bit (the same steps from the same direction).
+ */
+async function attackBatch(
+  memo: GridMemo | undefined,
+  task: CellTask,
+  attack: Attack,
+  x: Tensor,
+  y: Tensor,
+  first: number,
+): Promise<Tensor> {
+  if (!memo || !isDirectionAttack(attack) || !attack.directionIsShareable) return attack.generate(x, y);
+  const key = directionKey(task.cell, attack.directionKind, first, x.dims[0]);
+  return tidyAsync(async () =>
+    attack.fromDirection(x, y, await memo.direction(key, () => attack.direction(x, y), x.dtype)),
+  );
+}
+
+/**
+ * Run one cell; `onImages` hears how many of its images are done after each
+ * batch. With `memo` the cell shares eps-free attack directions with the
+ * other cells run on it (the same numbers as without, in less time).
+ */
 export async function runCell(
   ctx: SweepContext,
   task: CellTask,
   onImages?: (done: number) => void,
+  memo?: GridMemo,
 ): Promise<CellResult> {
   const defenses = cellDefenses(ctx, task);
   // Seeded before anything random (attack construction included): the cell's numbers depend on the cell only.
@@ -84,6 +122,7 @@ export async function runCell(
   );
   let relL2Sum = 0;
   let grid: SerializedGrid | undefined;
+  const predictions: Record<string, number[]> | undefined = ctx.keepPredictions ? {} : undefined;
   let done = 0;
   // A view of the shard's rows, no copy (the test set of large images can be gigabytes).
   const shard: ImageDataset = {
@@ -96,18 +135,21 @@ export async function runCell(
   try {
     for (const { x, y } of batches(shard, { batchSize: ctx.batchSize })) {
       try {
-        const adv = attack ? await attack.generate(x, y) : x.clone();
+        const adv = attack ? await attackBatch(memo, task, attack, x, y, task.start + done) : x.clone();
         try {
           relL2Sum += relativeL2(x, adv).reduce((a, v) => a + v, 0);
           const wantGrid = task.gridImages !== undefined && done === 0;
           const defended: SerializedGrid["defended"] = {};
-          for (const d of defenses) {
-            const keepGrid = (purified: Tensor, pred: Int32Array) => {
+          const firstPass = (d: Defense) => (purified: Tensor, pred: Int32Array) => {
+            if (wantGrid) {
               defended[d.name] = imagesOf(purified, task.gridImages!).map((data, i) => ({ data, prediction: pred[i] }));
-            };
-            const passCounts = await correctPerPass(d, ctx.classifier, adv, y, ctx.passes, wantGrid ? keepGrid : undefined);
-            passCounts.forEach((c, p) => (correct[d.name][p] += c));
-          }
+            }
+            if (predictions) (predictions[d.name] ??= []).push(...pred);
+          };
+          const hooks = wantGrid || predictions ? firstPass : () => undefined;
+          const batch = { classifier: ctx.classifier, adv, y, passes: ctx.passes, firstPass: hooks };
+          const counts = await scoreBatch(batch, defenses);
+          for (const d of defenses) counts[d.name].forEach((c, p) => (correct[d.name][p] += c));
           if (wantGrid) grid = gridOf(ctx.classifier, x, y, adv, defended, task.gridImages!);
         } finally {
           adv.dispose();
@@ -125,6 +167,7 @@ export async function runCell(
   }
   const result: CellResult = { images: task.count, correct, relL2Sum };
   if (grid) result.grid = grid;
+  if (predictions) result.predictions = predictions;
   return result;
 }
 

@@ -16,7 +16,7 @@
  */
 import { readResultsJson } from "../io/results-file.js";
 import { VaeguardError } from "../core/errors.js";
-import { checkInt } from "../core/validate.js";
+import { checkInt, checkNumber } from "../core/validate.js";
 import type { AttackMode, GridSample, ResultRow } from "./results.js";
 import { datasetSize } from "../data/index.js";
 import { writeJsonAtomic } from "../io/atomic.js";
@@ -25,6 +25,7 @@ import {
   describeTask,
   mergeRow,
   planSweep,
+  rowPredictions,
   uniqueTasks,
   type CellResult,
   type CellTask,
@@ -32,6 +33,7 @@ import {
   type SerializedGrid,
 } from "./cells.js";
 import { runCell, type SweepContext } from "./run-cell.js";
+import { GridMemo } from "./grid-memo.js";
 
 export type { AttackSpec, SweepContext } from "./run-cell.js";
 
@@ -58,14 +60,25 @@ export interface CellRunner {
   run(tasks: CellTask[], events: CellEvents): Promise<void>;
 }
 
-/** Cells one after another in this process. */
-export function localRunner(ctx: SweepContext): CellRunner {
+/**
+ * Cells one after another in this process. `stopAt` (Date.now() milliseconds):
+ * start no cell after it; the rest stay for a later run (see SweepOptions.partial).
+ * The cells share eps-free attack directions through one grid memo
+ * (grid-memo.ts), freed when the run ends.
+ */
+export function localRunner(ctx: SweepContext, stopAt?: number): CellRunner {
   return {
     where: "in this process",
     async run(tasks, events) {
-      for (const t of tasks) {
-        events.started(t);
-        events.done(t, await runCell(ctx, t, (done) => events.images(t, done)));
+      const memo = new GridMemo();
+      try {
+        for (const t of tasks) {
+          if (stopAt !== undefined && Date.now() >= stopAt) return;
+          events.started(t);
+          events.done(t, await runCell(ctx, t, (done) => events.images(t, done), memo));
+        }
+      } finally {
+        memo.dispose();
       }
     },
   };
@@ -87,6 +100,18 @@ export interface SweepOptions extends SweepContext {
   gridEpsilon?: number;
   /** Where the cells run (default: in this process, one after another). */
   runner?: CellRunner;
+  /** Run only the cells it accepts (one process's share); the others are left for other processes. */
+  only?: (task: CellTask) => boolean;
+  /** Results files of other processes with the same settings to take finished cells from. */
+  mergeFrom?: readonly string[];
+  /** In this process (no runner given): start no cell after this many seconds. */
+  maxSeconds?: number;
+  /**
+   * Unfinished cells are no error: the rows cover the longest run of first
+   * shards that every row has finished (cells run shard by shard, so a sweep
+   * cut short still gives whole rows on fewer images).
+   */
+  partial?: boolean;
   quiet?: boolean;
   /** Reports progress over all cells (default: nothing). */
   progress?: ProgressFactory;
@@ -219,17 +244,52 @@ interface SweepRun {
   runner: CellRunner;
 }
 
+export interface SweepResult {
+  rows: ResultRow[];
+  grid?: GridSample;
+  /** Images the rows cover (fewer than the data's with `partial`). */
+  images: number;
+  /** With keepPredictions: per row, each defense's per-image predictions. */
+  predictions?: Record<string, number[]>[];
+}
+
 /**
  * Run the sweep; returns every row (including rows of cells loaded from a
  * resumed results file) and the picture-grid sample when asked for.
  */
-export async function sweep(opts: SweepOptions): Promise<{ rows: ResultRow[]; grid?: GridSample }> {
+export async function sweep(opts: SweepOptions): Promise<SweepResult> {
   const run = planRun(opts);
   resumeCells(run);
   const failure = await runPending(run, resultsSaver(run));
+  if (opts.partial && failure === undefined) return finishedPrefix(run);
   throwIfUnfinished(run, failure);
-  const { plan, results, defenses } = run;
-  return { rows: plan.map((row) => mergeRow(row, results, defenses)), grid: gridFrom(plan, results) };
+  return resultOf(run, run.plan, datasetSize(opts.data));
+}
+
+function resultOf(run: SweepRun, plan: PlannedRow[], images: number): SweepResult {
+  const { results, defenses } = run;
+  const out: SweepResult = { rows: plan.map((row) => mergeRow(row, results, defenses)), images };
+  const grid = gridFrom(plan, results);
+  if (grid) out.grid = grid;
+  const predictions = plan.map((row) => rowPredictions(row, results, defenses));
+  if (plan.length > 0 && predictions.every((p) => p !== undefined)) out.predictions = predictions;
+  return out;
+}
+
+/** The rows over the first shards that are finished in every row (none: no rows, 0 images). */
+function finishedPrefix(run: SweepRun): SweepResult {
+  const missing = run.tasks.filter((t) => !run.results.has(t.id)).map((t) => t.cell.shard);
+  if (missing.length === 0) return resultOf(run, run.plan, datasetSize(run.opts.data));
+  const shards = Math.min(...missing);
+  const plan = run.plan.map((row) => ({ ...row, tasks: row.tasks.filter((t) => t.cell.shard < shards) }));
+  if (shards === 0) return { rows: [], images: 0 };
+  const counts = new Map<number, number>();
+  for (const t of run.tasks) if (t.cell.shard < shards) counts.set(t.cell.shard, t.count);
+  return resultOf(
+    run,
+    plan,
+    [...counts.values()].reduce((a, b) => a + b, 0),
+  );
 }
 
 /** Checks the options and cuts the sweep into cells. */
@@ -262,7 +322,9 @@ function planRun(opts: SweepOptions): SweepRun {
     gridEpsilon: opts.gridEpsilon,
   });
   const tasks = uniqueTasks(plan);
-  const runner = opts.runner ?? localRunner(opts);
+  const stopAt =
+    opts.maxSeconds === undefined ? undefined : Date.now() + checkNumber(opts.maxSeconds, "maxSeconds", 0) * 1000;
+  const runner = opts.runner ?? localRunner(opts, stopAt);
   return { opts, log, defenses, fingerprint, plan, tasks, results: new Map(), runner };
 }
 
@@ -277,6 +339,12 @@ function resumeCells(run: SweepRun): void {
   for (const t of tasks) {
     const r = previous?.cells[t.id];
     if (r) results.set(t.id, r);
+  }
+  for (const file of opts.mergeFrom ?? []) {
+    const other = loadResults(file, run.fingerprint);
+    const taken = tasks.filter((t) => !results.has(t.id) && other?.cells[t.id]);
+    for (const t of taken) results.set(t.id, other!.cells[t.id]);
+    if (taken.length > 0) run.log(`evaluate: took ${taken.length} cells from ${file}`);
   }
   if (results.size > 0) {
     run.log(
@@ -312,7 +380,9 @@ async function runPending(run: SweepRun, save: (force: boolean) => void): Promis
   const rowsOf = new Map<string, PlannedRow[]>();
   for (const row of plan) for (const t of row.tasks) rowsOf.set(t.id, [...(rowsOf.get(t.id) ?? []), row]);
 
-  const pending = tasks.filter((t) => !results.has(t.id));
+  const pending = tasks.filter((t) => !results.has(t.id) && (opts.only?.(t) ?? true));
+  // Shard by shard when a run may stop early: what it finished is then whole rows on the first images.
+  if (opts.partial) pending.sort((a, b) => a.cell.shard - b.cell.shard);
   const bar = new SweepProgress(
     `${opts.mode} sweep`,
     pending,

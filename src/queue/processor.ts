@@ -8,9 +8,23 @@ import { UnrecoverableError, type SandboxedJob } from "bullmq";
 import { VaeguardError } from "../core/errors.js";
 import { EvaluationCache } from "../eval/evaluation.js";
 import { runCell, type SweepContext } from "../eval/run-cell.js";
+import { GridMemo } from "../eval/grid-memo.js";
 import { isCellJobData, type CellJobData, type CellJobProgress, type CellJobResult } from "./jobs.js";
 
 const cache = new EvaluationCache();
+/**
+ * The queue hands out single cells: this thread's cells of one context share
+ * eps-free attack directions (FGSM's gradient) through one memo, replaced with the context.
+ */
+let shared: { ctx: SweepContext; memo: GridMemo } | undefined;
+
+function memoFor(ctx: SweepContext): GridMemo {
+  if (shared?.ctx !== ctx) {
+    shared?.memo.dispose();
+    shared = { ctx, memo: new GridMemo() };
+  }
+  return shared.memo;
+}
 
 export default async function processCell(job: SandboxedJob<CellJobData, CellJobResult>): Promise<CellJobResult> {
   if (!isCellJobData(job.data)) {
@@ -25,7 +39,12 @@ export default async function processCell(job: SandboxedJob<CellJobData, CellJob
     if (e instanceof VaeguardError) throw new UnrecoverableError(e.message);
     throw e;
   }
-  return runCell(ctx, job.data.task, (images) => {
-    void job.updateProgress({ images } satisfies CellJobProgress);
-  });
+  return runCell(
+    ctx,
+    job.data.task,
+    (images) => {
+      void job.updateProgress({ images } satisfies CellJobProgress);
+    },
+    memoFor(ctx),
+  );
 }

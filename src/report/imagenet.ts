@@ -13,7 +13,7 @@ import type { RunMetadata } from "../eval/results.js";
 import type { ClaimCheck } from "../eval/imagenet/claims.js";
 import type { ReportData } from "../eval/imagenet/reproduce.js";
 import { CLEAN_KEEP_RATIO } from "../eval/imagenet/claims.js";
-import { ENSEMBLE } from "../eval/imagenet/evaluate.js";
+import { ENSEMBLE } from "../eval/imagenet/columns.js";
 import { MONITOR, type PatchVaeSummary } from "../eval/imagenet/train-vaes.js";
 
 /** Paper rows further than this in rel-L2 from all of ours are left unmatched. */
@@ -103,7 +103,8 @@ function imagenetNotes(d: ReportData, lossCurves: boolean): string {
       `With ${n} images, an accuracy near 0.5 has a 95% confidence half-width of about ${halfWidth.toFixed(3)}; ` +
       "differences between columns on the same images are tested as paired counts below.",
     `**Attacks:** gray-box (the paper's setting: the attacker differentiates through the classifier only and does not know the defense). ` +
-      `FGSM, and I-FGSM with ${d.ifgsmSteps} steps of epsilon/${d.ifgsmSteps} clipped to [0, 1] after each; seeded per point and batch (seed ${d.seed}). ` +
+      `FGSM, and I-FGSM with ${d.ifgsmSteps} steps of epsilon/${d.ifgsmSteps} clipped to [0, 1] after each. ` +
+      `Run by the shared evaluation pipeline in cells of (attack, epsilon, shard of images), each seeded from the cell alone (seed ${d.seed}), so a cell gives the same numbers in any process or order. ` +
       "Gray-box numbers overstate robustness against an attacker who knows the defense.",
     `**Defenses:** JPEG at quality 10 and 23 (libjpeg via sharp); each patch VAE reconstructs every patch of its grid (last patch anchored at the border), ` +
       `overlaps are averaged and the paper's 5x5 smoothing filter is applied; latent noise clipped to [-5, 5] (one sample per image, as the paper). ` +

@@ -267,3 +267,37 @@ test(
     assert.equal(calls, 3);
   }),
 );
+
+test("shares of the cells in separate files merge into the whole table; a partial sweep covers the first whole shards", async () => {
+  const opts = { ...options("gray-box"), keepPredictions: true };
+  const reference = await sweep(opts);
+  assert.equal(reference.images, 10);
+  // Kept predictions: image i of each row, first pass; the deterministic column's count is its accuracy.
+  const labels = data.labels.toArray() as number[];
+  for (const [i, row] of reference.rows.entries()) {
+    const preds = reference.predictions![i]["No defense"];
+    assert.equal(preds.length, 10);
+    assert.equal(preds.filter((p, j) => p === labels[j]).length / 10, row.accuracy["No defense"]);
+  }
+
+  // Shards 0 and 2 in one process, 1 in another; a third takes both files and runs nothing.
+  const shares = [0, 1].map((k) => join(dir, `share-${k}.json`));
+  for (const [k, file] of shares.entries()) {
+    await sweep({ ...opts, resultsFile: file, only: (t) => t.cell.shard % 2 === k, partial: true });
+  }
+  const nothing: CellRunner = { where: "nowhere", run: async () => undefined };
+  const merged = await sweep({ ...opts, resultsFile: join(dir, "merged.json"), mergeFrom: shares, runner: nothing });
+  assert.deepEqual(merged, reference);
+
+  // Shards 0 and 2 done, 1 missing: the rows cover shard 0 only, as a sweep of its 4 images would.
+  const partial = await sweep({ ...opts, resultsFile: shares[0], runner: nothing, partial: true });
+  assert.equal(partial.images, 4);
+  const first4 = { ...data, images: data.images.narrow(0, 0, 4), labels: data.labels.narrow(0, 0, 4) };
+  try {
+    assert.deepEqual(partial.rows, (await sweep({ ...opts, data: first4 })).rows);
+  } finally {
+    dispose([first4.images, first4.labels]);
+  }
+  // A time cap of 0 starts no cell: no rows, no images, no error.
+  assert.deepEqual(await sweep({ ...opts, maxSeconds: 0, partial: true }), { rows: [], images: 0 });
+});

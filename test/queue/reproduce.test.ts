@@ -7,11 +7,12 @@
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ResultRow } from "../../src/report/types.js";
+import { cleanUp, startWorker, stableReport } from "../helpers/queue-run.js";
 import { NO_REDIS_MESSAGE, TestRedis, hasRedisServer } from "../helpers/redis.js";
 
 const skip = hasRedisServer() ? false : NO_REDIS_MESSAGE;
@@ -36,22 +37,7 @@ function run(args: string[]) {
   return { rows: (JSON.parse(r.stdout) as { rows: ResultRow[] }).rows, stderr: r.stderr };
 }
 
-function startWorker(url: string): ChildProcess {
-  const child = spawn(process.execPath, [bin, "worker", "--queue", url, "--threads", "1"], {
-    env,
-    stdio: ["ignore", "ignore", "pipe"],
-  });
-  workers.push(child);
-  return child;
-}
-
-/** report.md without the lines that differ between any two runs (command line, time stamp, times). */
-function stableReport(out: string): string {
-  return readFileSync(join(out, "report.md"), "utf8")
-    .split("\n")
-    .filter((l) => !/vaeguard reproduce|Created|^Time:/.test(l))
-    .join("\n");
-}
+const UNSTABLE = /vaeguard reproduce|Created|^Time:/;
 
 before(async () => {
   if (skip) return;
@@ -60,11 +46,7 @@ before(async () => {
   await redis.start();
 });
 
-after(async () => {
-  for (const w of workers) if (w.exitCode === null && w.signalCode === null) w.kill("SIGKILL");
-  await redis?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+after(() => cleanUp(workers, redis, dir));
 
 for (const mode of ["gray-box", "adaptive"] as const) {
   test(
@@ -80,14 +62,14 @@ for (const mode of ["gray-box", "adaptive"] as const) {
 
       const url = `${redis!.url}/${mode === "gray-box" ? 0 : 1}`;
       const queued = join(dir, `queued-${mode}`);
-      const pool = [startWorker(url), startWorker(url)];
+      const pool = [startWorker(workers, url, env), startWorker(workers, url, env)];
       const r = run(settings(queued, [...extra, "--queue", url]));
       assert.match(r.stderr, new RegExp(`queue: \\d+ cells queued on ${url}`));
       assert.deepEqual(r.rows, reference);
       for (const f of [`sweep-${mode}.json`, "results.csv"]) {
         assert.equal(readFileSync(join(queued, f), "utf8"), readFileSync(join(local, f), "utf8"), f);
       }
-      assert.equal(stableReport(queued), stableReport(local));
+      assert.equal(stableReport(queued, UNSTABLE), stableReport(local, UNSTABLE));
       for (const w of pool) w.kill("SIGTERM");
       await Promise.all(pool.map((w) => new Promise((resolve) => w.once("exit", resolve))));
     },

@@ -14,8 +14,8 @@
  * finding. Plus the acceptance check of the patch VAEs: each single-VAE
  * column keeps at least 0.85 of the undefended clean accuracy.
  */
-import type { ResultRow } from "../results.js";
-import { ENSEMBLE, pointKey, type EvaluationPoint, type EvaluationResults } from "./evaluate.js";
+import { defensesOf, type ResultRow } from "../results.js";
+import { ENSEMBLE } from "./columns.js";
 
 /** I-FGSM perturbations up to this rel-L2 count as "small" for claim (c): the paper's rows where it held. */
 export const SMALL_IFGSM_REL_L2 = 0.03;
@@ -46,29 +46,29 @@ export interface PairedComparison {
   p: number;
 }
 
+/** Columns a and b on the same images: `predictions` holds each column's per-image predictions. */
 export function pairedComparison(
-  results: EvaluationResults,
-  point: EvaluationPoint,
+  predictions: Readonly<Record<string, readonly number[]>>,
   labels: readonly number[],
   a: string,
   b: string,
 ): PairedComparison {
-  const per = results.perImage.get(pointKey(point))!;
-  const ia = results.columns.indexOf(a);
-  const ib = results.columns.indexOf(b);
+  // A column the run lacks (no 64x64 VAE trained) is right on no image, as before the pipeline.
+  const pa = predictions[a] ?? [];
+  const pb = predictions[b] ?? [];
   let ra = 0;
   let rb = 0;
   let onlyA = 0;
   let onlyB = 0;
-  per.forEach((r, i) => {
-    const ca = r.pred[ia] === labels[i];
-    const cb = r.pred[ib] === labels[i];
+  labels.forEach((label, i) => {
+    const ca = pa[i] === label;
+    const cb = pb[i] === label;
     ra += ca ? 1 : 0;
     rb += cb ? 1 : 0;
     if (ca && !cb) onlyA++;
     if (cb && !ca) onlyB++;
   });
-  const n = Math.max(1, per.length);
+  const n = Math.max(1, labels.length);
   return { a, b, accuracyA: ra / n, accuracyB: rb / n, onlyA, onlyB, p: signTestP(onlyA, onlyA + onlyB) };
 }
 
@@ -103,15 +103,15 @@ function best(row: ResultRow, candidates: readonly string[]): string {
 
 export interface ClaimInput {
   rows: readonly ResultRow[];
-  results: EvaluationResults;
-  points: readonly EvaluationPoint[];
+  /** Per row (same order): each column's per-image predictions, for the paired tests. */
+  predictions: readonly Readonly<Record<string, readonly number[]>>[];
+  /** The images' true labels, in the predictions' order. */
   labels: readonly number[];
 }
 
-function pointOf(points: readonly EvaluationPoint[], row: ResultRow): EvaluationPoint {
-  if (row.epsilon === 0) return points.find((p) => p.attack === "clean")!;
-  const key = row.attack === "FGSM" ? "fgsm" : "ifgsm";
-  return points.find((p) => p.attack === key && p.epsilon === row.epsilon)!;
+/** A paired comparison of two columns on one row's images. */
+function paired(input: ClaimInput, row: ResultRow, a: string, b: string): PairedComparison {
+  return pairedComparison(input.predictions[input.rows.indexOf(row)], input.labels, a, b);
 }
 
 /** Rows of one attack with a perturbation, smallest rel-L2 first. */
@@ -121,8 +121,8 @@ function attackedRows(rows: readonly ResultRow[], attack: string): ResultRow[] {
 
 /** Claim (a): JPEG 23 against the best other defense at each attack's smallest perturbation. */
 function jpegVerdicts(input: ClaimInput): ClaimCheck["verdicts"] {
-  const { rows, results, points, labels } = input;
-  const columns = results.columns;
+  const { rows } = input;
+  const columns = defensesOf(rows);
   const defenses = columns.filter((c) => c !== "No defense");
   const va: ClaimCheck["verdicts"] = [];
   for (const attack of ["FGSM", "I-FGSM"]) {
@@ -130,7 +130,7 @@ function jpegVerdicts(input: ClaimInput): ClaimCheck["verdicts"] {
     if (!row || !columns.includes("JPEG 23")) continue;
     const others = defenses.filter((d) => d !== "JPEG 23");
     const rival = best(row, others);
-    const c = pairedComparison(results, pointOf(points, row), labels, "JPEG 23", rival);
+    const c = paired(input, row, "JPEG 23", rival);
     va.push({
       where: `${attack}, smallest perturbation (epsilon ${row.epsilon}, rel-L2 ${row.relL2.toFixed(3)})`,
       holds: row.accuracy["JPEG 23"] >= row.accuracy[rival],
@@ -145,8 +145,8 @@ function jpegVerdicts(input: ClaimInput): ClaimCheck["verdicts"] {
  * 64x64 one. Needs at least two VAE columns to be a comparison at all.
  */
 function vae64Verdicts(input: ClaimInput): ClaimCheck["verdicts"] {
-  const { rows, results, points, labels } = input;
-  const vaes = results.columns.filter(isVae);
+  const { rows } = input;
+  const vaes = defensesOf(rows).filter(isVae);
   const vb: ClaimCheck["verdicts"] = [];
   if (vaes.length < 2) return vb;
   for (const attack of ["FGSM", "I-FGSM"]) {
@@ -162,7 +162,7 @@ function vae64Verdicts(input: ClaimInput): ClaimCheck["verdicts"] {
       vaes.filter((v) => !v.startsWith("VAE 64x64")),
     );
     const holds = top.startsWith("VAE 64x64");
-    const c = pairedComparison(results, pointOf(points, row), labels, v64, rival);
+    const c = paired(input, row, v64, rival);
     vb.push({
       where: `${attack}, largest perturbation (epsilon ${row.epsilon}, rel-L2 ${row.relL2.toFixed(3)})`,
       holds,
@@ -174,13 +174,13 @@ function vae64Verdicts(input: ClaimInput): ClaimCheck["verdicts"] {
 
 /** Claim (c): the ensemble against the best single VAE at every small I-FGSM perturbation. */
 function ensembleVerdicts(input: ClaimInput): ClaimCheck["verdicts"] {
-  const { rows, results, points, labels } = input;
-  const vaes = results.columns.filter(isVae);
+  const { rows } = input;
+  const vaes = defensesOf(rows).filter(isVae);
   const vc: ClaimCheck["verdicts"] = [];
-  if (!results.columns.includes(ENSEMBLE)) return vc;
+  if (!defensesOf(rows).includes(ENSEMBLE)) return vc;
   for (const row of attackedRows(rows, "I-FGSM").filter((r) => r.relL2 <= SMALL_IFGSM_REL_L2)) {
     const rival = best(row, vaes);
-    const c = pairedComparison(results, pointOf(points, row), labels, ENSEMBLE, rival);
+    const c = paired(input, row, ENSEMBLE, rival);
     vc.push({
       where: `I-FGSM epsilon ${row.epsilon} (rel-L2 ${row.relL2.toFixed(3)})`,
       holds: row.accuracy[ENSEMBLE] > row.accuracy[rival],

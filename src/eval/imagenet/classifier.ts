@@ -12,6 +12,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { CheckpointError } from "../../core/errors.js";
 import { NIPS2017_SIZE } from "../../data/nips2017.js";
 import { loadClassifierFile, type LoadedClassifier } from "../../models/load-classifier.js";
+import type { ClassifierLoading } from "../evaluation.js";
 
 /** Classes of the NIPS 2017 labels (TrueLabel): 0 = background, 1..1000 = sorted WordNet ids. */
 export const NIPS2017_CLASSES = 1001;
@@ -45,15 +46,18 @@ export interface ImagenetClassifier extends LoadedClassifier {
   classOrder?: string;
 }
 
-/** Load `model` for 299x299 images with outputs in the NIPS 2017 label index; errors name the file. */
-export function loadImagenetClassifier(model: string, classOrder?: string): ImagenetClassifier {
+/** How `model` is read for the NIPS 2017 images: at 299x299, its outputs mapped to the 1001-class index. */
+export function imagenetLoading(model: string, classOrder?: string): ClassifierLoading {
   const order = classOrder ? resolve(classOrder) : findClassOrder(model);
   const names = findClassNames(model);
-  const loaded = loadClassifierFile(model, {
-    imageSize: NIPS2017_SIZE,
-    ...(order ? { wnidsFile: order } : {}),
-    ...(names ? { labelsFile: names } : {}),
-  });
+  return { imageSize: NIPS2017_SIZE, ...(order ? { wnidsFile: order } : {}), ...(names ? { labelsFile: names } : {}) };
+}
+
+/** Load `model` for 299x299 images with outputs in the NIPS 2017 label index; errors name the file. */
+export function loadImagenetClassifier(model: string, classOrder?: string): ImagenetClassifier {
+  const loading = imagenetLoading(model, classOrder);
+  const order = loading.wnidsFile;
+  const loaded = loadClassifierFile(model, loading);
   const n = loaded.classifier.numClasses;
   if (n !== NIPS2017_CLASSES) {
     loaded.classifier.dispose?.();
@@ -67,7 +71,7 @@ export function loadImagenetClassifier(model: string, classOrder?: string): Imag
 }
 
 /** A short name of the model for tables ("mobilenet_v2_1.0_224_quant.tflite", "darknet-tiny"). */
-export function modelName(loaded: LoadedClassifier): string {
+export function modelName(loaded: Pick<LoadedClassifier, "path">): string {
   const b = basename(loaded.path);
   return b === "model.json" ? basename(dirname(loaded.path)) : b;
 }

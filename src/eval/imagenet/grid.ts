@@ -2,17 +2,17 @@
  * The picture grid of the NIPS 2017 report: for each of the first evaluation
  * images, one row on the clean image and one on the attacked image; columns:
  * the input itself (No defense), then every defense's output (JPEG, each patch
- * VAE, the ensemble), each captioned with the classifier's prediction. It
+ * VAE, the ensemble: each a column of the sweep), each captioned with the classifier's prediction. It
  * shows what each patch size reconstructs, and whether it is still the photograph.
  */
 import { dispose, manualSeed, noGrad, tidy } from "../../core/engine.js";
 import { tensor, type Tensor } from "../../core/tensor.js";
 import { createAttack } from "../../attacks/index.js";
 import { deriveSeed } from "../../data/random.js";
-import { PatchVaeDefense, type Defense } from "../../defenses/index.js";
+import type { Defense } from "../../defenses/index.js";
 import type { ImageClassifier } from "../../models/classifiers.js";
 import type { GridCell, GridImage } from "../results.js";
-import { ENSEMBLE, type AttackKey } from "./evaluate.js";
+import { ATTACK_TITLES, type AttackKey } from "./columns.js";
 
 export interface GridInput {
   classifier: ImageClassifier;
@@ -44,13 +44,26 @@ function predictions(classifier: ImageClassifier, x: Tensor): number[] {
   return tidy(() => noGrad(() => classifier.forward(x).argmax(1).toArray() as number[]));
 }
 
-/** Column headers of the grid. */
+/** Column headers of the grid: the input itself, then every defense but the first (No defense). */
 export function gridHeaders(columns: readonly Defense[]): string[] {
-  const vaes = columns.filter((c) => c instanceof PatchVaeDefense).length;
-  return ["input (No defense)", ...columns.slice(1).map((c) => c.name), ...(vaes >= 2 ? [ENSEMBLE] : [])];
+  return ["input (No defense)", ...columns.slice(1).map((c) => c.name)];
 }
 
-/** Rows of cells: clean and attacked per image; columns[0] must be No defense. */
+/** The input's and each defense's output on `input`, with the classifier's predictions. */
+async function outputsOn(g: GridInput, input: Tensor): Promise<{ images: GridImage[]; preds: number[] }[]> {
+  const outputs = [{ images: asImages(input), preds: predictions(g.classifier, input) }];
+  for (const d of g.columns.slice(1)) {
+    const out = await d.apply(input);
+    try {
+      outputs.push({ images: asImages(out), preds: predictions(g.classifier, out) });
+    } finally {
+      out.dispose();
+    }
+  }
+  return outputs;
+}
+
+/** Rows of cells: clean and attacked per image, side by side; columns[0] must be No defense. */
 export async function pictureGrid(g: GridInput): Promise<GridCell[][]> {
   manualSeed(deriveSeed(g.seed, 0x67726964));
   const y = tensor(
@@ -67,31 +80,9 @@ export async function pictureGrid(g: GridInput): Promise<GridCell[][]> {
   try {
     for (const [what, input] of [
       ["clean", g.images],
-      [`${attack.constructor.name === "IFGSM" ? "I-FGSM" : "FGSM"} eps ${g.epsilon}`, adv],
+      [`${ATTACK_TITLES[g.attack]} eps ${g.epsilon}`, adv],
     ] as const) {
-      const outputs: { images: GridImage[]; preds: number[] }[] = [
-        { images: asImages(input), preds: predictions(g.classifier, input) },
-      ];
-      let sum: Tensor | null = null;
-      let members = 0;
-      for (const d of g.columns.slice(1)) {
-        const out = await d.apply(input);
-        outputs.push({ images: asImages(out), preds: predictions(g.classifier, out) });
-        if (d instanceof PatchVaeDefense) {
-          const prev = sum as Tensor | null;
-          sum = prev ? tidy(() => prev.add(out)) : tidy(() => out.clone());
-          prev?.dispose();
-          members++;
-        }
-        out.dispose();
-      }
-      if (members >= 2 && sum) {
-        const s = sum;
-        const mean = tidy(() => s.div(members));
-        outputs.push({ images: asImages(mean), preds: predictions(g.classifier, mean) });
-        mean.dispose();
-      }
-      dispose(sum);
+      const outputs = await outputsOn(g, input);
       g.ids.forEach((id, i) => {
         rows.push(
           outputs.map((o, j) => ({

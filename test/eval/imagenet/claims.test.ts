@@ -5,12 +5,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { checkClaims, cleanAcceptance, signTestP } from "../../../src/eval/imagenet/claims.js";
-import {
-  pointKey,
-  resultRows,
-  type EvaluationPoint,
-  type EvaluationResults,
-} from "../../../src/eval/imagenet/evaluate.js";
+import type { ResultRow } from "../../../src/eval/results.js";
 
 describe("signTestP", () => {
   test("exact two-sided binomial tail", () => {
@@ -33,31 +28,43 @@ const columns = [
   "VAE 64x64 s64",
   "Ensemble",
 ];
-const points: EvaluationPoint[] = [
+/** Table points as (attack, epsilon); the clean point heads both tables. */
+const points = [
   { attack: "clean", epsilon: 0 },
   { attack: "fgsm", epsilon: 0.005 },
   { attack: "fgsm", epsilon: 0.09 },
   { attack: "ifgsm", epsilon: 0.005 },
   { attack: "ifgsm", epsilon: 0.09 },
 ];
+const keyOf = (p: { attack: string; epsilon: number }) => (p.attack === "clean" ? "clean" : `${p.attack}@${p.epsilon}`);
 
-/** Ten images, all labelled 1; `right[c]` = how many of them column c gets right at that point. */
-function results(byPoint: Record<string, number[]>, l2: Record<string, number>): EvaluationResults {
-  const perImage = new Map(
-    points.map((p) => {
-      const right = byPoint[pointKey(p)];
-      return [
-        pointKey(p),
-        Array.from({ length: 10 }, (_, i) => ({ l2: l2[pointKey(p)], pred: right.map((r) => (i < r ? 1 : 0)) })),
-      ];
-    }),
-  );
-  return {
-    columns,
-    images: Array.from({ length: 10 }, (_, i) => ({ id: `im${i}`, file: "", label: 1 })),
-    perImage,
-    seconds: 1,
-  };
+/**
+ * Ten images, all labelled 1; `right[c]` = how many of them (the first ones)
+ * column c gets right at that point: the rows (FGSM then I-FGSM, each from
+ * the clean point) and each row's per-image predictions, as the sweep gives them.
+ */
+function table(byPoint: Record<string, number[]>, l2: Record<string, number>) {
+  const rows: ResultRow[] = [];
+  const predictions: Record<string, number[]>[] = [];
+  for (const [attack, title] of [
+    ["fgsm", "FGSM"],
+    ["ifgsm", "I-FGSM"],
+  ]) {
+    for (const p of points.filter((q) => q.attack === "clean" || q.attack === attack)) {
+      const right = byPoint[keyOf(p)];
+      rows.push({
+        attack: title,
+        mode: "gray-box",
+        epsilon: p.epsilon,
+        relL2: l2[keyOf(p)],
+        accuracy: Object.fromEntries(columns.map((c, j) => [c, right[j] / 10])),
+      });
+      predictions.push(
+        Object.fromEntries(columns.map((c, j) => [c, Array.from({ length: 10 }, (_, i) => (i < right[j] ? 1 : 0))])),
+      );
+    }
+  }
+  return { rows, predictions };
 }
 
 describe("checkClaims", () => {
@@ -65,7 +72,7 @@ describe("checkClaims", () => {
   const l2 = { clean: 0, "fgsm@0.005": 0.01, "fgsm@0.09": 0.17, "ifgsm@0.005": 0.01, "ifgsm@0.09": 0.07 };
 
   test("all three claims hold where the data says so", () => {
-    const r = results(
+    const r = table(
       {
         //            none JPEG10 JPEG23 V16 V32 V64/32 V64/64 Ens
         clean: [10, 8, 10, 9, 9, 9, 9, 10],
@@ -76,14 +83,14 @@ describe("checkClaims", () => {
       },
       l2,
     );
-    const rows = resultRows(r, points, labels);
+    const { rows, predictions } = r;
     assert.deepEqual(
       rows.map((x) => `${x.attack}@${x.epsilon}`),
       ["FGSM@0", "FGSM@0.005", "FGSM@0.09", "I-FGSM@0", "I-FGSM@0.005", "I-FGSM@0.09"],
     );
     assert.equal(rows[1].accuracy["JPEG 23"], 0.9);
     assert.ok(Math.abs(rows[2].relL2 - 0.17) < 1e-12);
-    const claims = checkClaims({ rows, results: r, points, labels });
+    const claims = checkClaims({ rows, predictions, labels });
     assert.deepEqual(
       claims.map((c) => [c.id, c.outcome]),
       [
@@ -101,7 +108,7 @@ describe("checkClaims", () => {
   });
 
   test("claims that the data contradicts are reported as not reproduced", () => {
-    const r = results(
+    const r = table(
       {
         clean: [10, 8, 10, 9, 9, 9, 9, 10],
         "fgsm@0.005": [2, 9, 7, 6, 6, 6, 6, 8],
@@ -111,8 +118,7 @@ describe("checkClaims", () => {
       },
       l2,
     );
-    const rows = resultRows(r, points, labels);
-    const claims = checkClaims({ rows, results: r, points, labels });
+    const claims = checkClaims({ ...r, labels });
     assert.deepEqual(
       claims.map((c) => c.outcome),
       ["not reproduced", "not reproduced", "not reproduced"],
@@ -120,7 +126,7 @@ describe("checkClaims", () => {
   });
 
   test("clean acceptance: each single VAE column against 0.85 of the undefended accuracy", () => {
-    const r = results(
+    const r = table(
       {
         clean: [10, 8, 10, 9, 8, 9, 9, 10],
         "fgsm@0.005": [2, 9, 7, 6, 6, 6, 6, 8],
@@ -130,7 +136,7 @@ describe("checkClaims", () => {
       },
       l2,
     );
-    const { undefended, checks } = cleanAcceptance(resultRows(r, points, labels));
+    const { undefended, checks } = cleanAcceptance(r.rows);
     assert.equal(undefended, 1);
     assert.deepEqual(
       checks.map((c) => [c.column, c.passes]),

@@ -3,8 +3,10 @@
  * 2017 layout (six generated 299x299 PNGs, dev_dataset.csv with 1001-class
  * labels) and a tiny TF.js classifier with 1001 outputs built here: the split,
  * VAE training on the training half only, every output file, the columns,
- * reuse and resume on a second run, the old command name, and one-line errors
- * for bad input.
+ * the shared sweep's results file (cells with per-image predictions), reuse
+ * and resume on a second run (from the stored cells, not recomputed), shares
+ * of the cells merged, the time cap, the old results format refused, the old
+ * command name, and one-line errors for bad input.
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -12,8 +14,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import sharp from "sharp";
-import * as tf from "@tensorflow/tfjs";
+import { writeNipsFixture, writePng } from "../../helpers/nips2017.js";
 
 const bin = join(process.cwd(), "bin", "vaeguard.js");
 let dir: string;
@@ -28,87 +29,9 @@ function run(args: string[]) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 2 ** 32;
-  };
-}
-
-/** A 299x299 picture: colour gradients and a bright square, different per seed. */
-async function writePng(file: string, seed: number, size = 299): Promise<void> {
-  const r = rng(seed);
-  const [a, b] = [r(), r()];
-  const sq = { x: Math.floor(r() * (size - 80)), y: Math.floor(r() * (size - 80)) };
-  const px = Buffer.alloc(size * size * 3);
-  for (let y = 0; y < size; y++)
-    for (let x = 0; x < size; x++) {
-      const inSq = x >= sq.x && x < sq.x + 80 && y >= sq.y && y < sq.y + 80;
-      const i = (y * size + x) * 3;
-      px[i] = inSq ? 250 : Math.round(255 * a * (x / size));
-      px[i + 1] = inSq ? 240 : Math.round(255 * b * (y / size));
-      px[i + 2] = inSq ? 30 : 128;
-    }
-  await sharp(px, { raw: { width: size, height: size, channels: 3 } })
-    .png()
-    .toFile(file);
-}
-
-const IDS = ["0a", "1b", "2c", "3d", "4e", "5f"];
-
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "vaeguard-nips-repro-"));
-  images = join(dir, "nips");
-  mkdirSync(join(images, "images"), { recursive: true });
-  const rows = ["ImageId,URL,x1,y1,x2,y2,TrueLabel,TargetClass"];
-  for (const [i, id] of IDS.entries()) {
-    await writePng(join(images, "images", `${id}.png`), 100 + i);
-    rows.push(`${id},http://example.org/${id}.jpg,0,0,1,1,${1 + i * 7},${900 - i}`);
-  }
-  writeFileSync(join(images, "dev_dataset.csv"), rows.join("\n") + "\n");
-
-  await tf.setBackend("cpu");
-  const L = tf.layers;
-  const m = tf.sequential({
-    layers: [
-      L.conv2d({
-        inputShape: [299, 299, 3],
-        filters: 4,
-        kernelSize: 3,
-        strides: 4,
-        padding: "valid",
-        activation: "relu",
-      }),
-      L.globalAveragePooling2d({}),
-      L.dense({ units: 1001, activation: "softmax" }),
-    ],
-  });
-  const r = rng(3);
-  m.setWeights(
-    m.weights.map((w) =>
-      tf.tensor(
-        Float32Array.from({ length: w.shape.reduce((x: number, y) => x * (y as number), 1) }, () => (r() - 0.5) * 2),
-        w.shape as number[],
-      ),
-    ),
-  );
-  model = join(dir, "model");
-  await m.save(
-    tf.io.withSaveHandler(async (a) => {
-      mkdirSync(model, { recursive: true });
-      writeFileSync(join(model, "weights.bin"), new Uint8Array(a.weightData as ArrayBuffer));
-      writeFileSync(
-        join(model, "model.json"),
-        JSON.stringify({
-          format: "layers-model",
-          modelTopology: a.modelTopology,
-          weightsManifest: [{ paths: ["weights.bin"], weights: a.weightSpecs }],
-        }),
-      );
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: "JSON" } };
-    }),
-  );
+  ({ images, model } = await writeNipsFixture(dir));
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -132,6 +55,11 @@ const common = (out: string) => [
   "--quiet",
 ];
 let firstRows: Output["rows"] | undefined;
+
+interface SweepFile {
+  format: string;
+  cells: Record<string, { images: number; correct: Record<string, number[]>; predictions: Record<string, number[]> }>;
+}
 
 interface Output {
   rows: { attack: string; epsilon: number; relL2: number; accuracy: Record<string, number> }[];
@@ -181,7 +109,7 @@ test("reproduce imagenet --quick: split, training half only, every output file, 
     "report.md",
     "results.json",
     "results.csv",
-    "evaluation.json",
+    "sweep-gray-box.json",
     "grid.png",
     "loss-curves.png",
     "plot-fgsm-gray-box.png",
@@ -194,13 +122,19 @@ test("reproduce imagenet --quick: split, training half only, every output file, 
   assert.match(report, /## The paper's claims/);
   assert.match(report, /## Acceptance: clean accuracy kept by each patch VAE/);
   assert.match(report, /Luo & Pfister 2018, Table 6/);
-  // Evaluation images are the even positions of the sorted ids: 0a, 2c, 4e.
-  const evaluation = JSON.parse(readFileSync(join(out, "evaluation.json"), "utf8")) as {
-    points: Record<string, Record<string, unknown>>;
-  };
-  assert.deepEqual(Object.keys(evaluation.points.clean).sort(), ["0a", "2c", "4e"]);
+  // The shared sweep's file: a cell per (clean | FGSM | I-FGSM, shard of one image), each with
+  // every column's prediction of its image; epsilon-0 rows of both attacks share the clean cells.
+  const file = join(out, "sweep-gray-box.json");
+  const sweep = JSON.parse(readFileSync(file, "utf8")) as SweepFile;
+  assert.equal(sweep.format, "vaeguard-sweep/2");
+  const cells = Object.entries(sweep.cells);
+  assert.equal(cells.length, 9);
+  for (const [, c] of cells) {
+    assert.equal(c.images, 1);
+    assert.deepEqual(Object.keys(c.predictions), Object.keys(res.rows[0].accuracy));
+  }
 
-  // Second run under the old name: VAEs reused, evaluation resumed, same numbers.
+  // Second run under the old name: VAEs reused, every cell taken from the file, same numbers.
   const again = run(["reproduce-imagenet", ...common(out)]);
   assert.equal(again.code, 0, again.stderr);
   const res2 = JSON.parse(again.stdout) as Output;
@@ -210,6 +144,24 @@ test("reproduce imagenet --quick: split, training half only, every output file, 
   );
   assert.deepEqual(res2.rows, res.rows);
   firstRows = res.rows;
+
+  // Resumed, not recomputed: a stored cell's count changed by hand shows in the table, and a
+  // removed cell is run again (the rows come back as they were).
+  const clean = cells.find(([id]) => id.includes('"(clean)"') && id.endsWith(",0]"))!;
+  const edited = structuredClone(sweep);
+  edited.cells[clean[0]].correct["JPEG 23"] = [1 - clean[1].correct["JPEG 23"][0]];
+  const other = cells.find(([id]) => id.includes('"FGSM"'))![0];
+  delete edited.cells[other];
+  writeFileSync(file, JSON.stringify(edited));
+  const rerun = run(["reproduce", "imagenet", ...common(out)]);
+  assert.equal(rerun.code, 0, rerun.stderr);
+  const resumed = JSON.parse(rerun.stdout) as Output;
+  const flipped = (1 - clean[1].correct["JPEG 23"][0]) / 3 - clean[1].correct["JPEG 23"][0] / 3;
+  assert.ok(Math.abs(resumed.rows[0].accuracy["JPEG 23"] - res.rows[0].accuracy["JPEG 23"] - flipped) < 1e-12);
+  assert.deepEqual(resumed.rows[1], res.rows[1]);
+  const after = JSON.parse(readFileSync(file, "utf8")) as SweepFile;
+  assert.deepEqual(after.cells[other], sweep.cells[other]);
+  writeFileSync(file, JSON.stringify(sweep));
 });
 
 test("shards: two processes share the images, a third merges them and gets the unsharded numbers", () => {
@@ -220,8 +172,11 @@ test("shards: two processes share the images, a third merges them and gets the u
     assert.equal(r.code, 0, r.stderr);
     assert.equal((JSON.parse(r.stdout) as Partial<Output>).rows, undefined, "a shard writes no report");
   }
-  assert.ok(
-    existsSync(join(out, "evaluation.shard1-of-2.json")) && existsSync(join(out, "evaluation.shard2-of-2.json")),
+  const shares = [1, 2].map((k) => JSON.parse(readFileSync(join(out, `sweep-gray-box.shard${k}-of-2.json`), "utf8")));
+  // Shards of images 0 and 2 in the first share, 1 in the second: three points each.
+  assert.deepEqual(
+    shares.map((f) => Object.keys((f as SweepFile).cells).length),
+    [6, 3],
   );
   assert.equal(existsSync(join(out, "report.md")), false);
   const merged = run(["reproduce", "imagenet", ...common(out)]);
@@ -261,4 +216,22 @@ test("bad input: one line, exit code 2", async () => {
   assert.equal(cols.code, 2);
   assert.match(cols.stderr.trim(), /dev_dataset\.csv: has no column 'TrueLabel'/);
   assert.equal(cols.stderr.trim().split("\n").length, 1);
+});
+
+test("the time cap, and results of the earlier per-image format: one line each", () => {
+  const capped = run(["reproduce", "imagenet", ...common(join(dir, "capped")), "--eval-minutes", "0"]);
+  assert.equal(capped.code, 2);
+  assert.match(capped.stderr.trim(), /^vaeguard: error: No image was evaluated \(the time cap came first\)$/);
+
+  const old = join(dir, "old");
+  mkdirSync(old, { recursive: true });
+  writeFileSync(join(old, "evaluation.json"), JSON.stringify({ format: "vaeguard-imagenet/1", points: {} }));
+  const refused = run(["reproduce", "imagenet", ...common(old)]);
+  assert.equal(refused.code, 2);
+  assert.equal(refused.stderr.trim().split("\n").length, 1, refused.stderr);
+  assert.match(
+    refused.stderr,
+    /evaluation\.json: per-image results of an earlier vaeguard \(format vaeguard-imagenet\/1\).*--restart/,
+  );
+  assert.equal(existsSync(join(old, "sweep-gray-box.json")), false, "nothing evaluated");
 });
