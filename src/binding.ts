@@ -53,7 +53,7 @@ export interface RawBinding {
   liveTensors(): { tensors: number; bytes: number };
   /**
    * glibc malloc settings made at load (native/src/allocator.cc); -1 where vaeguard set none. cacheBytes: the
-   * most that libtorch's CPU allocator keeps of freed blocks of 1 MiB and more for reuse (0: no cache).
+   * most that libtorch's CPU allocator keeps of freed blocks of 128 KiB and more for reuse (0: no cache).
    */
   allocatorSettings(): { source: string; mmapThreshold: number; trimThreshold: number; cacheBytes: number };
   // elementwise
