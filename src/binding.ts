@@ -54,8 +54,11 @@ export interface RawBinding {
   manualSeed(seed: number): void;
   versions(): { torch: string; config: string; parallel: string; cuda: boolean; cudaDevices: number };
   liveTensors(): { tensors: number; bytes: number };
-  /** glibc malloc settings made at load (native/src/allocator.cc); -1 where vaeguard set none. */
-  allocatorSettings(): { source: string; mmapThreshold: number; trimThreshold: number };
+  /**
+   * glibc malloc settings made at load (native/src/allocator.cc); -1 where vaeguard set none. cacheBytes: the
+   * most that libtorch's CPU allocator keeps of freed blocks of 128 KiB and more for reuse (0: no cache).
+   */
+  allocatorSettings(): { source: string; mmapThreshold: number; trimThreshold: number; cacheBytes: number };
   // elementwise
   neg(t: T): T;
   abs(t: T): T;

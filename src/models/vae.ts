@@ -176,8 +176,26 @@ export class ConvVae extends Module {
     const beta = checkNumber(options.beta ?? 0.01, "beta", 0);
     const kind = checkOneOf(options.reconstruction ?? "bce", "reconstruction", ["mse", "bce"] as const);
     return tidy(() => {
-      const n = x.dims[0];
       const { mu, logvar } = this.encode(x);
+      return this.lossOfEncoding(x, mu, logvar, { ...options, beta, reconstruction: kind });
+    });
+  }
+
+  /**
+   * `loss` from an encoding of x already made (`encode(x)`): one sampled decoding
+   * (drawing the same noise as `loss` would), the reconstruction term and the KL term.
+   * For a caller that needs the encoding for more than the loss, so x is encoded once.
+   */
+  lossOfEncoding(
+    x: Tensor,
+    mu: Tensor,
+    logvar: Tensor,
+    options: VaeLossOptions = {},
+  ): { loss: Tensor; reconstruction: Tensor; kl: Tensor } {
+    const beta = checkNumber(options.beta ?? 0.01, "beta", 0);
+    const kind = checkOneOf(options.reconstruction ?? "bce", "reconstruction", ["mse", "bce"] as const);
+    return tidy(() => {
+      const n = x.dims[0];
       const r = this.decode(this.sample(mu, logvar, { clip: options.clip }));
       const rec = (kind === "mse" ? F.mseLoss(r, x, "sum") : F.bceLoss(r, x, "sum")).div(n);
       const kl = logvar.add(1).sub(mu.square()).sub(logvar.exp()).sum().mul(-0.5 / n);

@@ -490,30 +490,56 @@ export function trainVae<M extends ConvVae>(
     opts.stop = { ...opts.stop, relativeChange: stopReconstructionChange, monitor: "reconstruction", source: "train" };
   }
   const bce = (opts.loss.reconstruction ?? "bce") === "bce";
+  // The BCE floor depends on the validation images only: summed once, at the first validation.
+  const floors = new Map<ImageDataset, number>();
   return fit(opts, {
     step: (m, x) => {
       const { loss, reconstruction, kl } = m.loss(x, opts.loss);
       return { loss, terms: { reconstruction, kl } };
     },
     validate: (m, ds, bs) => {
-      let rec = 0;
-      let sq = 0;
-      let floor = 0;
-      manualSeed(VALIDATION_SEED);
-      for (const b of batches(ds, { batchSize: bs })) {
-        const k = b.indices.length;
-        [rec, sq, floor] = tidy(() =>
-          noGrad(() => [
-            rec + m.loss(b.x, opts.loss).reconstruction.item() * k,
-            sq + m.reconstruct(b.x, { deterministic: true }).sub(b.x).square().sum().item(),
-            floor + (bce ? bceLoss(b.x, b.x, "sum").item() : 0),
-          ]),
-        );
-        b.x.dispose();
-        b.y.dispose();
-      }
+      const floor = bce ? floors.get(ds) : 0;
+      const v = validateVae(m, ds, bs, opts.loss, floor === undefined);
+      if (floor === undefined) floors.set(ds, v.floor);
       const n = datasetSize(ds);
-      return { reconstruction: rec / n, mse: sq / n, ...(bce ? { reconstructionExcess: (rec - floor) / n } : {}) };
+      const f = floors.get(ds) ?? 0;
+      return { reconstruction: v.rec / n, mse: v.sq / n, ...(bce ? { reconstructionExcess: (v.rec - f) / n } : {}) };
     },
   });
+}
+
+/**
+ * Sums over a VAE's validation batches (per-image figures times the batch
+ * size): the loss's sampled reconstruction term (noise from VALIDATION_SEED),
+ * the squared error of the deterministic reconstruction and, with `floor`, the
+ * BCE of the images against themselves. Each batch is encoded once: the
+ * sampled term and the deterministic reconstruction share its encoding.
+ */
+export function validateVae(
+  m: ConvVae,
+  ds: ImageDataset,
+  batchSize: number,
+  loss: VaeLossOptions,
+  floor: boolean,
+): { rec: number; sq: number; floor: number } {
+  let rec = 0;
+  let sq = 0;
+  let fl = 0;
+  manualSeed(VALIDATION_SEED);
+  for (const b of batches(ds, { batchSize })) {
+    const k = b.indices.length;
+    [rec, sq, fl] = tidy(() =>
+      noGrad(() => {
+        const { mu, logvar } = m.encode(b.x);
+        return [
+          rec + m.lossOfEncoding(b.x, mu, logvar, loss).reconstruction.item() * k,
+          sq + m.decode(mu).sub(b.x).square().sum().item(),
+          fl + (floor ? bceLoss(b.x, b.x, "sum").item() : 0),
+        ];
+      }),
+    );
+    b.x.dispose();
+    b.y.dispose();
+  }
+  return { rec, sq, floor: fl };
 }
