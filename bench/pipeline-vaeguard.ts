@@ -78,6 +78,7 @@ try {
       evaluation: (t1 - vaeEnd) / 1000,
     },
     cleanAccuracy: outcome.cleanAccuracy,
+    peakRssMB: process.resourceUsage().maxRSS / 1024,
     rows: outcome.rows.map((r) => ({ attack: r.attack, epsilon: r.epsilon, relL2: r.relL2, accuracy: r.accuracy })),
     about: { ...softwareVersions(), threads: work.threads },
   };

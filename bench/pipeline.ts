@@ -53,6 +53,8 @@ export interface PipelineWork {
 export interface EngineRun {
   stages: { classifier: number; vae: number; evaluation: number };
   cleanAccuracy: number;
+  /** Peak resident memory of the engine's process, MiB (the most of its rounds). */
+  peakRssMB?: number;
   rows: { attack: string; epsilon: number; relL2: number; accuracy: Record<string, number> }[];
   /** What the engine is (versions, the JPEG codec used). */
   about: Record<string, string | number>;
@@ -171,6 +173,7 @@ export function benchPipeline(o: { scale: number; threads: number; rounds: numbe
   const keepBest = (best: EngineRun | undefined, run: EngineRun): EngineRun => {
     if (!best) return run;
     for (const s of STAGES) best.stages[s] = Math.min(best.stages[s], run.stages[s]);
+    best.peakRssMB = Math.max(best.peakRssMB ?? 0, run.peakRssMB ?? 0);
     return best;
   };
   for (let r = 0; r < o.rounds; r++) {
@@ -212,6 +215,10 @@ export function renderPipelineBench(b: PipelineBench): string {
     lines.push(`PyTorch side: torch ${p.about.torch}, ${p.about.threads} thread(s), JPEG: ${p.about.jpeg}`);
     lines.push(`Clean accuracy: vaeguard ${v.cleanAccuracy.toFixed(4)}, PyTorch ${p.cleanAccuracy.toFixed(4)}`);
   }
+  const mib = (r?: EngineRun) => (r?.peakRssMB === undefined ? "-" : `${r.peakRssMB.toFixed(0)} MiB`);
+  lines.push(
+    `Peak resident memory (the whole process, data loading to the last cell): vaeguard ${mib(v)}, PyTorch ${mib(p)}`,
+  );
   const defenses = Object.keys(v.rows[0]?.accuracy ?? {});
   lines.push(
     "attack".padEnd(8) +

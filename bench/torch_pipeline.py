@@ -16,6 +16,7 @@ last line of stdout: per-stage wall times, the clean accuracy and the table.
 import io
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -335,6 +336,8 @@ def main():
                 "stages": stages,
                 "cleanAccuracy": clean,
                 "rows": rows,
+                # Linux reports ru_maxrss in kB.
+                "peakRssMB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             }
         )
     )
