@@ -146,6 +146,15 @@ export class ConvPurifier extends Module implements PurifierApi {
     return ConvVae.prototype.loss.call(this, x, options);
   }
 
+  lossOfEncoding(
+    x: Tensor,
+    mu: Tensor,
+    logvar: Tensor,
+    options: VaeLossOptions = {},
+  ): { loss: Tensor; reconstruction: Tensor; kl: Tensor } {
+    return ConvVae.prototype.lossOfEncoding.call(this, x, mu, logvar, options);
+  }
+
   forward(x: Tensor): Tensor {
     return this.reconstruct(x);
   }
