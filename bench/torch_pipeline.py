@@ -62,44 +62,13 @@ def load_mnist(folder, split):
 # ---------------------------------------------------------------- models (Table 1 CNN, Table 2 VAE)
 
 
-class MnistCnn(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 5, padding=2)
-        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
-        self.fc1 = nn.Linear(7 * 7 * 64, 1024)
-        self.drop = nn.Dropout(0.4)
-        self.fc2 = nn.Linear(1024, 10)
-
-    def forward(self, x):
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = self.drop(F.relu(self.fc1(x.flatten(1))))
-        return self.fc2(x)
+# The same model classes as the single-step benchmark (torch_bench.py, beside this file).
+from torch_bench import MnistCnn  # noqa: E402
+from torch_bench import MnistVae as BenchVae  # noqa: E402
 
 
-class MnistVae(nn.Module):
-    """vaeguard's VAE_PRESETS.mnist: conv16+pool, conv8+pool, latent 256; mirrored decoder."""
-
-    def __init__(self):
-        super().__init__()
-        self.enc0 = nn.Conv2d(1, 16, 3, padding=1)
-        self.enc1 = nn.Conv2d(16, 8, 3, padding=1)
-        self.fcMu = nn.Linear(392, 256)
-        self.fcLogvar = nn.Linear(392, 256)
-        self.fcDec = nn.Linear(256, 392)
-        self.dec0 = nn.ConvTranspose2d(8, 16, 3, padding=1)
-        self.dec1 = nn.ConvTranspose2d(16, 1, 3, padding=1)
-
-    def encode(self, x):
-        h = F.max_pool2d(F.relu(self.enc0(x)), 2)
-        h = F.max_pool2d(F.relu(self.enc1(h)), 2).flatten(1)
-        return self.fcMu(h), self.fcLogvar(h)
-
-    def decode(self, z):
-        h = F.relu(self.fcDec(z)).reshape(-1, 8, 7, 7)
-        h = F.relu(self.dec0(F.interpolate(h, scale_factor=2)))
-        return torch.sigmoid(self.dec1(F.interpolate(h, scale_factor=2)))
+class MnistVae(BenchVae):
+    """torch_bench's VAE with the sampling and forward pass a training loop calls."""
 
     def sample(self, mu, lv):
         # The authors clip the latent noise to [-5, 5].
