@@ -16,7 +16,7 @@ import { dispose, manualSeed, noGrad, tidy } from "../core/engine.js";
 import { Tensor } from "../core/tensor.js";
 import { checkInt, checkNumber } from "../core/validate.js";
 import { LIMITS } from "../core/limits.js";
-import { TrainingError } from "../core/errors.js";
+import { ArgumentError, TrainingError } from "../core/errors.js";
 import { bceLoss, crossEntropy } from "../nn/functional.js";
 import type { Module } from "../nn/module.js";
 import { Adam, type Optimizer } from "../optim/optimizer.js";
@@ -478,18 +478,18 @@ export function trainVae<M extends ConvVae>(
   options: FitOptions<M> & {
     loss: VaeLossOptions;
     /**
-     * Stop once the epoch's mean training reconstruction term changes by less
-     * than this fraction (0.01 = 1%, the paper's "changes very little"); `epochs` is the cap.
+     * Stop once the reconstruction changes by less than this fraction from one epoch
+     * to the next (0.01 = 1%, the paper's "changes very little"); `epochs` is the cap.
+     * What is watched: reconstructionStop.
      */
     stopReconstructionChange?: number;
   },
 ): Promise<FitResult<M>> {
   const { stopReconstructionChange, ...opts } = options;
-  if (stopReconstructionChange !== undefined) {
-    checkNumber(stopReconstructionChange, "stopReconstructionChange", 0, 1);
-    opts.stop = { ...opts.stop, relativeChange: stopReconstructionChange, monitor: "reconstruction", source: "train" };
-  }
   const bce = (opts.loss.reconstruction ?? "bce") === "bce";
+  if (stopReconstructionChange !== undefined) {
+    opts.stop = { ...opts.stop, ...reconstructionStop(stopReconstructionChange, bce, opts.validation !== undefined) };
+  }
   // The BCE floor depends on the validation images only: summed once, at the first validation.
   const floors = new Map<ImageDataset, number>();
   return fit(opts, {
@@ -506,6 +506,26 @@ export function trainVae<M extends ConvVae>(
       return { reconstruction: v.rec / n, mse: v.sq / n, ...(bce ? { reconstructionExcess: (v.rec - f) / n } : {}) };
     },
   });
+}
+
+/**
+ * The stop rule of `stopReconstructionChange`. With BCE it watches the validation
+ * reconstruction term above its floor (reconstructionExcess): the term itself is
+ * dominated by the images' own entropy, which training cannot lower, so it changes
+ * by less than 1% an epoch long before the VAE stops improving (CIFAR-10: 1733.7,
+ * 1718.6, 1712.5 per image over epochs 2-4 while the excess fell 59.2, 44.1, 37.9
+ * and the squared error 20.0, 14.3, 12.1). With MSE, whose floor is 0, the epoch's
+ * mean training reconstruction term.
+ */
+export function reconstructionStop(change: number, bce: boolean, hasValidation: boolean): StopCriterion {
+  checkNumber(change, "stopReconstructionChange", 0, 1);
+  if (!bce) return { relativeChange: change, monitor: "reconstruction", source: "train" };
+  if (!hasValidation) {
+    throw new ArgumentError(
+      "stopReconstructionChange with a BCE reconstruction needs a validation set: it watches the validation reconstruction term above its floor",
+    );
+  }
+  return { relativeChange: change, monitor: "reconstructionExcess", source: "validation" };
 }
 
 /**

@@ -14,6 +14,7 @@ import {
   stopReason,
   trainClassifier,
   trainVae,
+  reconstructionStop,
   type EpochStats,
 } from "../../src/train/trainer.js";
 
@@ -108,10 +109,12 @@ test(
   "a VAE stops once its reconstruction term changes by less than the tolerance, and is then reused",
   inTmp(async (dir, lines) => {
     const train = loadMnist({ split: "train", limit: 200 });
+    const validation = loadMnist({ split: "test", limit: 100 });
     try {
       const common = {
         makeModel: () => new ConvVae(VAE_PRESETS.mnist),
         train,
+        validation,
         batchSize: 100,
         lr: 1e-3,
         seed: 0,
@@ -124,7 +127,7 @@ test(
       const r = await trainVae({ ...common, epochs: 6, checkpoint, stopReconstructionChange: 1 });
       r.model.dispose();
       assert.equal(r.history.length, 2);
-      assert.ok(r.history.every((h) => typeof h.terms?.reconstruction === "number" && h.terms.reconstruction > 0));
+      assert.ok(r.history.every((h) => typeof h.validation?.reconstructionExcess === "number"));
       assert.match(lines.join("\n"), /stopped after epoch 2 \(converged\)/);
       const saved = loadSafetensors(checkpoint);
       dispose([...saved.tensors.values()]);
@@ -145,8 +148,50 @@ test(
       capped.model.dispose();
       assert.equal(capped.history.length, 2);
       assert.ok(!lines.some((l) => l.includes("converged")), lines.join("\n"));
+
+      // BCE without a validation set has no excess to watch: refused, not silently watching the floor.
+      await assert.rejects(
+        async () =>
+          trainVae({
+            ...common,
+            validation: undefined,
+            epochs: 2,
+            checkpoint: join(dir, "nv.safetensors"),
+            stopReconstructionChange: 0.01,
+          }),
+        (e: unknown) => e instanceof ArgumentError && /needs a validation set/.test(e.message),
+      );
     } finally {
-      dispose(train);
+      dispose([train, validation]);
     }
   }),
 );
+
+test("with BCE the stop rule watches the validation reconstruction above its floor; with MSE the training term", () => {
+  assert.deepEqual(reconstructionStop(0.01, true, true), {
+    relativeChange: 0.01,
+    monitor: "reconstructionExcess",
+    source: "validation",
+  });
+  assert.deepEqual(reconstructionStop(0.01, false, false), {
+    relativeChange: 0.01,
+    monitor: "reconstruction",
+    source: "train",
+  });
+  // The CIFAR-10 run that stopped too early (per-image figures of epochs 3 and 4): the BCE term moved 0.36%, its
+  // excess over the floor 14%. The rule must go on there.
+  const epoch = (reconstruction: number, reconstructionExcess: number): EpochStats => ({
+    epoch: 0,
+    trainLoss: 0,
+    seconds: 1,
+    imagesPerSecond: 1,
+    validation: { reconstruction, reconstructionExcess },
+    terms: { reconstruction },
+  });
+  const history = [epoch(1718.6462, 44.0965), epoch(1712.4678, 37.9181)];
+  assert.equal(stopReason(history, 60, reconstructionStop(0.01, true, true)), null);
+  assert.equal(
+    stopReason(history, 60, { relativeChange: 0.01, monitor: "reconstruction", source: "train" }),
+    "converged",
+  );
+});
