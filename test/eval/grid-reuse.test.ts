@@ -12,8 +12,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { dispose, getNumThreads, isGradEnabled, manualSeed, setNumThreads, tidy } from "../../src/core/engine.js";
-import { rand, randint, zeros, type Tensor } from "../../src/core/tensor.js";
+import { dispose, getNumThreads, isGradEnabled, manualSeed, setNumThreads } from "../../src/core/engine.js";
+import { zeros, type Tensor } from "../../src/core/tensor.js";
 import { createAttack } from "../../src/attacks/index.js";
 import type { AttackableModel } from "../../src/attacks/types.js";
 import { FGSM } from "../../src/attacks/fgsm.js";
@@ -21,6 +21,7 @@ import { IFGSM } from "../../src/attacks/ifgsm.js";
 import { signedGradientKind } from "../../src/attacks/gradient.js";
 import { createDefense, type Defense } from "../../src/defenses/index.js";
 import type { ImageDataset } from "../../src/data/index.js";
+import { randomMnistLike } from "../helpers/random-data.js";
 import { MnistCnn } from "../../src/models/classifiers.js";
 import type { ConvVae } from "../../src/models/vae.js";
 import { planSweep, uniqueTasks, type CellResult, type CellTask } from "../../src/eval/cells.js";
@@ -53,13 +54,7 @@ before(() => {
   manualSeed(5);
   clf = new CountingCnn();
   vae = tinyVae([1, 28, 28], 2);
-  data = tidy(() => ({
-    images: rand([10, 1, 28, 28]),
-    labels: randint(0, 10, [10]),
-    classNames: Array.from({ length: 10 }, (_, i) => String(i)),
-    name: "random",
-    source: "random test images",
-  }));
+  data = randomMnistLike(10);
   // A deterministic pair and a randomized VAE scored over 2 passes: its numbers see the generator's state.
   defenses = [createDefense("none"), createDefense("jpeg:23"), createDefense("vae", { vae })];
 });

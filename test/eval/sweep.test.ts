@@ -10,12 +10,13 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { dispose, getNumThreads, manualSeed, setNumThreads, tidy } from "../../src/core/engine.js";
+import { dispose, getNumThreads, manualSeed, setNumThreads } from "../../src/core/engine.js";
 import { VaeguardError } from "../../src/core/errors.js";
-import { rand, randint, type Tensor } from "../../src/core/tensor.js";
+import { type Tensor } from "../../src/core/tensor.js";
 import { createAttack } from "../../src/attacks/index.js";
 import { createDefense, type Defense } from "../../src/defenses/index.js";
 import type { ImageDataset } from "../../src/data/index.js";
+import { randomMnistLike } from "../helpers/random-data.js";
 import { MnistCnn } from "../../src/models/classifiers.js";
 import type { ConvVae } from "../../src/models/vae.js";
 import {
@@ -45,13 +46,7 @@ before(() => {
   manualSeed(3);
   clf = new MnistCnn();
   vae = tinyVae([1, 28, 28], 1);
-  data = tidy(() => ({
-    images: rand([10, 1, 28, 28]),
-    labels: randint(0, 10, [10]),
-    classNames: Array.from({ length: 10 }, (_, i) => String(i)),
-    name: "random",
-    source: "random test images",
-  }));
+  data = randomMnistLike(10);
   defenses = [createDefense("none"), createDefense("vae", { vae })];
 });
 
