@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { Tensor, grad, rand, tensor } from "../../src/core/tensor.js";
-import { noGrad, tidy } from "../../src/core/engine.js";
+import { manualSeed, noGrad, tidy } from "../../src/core/engine.js";
 import { ArgumentError, ShapeError } from "../../src/core/errors.js";
 import * as F from "../../src/nn/functional.js";
 import { Module } from "../../src/nn/module.js";
@@ -48,6 +48,9 @@ test("images of another size are resized (bilinear, half-pixel centres) inside t
 });
 
 test("the gradient flows back through the resize to every region of the full-size image", () => {
+  // Seeded: with some random images the fixture's ReLUs are dead over a whole border block, whose
+  // gradient is then 0 for a reason that has nothing to do with the resize (about 1 run in 5 unseeded).
+  manualSeed(0);
   const wrapped = new ResizedClassifier(loadTfliteModel(fixture), { inputSize: 18 });
   const x = rand([1, 3, 18, 18]).requiresGrad_(true);
   const loss = tidy(() => F.crossEntropy(wrapped.forward(x), tensor(BigInt64Array.from([3n]), [1])));
