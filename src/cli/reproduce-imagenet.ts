@@ -105,7 +105,7 @@ function addDataOptions(cmd: Command): Command {
     )
     .option(
       "--model <path>",
-      "classifier: TF.js Layers model.json (or its folder) or TorchScript .pt; 1001 outputs (TrueLabel) or 1000",
+      "classifier: a .tflite file, a TF.js Layers model.json (or its folder) or a TorchScript .pt; 1001 outputs (TrueLabel) or 1000",
     )
     .option(
       "--class-order <file>",
