@@ -196,7 +196,7 @@ export async function reproduceSmall(o: ReproduceOptions): Promise<ReproduceOutc
         progress: o.progress,
         log,
       });
-      const report = reproduceReport(o, { p, trained: trained!, swept, cleanAccuracy, mode, attacks, epsilons });
+      const report = reproduceReport(o, { p, trained: trained!, swept, cleanAccuracy, mode, attacks, epsilons, jobs });
       return { rows: swept.rows, cleanAccuracy, report };
     },
     train,
@@ -205,6 +205,8 @@ export async function reproduceSmall(o: ReproduceOptions): Promise<ReproduceOutc
 
 interface ReportParts {
   p: Pipeline;
+  /** Jobs side by side (the report names them beside the thread count when more than one). */
+  jobs: number;
   trained: TrainingSummary;
   swept: SweepOutcome;
   cleanAccuracy: number;
@@ -255,17 +257,22 @@ function reproduceReport(o: ReproduceOptions, r: ReportParts): ReportDraft {
     { paper: "JPEG 23", ours: "JPEG 23" },
     { paper: "VAE", ours: "VAE" },
   ].filter((x) => names.includes(x.ours));
+  const draft = reportDraft(p, r.swept, {
+    title: `vaeguard: ${recipe.title} reproduction of Luo & Pfister (2018)`,
+    dataset: `${recipe.title} test set`,
+    command: o.command,
+    attackParams: attackParamsOf(r),
+    paperReference: recipe.paper?.reference,
+    gridDefenses: p.defenses.filter((d) => !(d instanceof NoDefense)).map((d) => d.name),
+    gridCaption: (g) => `First test images at ${g.attack} eps ${g.epsilon}`,
+    notes: reproduceNotes(o, r),
+  });
+  if (r.jobs > 1) {
+    const each = threadsPerJob(getNumThreads(), r.jobs);
+    draft.metadata.versions.jobs = `${r.jobs} side by side, ${each} libtorch thread${each === 1 ? "" : "s"} each`;
+  }
   return {
-    ...reportDraft(p, r.swept, {
-      title: `vaeguard: ${recipe.title} reproduction of Luo & Pfister (2018)`,
-      dataset: `${recipe.title} test set`,
-      command: o.command,
-      attackParams: attackParamsOf(r),
-      paperReference: recipe.paper?.reference,
-      gridDefenses: p.defenses.filter((d) => !(d instanceof NoDefense)).map((d) => d.name),
-      gridCaption: (g) => `First test images at ${g.attack} eps ${g.epsilon}`,
-      notes: reproduceNotes(o, r),
-    }),
+    ...draft,
     paperComparisons: recipe.paper ? [{ paper: recipe.paper, attack: "FGSM", mode: r.mode, pairs }] : [],
   };
 }
