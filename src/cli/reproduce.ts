@@ -93,7 +93,7 @@ export function register(program: Command): void {
     .option("--threads <n>", "libtorch threads (default: all cores), shared among the --jobs", parseThreadsArg())
     .option(
       "--jobs <n>",
-      `jobs side by side, each with threads/jobs libtorch threads: the classifier and the VAE train at the same time (when both need training) and the sweep's cells run on that many threads of this process; the results are those of one job (default: ${DEFAULT_MAX_JOBS} when --threads allows ${DEFAULT_MAX_JOBS}, else 1; 1: one job at a time with all threads)`,
+      `jobs side by side, each with threads/jobs libtorch threads: the classifier and the VAE train at the same time (when both need training) and the sweep's cells run on that many threads of this process; with as many threads per job, the results are those of --jobs 1 bit for bit (default: ${DEFAULT_MAX_JOBS} when --threads allows ${DEFAULT_MAX_JOBS}, else 1; 1: one job at a time with all threads)`,
       parseIntArg("jobs", 1, 64),
     )
     .option("--json", "print the result rows as JSON on stdout")

@@ -10,7 +10,7 @@
  */
 import { dirname, join } from "node:path";
 import { dispose, getNumThreads, manualSeed } from "../core/engine.js";
-import { splitValidation, takeFirst, datasetSize, type ImageDataset } from "../data/index.js";
+import { splitValidation, takeFirst, datasetSize } from "../data/index.js";
 import { VAE_PRESETS } from "../models/vae.js";
 import { accuracy } from "../train/trainer.js";
 import { DEFAULT_RANDOMIZED_EOT_SAMPLES } from "../attacks/index.js";
