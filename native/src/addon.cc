@@ -3,6 +3,7 @@
 #include "common.h"
 
 #include "allocator.h"
+#include "threads.h"
 
 namespace vg {
 
@@ -21,6 +22,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   RegisterAutograd(env, exports);
   RegisterJit(env, exports);
   RegisterAllocator(env, exports);
+  RegisterThreads(env, exports);
   return exports;
 }
 

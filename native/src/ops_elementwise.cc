@@ -1,6 +1,7 @@
 // Elementwise ops: unary, binary (tensor or scalar right-hand side), where,
 // clamp, and the in-place updates used by optimizers and initialisers.
 #include "common.h"
+#include "threads.h"
 
 namespace vg {
 
@@ -162,10 +163,12 @@ static Napi::Value FillInplace(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 static Napi::Value UniformInplace(const Napi::CallbackInfo& info) {
+  RandomGuard random;
   ArgTensor(info, 0, "input").uniform_(ArgDouble(info, 1, "from"), ArgDouble(info, 2, "to"));
   return info.Env().Undefined();
 }
 static Napi::Value NormalInplace(const Napi::CallbackInfo& info) {
+  RandomGuard random;
   ArgTensor(info, 0, "input").normal_(ArgDouble(info, 1, "mean"), ArgDouble(info, 2, "std"));
   return info.Env().Undefined();
 }

@@ -2,6 +2,7 @@
 #include <atomic>
 
 #include "common.h"
+#include "threads.h"
 
 namespace vg {
 
@@ -77,6 +78,7 @@ static Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
                                             /*cudnn_enabled=*/true));
 }
 static Napi::Value Dropout(const Napi::CallbackInfo& info) {
+  RandomGuard random;
   return Wrap(info.Env(), torch::dropout(ArgTensor(info, 0, "input"), ArgDouble(info, 1, "p"), ArgBool(info, 2, "training")));
 }
 static Napi::Value Softmax(const Napi::CallbackInfo& info) {

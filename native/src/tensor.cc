@@ -1,5 +1,6 @@
 // The tensor wrapper, argument conversion, creation and data access.
 #include "common.h"
+#include "threads.h"
 
 #include <ATen/Parallel.h>
 #include <cmath>
@@ -337,16 +338,20 @@ static Napi::Value Full(const Napi::CallbackInfo& info) {
   return Wrap(info.Env(), torch::full(ArgInts(info, 0, "shape"), ArgScalar(info, 1, "value"), Opts(info, 2, 3)));
 }
 static Napi::Value Rand(const Napi::CallbackInfo& info) {
+  RandomGuard random;
   return Wrap(info.Env(), torch::rand(ArgInts(info, 0, "shape"), Opts(info, 1, 2)));
 }
 static Napi::Value Randn(const Napi::CallbackInfo& info) {
+  RandomGuard random;
   return Wrap(info.Env(), torch::randn(ArgInts(info, 0, "shape"), Opts(info, 1, 2)));
 }
 static Napi::Value Randint(const Napi::CallbackInfo& info) {
+  RandomGuard random;
   return Wrap(info.Env(), torch::randint(ArgInt(info, 0, "low"), ArgInt(info, 1, "high"), ArgInts(info, 2, "shape"),
                                          Opts(info, 3, 4)));
 }
 static Napi::Value Randperm(const Napi::CallbackInfo& info) {
+  RandomGuard random;
   return Wrap(info.Env(), torch::randperm(ArgInt(info, 0, "n"), Opts(info, 1, 2)));
 }
 static Napi::Value Arange(const Napi::CallbackInfo& info) {
@@ -389,6 +394,8 @@ static Napi::Value GetNumThreads(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), torch::get_num_threads());
 }
 static Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
+  // Seeds this thread's own generator when it has one (threads.h).
+  RandomGuard random;
   torch::manual_seed(static_cast<uint64_t>(ArgInt(info, 0, "seed")));
   return info.Env().Undefined();
 }

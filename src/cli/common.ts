@@ -101,6 +101,51 @@ export function progressBars(quiet = false): ProgressFactory {
   return (label, total, unit) => progress(label, total, unit, quiet);
 }
 
+/**
+ * Output for jobs side by side (reproduce --jobs): on a terminal, one line per
+ * bar, stacked (cli-progress's MultiBar), with log lines printed above the
+ * stack; off a terminal (or quiet), the plain lines of `progress`, each of
+ * which starts with its bar's label ("classifier epoch 2/4", "vae epoch 5/8").
+ */
+export function concurrentOutput(quiet = false): { progress: ProgressFactory; log: (line: string) => void } {
+  const plain = (line: string) => void process.stderr.write(line + "\n");
+  if (quiet || !process.stderr.isTTY) return { progress: progressBars(quiet), log: plain };
+  let multi: cliProgress.MultiBar | undefined;
+  let running = 0;
+  const log = (line: string) => (multi ? multi.log(line + "\n") : plain(line));
+  const progress: ProgressFactory = (label, total, unit) => {
+    multi ??= new cliProgress.MultiBar(
+      { stream: process.stderr, hideCursor: true, clearOnComplete: false },
+      cliProgress.Presets.shades_classic,
+    );
+    const format = `${label} [{bar}] {percentage}% {value}/{total} ${unit} | {rate} ${unit}/s | ETA {eta_formatted} {info}`;
+    const bar = multi.create(total, 0, { rate: "0", info: "" }, { format });
+    running++;
+    const t0 = Date.now();
+    let stopped = false;
+    return {
+      update(done, fields = {}) {
+        const rate = done / Math.max((Date.now() - t0) / 1000, 1e-3);
+        const info = Object.entries(fields)
+          .map(([k, v]) => `${k} ${typeof v === "number" ? v.toFixed(4) : v}`)
+          .join(" ");
+        bar.update(done, { rate: rate.toFixed(0), info });
+      },
+      stop() {
+        if (stopped) return;
+        stopped = true;
+        bar.stop();
+        // The stack is drawn until its last bar stops; the next bar starts a new one below.
+        if (--running === 0) {
+          multi?.stop();
+          multi = undefined;
+        }
+      },
+    };
+  };
+  return { progress, log };
+}
+
 // Kept here too for the commands that import them from the CLI plumbing.
 export { blasLibrary, softwareVersions } from "../core/versions.js";
 

@@ -2,11 +2,12 @@
 import { checkWritableDir } from "../io/preflight.js";
 import type { Command } from "commander";
 import { join, resolve } from "node:path";
-import { setNumThreads } from "../core/engine.js";
+import { getNumThreads, setNumThreads } from "../core/engine.js";
 import { LIMITS } from "../core/limits.js";
-import { UsageError, progressBars, runAction } from "./common.js";
+import { UsageError, concurrentOutput, progressBars, runAction } from "./common.js";
 import { parseIntArg, parseListArg, parseNumberArg, parseThreadsArg } from "./args.js";
 import { reproduceSmall, RECIPES, DEFAULT_DEFENSES, type SmallDataset } from "../eval/reproduce.js";
+import { DEFAULT_MAX_JOBS, defaultJobs } from "../eval/jobs.js";
 import { renderTextTable } from "../report/table.js";
 import { writeRunReport } from "../report/run-report.js";
 import { addQueueOptions, queueRunners, type QueueOpts } from "./queue-options.js";
@@ -34,6 +35,7 @@ interface Opts extends QueueOpts {
   shardSize?: number;
   restart?: boolean;
   threads?: number;
+  jobs?: number;
   json?: boolean;
   quiet?: boolean;
 }
@@ -88,7 +90,12 @@ export function register(program: Command): void {
     );
   addQueueOptions(reproduce)
     .option("--restart", "ignore existing checkpoints and results; train and evaluate from scratch")
-    .option("--threads <n>", "libtorch threads (default: all cores)", parseThreadsArg())
+    .option("--threads <n>", "libtorch threads (default: all cores), shared among the --jobs", parseThreadsArg())
+    .option(
+      "--jobs <n>",
+      `jobs side by side, each with threads/jobs libtorch threads: the classifier and the VAE train at the same time (when both need training) and the sweep's cells run on that many threads of this process; with as many threads per job, the results are those of --jobs 1 bit for bit (default: ${DEFAULT_MAX_JOBS} when --threads allows ${DEFAULT_MAX_JOBS}, else 1; 1: one job at a time with all threads)`,
+      parseIntArg("jobs", 1, 64),
+    )
     .option("--json", "print the result rows as JSON on stdout")
     .option("--quiet", "no progress output")
     .action((dataset: string, opts: Opts) => runAction(() => reproduceCommand(dataset, opts)));
@@ -117,11 +124,16 @@ function checkChoices(dataset: string, opts: Opts): void {
   }
 }
 
+const plainLog = (l: string) => void process.stderr.write(l + "\n");
+
 async function reproduceCommand(dataset: string, opts: Opts): Promise<void> {
   checkChoices(dataset, opts);
-  const log = (l: string) => process.stderr.write(l + "\n");
-  const runner = queueRunners(opts, Boolean(opts.restart), log);
   if (opts.threads) setNumThreads(opts.threads);
+  const jobs = opts.jobs ?? defaultJobs(getNumThreads());
+  // Two jobs' progress at once needs bars that share the terminal; one job keeps the single bar it always had.
+  const output = jobs > 1 ? concurrentOutput(opts.quiet) : { progress: progressBars(opts.quiet), log: plainLog };
+  const log = output.log;
+  const runner = queueRunners(opts, Boolean(opts.restart), log);
   const ds = dataset as SmallDataset;
   const out = checkWritableDir(opts.out ?? join("runs", `${ds}${opts.quick ? "-quick" : ""}`), "the report");
   checkWritableDir(opts.checkpoints, "checkpoints");
@@ -150,9 +162,10 @@ async function reproduceCommand(dataset: string, opts: Opts): Promise<void> {
     restart: Boolean(opts.restart),
     command: ["vaeguard", ...process.argv.slice(2)].join(" "),
     quiet: opts.quiet,
-    progress: progressBars(opts.quiet),
+    progress: output.progress,
     log,
     runner,
+    jobs,
   });
   const paths = await writeRunReport(out, report);
   const seconds = (performance.now() - t0) / 1000;

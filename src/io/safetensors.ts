@@ -12,6 +12,7 @@
  * present before anything is allocated, and every problem becomes a
  * CheckpointError naming the file.
  */
+import { closeSync, openSync, readSync } from "node:fs";
 import { endianness } from "node:os";
 import { binding } from "../binding.js";
 import { ArgumentError, CheckpointError, VaeguardError } from "../core/errors.js";
@@ -397,6 +398,31 @@ export function saveSafetensors(
     raw.set(name, tensorToRaw(t));
   }
   writeFileAtomic(path, encodeParts(raw, metadata));
+}
+
+/**
+ * The metadata of a safetensors file, reading only its header: what a
+ * checkpoint says about its training without loading its tensors.
+ */
+export function readSafetensorsMetadata(path: string): Record<string, string> {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch (e) {
+    throw new CheckpointError(path, `cannot read the file (${(e as NodeJS.ErrnoException).code ?? e})`, { cause: e });
+  }
+  try {
+    const head = Buffer.alloc(8);
+    const got = readSync(fd, head, 0, 8, 0);
+    const length = got === 8 ? head.readBigUInt64LE(0) : 0n;
+    // A length past the limit is refused by readHeader from the first 8 bytes alone.
+    const bytes = Buffer.alloc(got < 8 || length > BigInt(MAX_HEADER_BYTES) ? got : 8 + Number(length));
+    const read = readSync(fd, bytes, 0, bytes.length, 0);
+    const { header } = readHeader(bytes.subarray(0, read), path);
+    return splitHeader(header, path).metadata;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Load every tensor of a safetensors file onto the CPU. The caller owns (and disposes) the tensors. */

