@@ -44,6 +44,20 @@ export async function runAction(fn: () => Promise<void> | void): Promise<void> {
 
 export type { Progress } from "../core/progress.js";
 
+/** One bar's line: label, bar, count, rate, ETA and the custom fields. */
+function barFormat(label: string, unit: string): string {
+  return `${label} [{bar}] {percentage}% {value}/{total} ${unit} | {rate} ${unit}/s | ETA {eta_formatted} {info}`;
+}
+
+/** The rate since `t0` and the custom fields, as a bar's payload. */
+function barPayload(done: number, t0: number, fields: Record<string, number | string>): { rate: string; info: string } {
+  const rate = done / Math.max((Date.now() - t0) / 1000, 1e-3);
+  const info = Object.entries(fields)
+    .map(([k, v]) => `${k} ${typeof v === "number" ? v.toFixed(4) : v}`)
+    .join(" ");
+  return { rate: rate.toFixed(0), info };
+}
+
 /**
  * A progress bar (bar, rate, ETA and custom fields) on a terminal; plain
  * periodic lines otherwise, so logs stay readable.
@@ -53,7 +67,7 @@ export function progress(label: string, total: number, unit = "it", quiet = fals
   if (process.stderr.isTTY) {
     const bar = new cliProgress.SingleBar(
       {
-        format: `${label} [{bar}] {percentage}% {value}/{total} ${unit} | {rate} ${unit}/s | ETA {eta_formatted} {info}`,
+        format: barFormat(label, unit),
         stream: process.stderr,
         hideCursor: true,
         clearOnComplete: false,
@@ -64,11 +78,7 @@ export function progress(label: string, total: number, unit = "it", quiet = fals
     bar.start(total, 0, { rate: "0", info: "" });
     return {
       update(done, fields = {}) {
-        const rate = done / Math.max((Date.now() - t0) / 1000, 1e-3);
-        const info = Object.entries(fields)
-          .map(([k, v]) => `${k} ${typeof v === "number" ? v.toFixed(4) : v}`)
-          .join(" ");
-        bar.update(done, { rate: rate.toFixed(0), info });
+        bar.update(done, barPayload(done, t0, fields));
       },
       stop() {
         bar.stop();
@@ -118,18 +128,14 @@ export function concurrentOutput(quiet = false): { progress: ProgressFactory; lo
       { stream: process.stderr, hideCursor: true, clearOnComplete: false },
       cliProgress.Presets.shades_classic,
     );
-    const format = `${label} [{bar}] {percentage}% {value}/{total} ${unit} | {rate} ${unit}/s | ETA {eta_formatted} {info}`;
+    const format = barFormat(label, unit);
     const bar = multi.create(total, 0, { rate: "0", info: "" }, { format });
     running++;
     const t0 = Date.now();
     let stopped = false;
     return {
       update(done, fields = {}) {
-        const rate = done / Math.max((Date.now() - t0) / 1000, 1e-3);
-        const info = Object.entries(fields)
-          .map(([k, v]) => `${k} ${typeof v === "number" ? v.toFixed(4) : v}`)
-          .join(" ");
-        bar.update(done, { rate: rate.toFixed(0), info });
+        bar.update(done, barPayload(done, t0, fields));
       },
       stop() {
         if (stopped) return;
