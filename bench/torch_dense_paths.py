@@ -4,23 +4,22 @@ timed in PyTorch on the same libtorch build as vaeguard (Debian 1.13): linear th
 both engines), oneDNN's linear on to_mkldnn weights, and addmm with a pre-transposed weight. Forward only, no grad.
 Usage: /usr/bin/python3 bench/torch_dense_paths.py [threads]   (a few seconds; not part of npm run bench)
 """
-import sys, time, torch
+import sys
+import torch
+from torch_bench import timeit
+
 torch.manual_seed(0)
 threads = int(sys.argv[1]) if len(sys.argv) > 1 else 1
 torch.set_num_threads(threads)
 flat, latent = 32768, 1024
-def best(fn, reps=5, rounds=3):
-    fn()
-    b = 1e9
-    for _ in range(rounds):
-        t = time.perf_counter()
-        for _ in range(reps): fn()
-        b = min(b, (time.perf_counter() - t) / reps)
-    return b
+def best(fn, rounds=3, seconds=0.5):
+    """Seconds per call, the best of a few rounds of torch_bench's timeit (the least disturbed)."""
+    return min(1 / timeit(fn, seconds) for _ in range(rounds))
 blas = [w for w in torch.__config__.show().replace(",", " ").split() if w.startswith("BLAS_INFO=")]
 print("torch", torch.__version__, "threads", threads, "mkldnn", torch.backends.mkldnn.is_available(), *blas)
 for B in (32, 81, 256):
     x = torch.rand(B, flat); z = torch.rand(B, latent)
+    # One encoder layer called twice stands for fcMu and fcLogvar (same shape, same cost); dec is fcDec.
     enc = torch.nn.Linear(flat, latent); dec = torch.nn.Linear(latent, flat)
     with torch.no_grad():
         ref_e = enc(x); ref_d = dec(z)
