@@ -7,7 +7,7 @@
  */
 import { checkReadableFile, checkWritableDir } from "../io/preflight.js";
 import type { Command } from "commander";
-import { setNumThreads } from "../core/engine.js";
+import { setProcessThreads } from "../core/concurrency.js";
 import { describeAttackParams, describeAttacks } from "../attacks/index.js";
 import { describeDefenseParams, listDefenses } from "../defenses/index.js";
 import { renderTextTable } from "../report/table.js";
@@ -140,7 +140,7 @@ async function evaluateCommand(opts: Opts): Promise<void> {
   const cfg = resolveConfig(flagSettings(opts), { configFile: opts.config });
   const log = (l: string) => process.stderr.write(l + "\n");
   const runner = queueRunners(opts, Boolean(opts.restart), log);
-  if (opts.threads) setNumThreads(opts.threads);
+  if (opts.threads) setProcessThreads(opts.threads);
   // Before any work: the inputs open, the report folder takes a write.
   checkReadableFile(cfg.classifier, "the classifier checkpoint");
   if (cfg.vae) checkReadableFile(cfg.vae, "the VAE checkpoint");

@@ -5,7 +5,7 @@
  */
 import type { Command } from "commander";
 import { join, resolve } from "node:path";
-import { setNumThreads } from "../core/engine.js";
+import { setProcessThreads } from "../core/concurrency.js";
 import { LIMITS } from "../core/limits.js";
 import { checkWritableDir } from "../io/preflight.js";
 import { UsageError, progressBars, runAction } from "./common.js";
@@ -259,7 +259,7 @@ async function imagenetCommand(opts: Opts): Promise<void> {
   }
   const runner = queueRunners(opts, Boolean(opts.restart), (l) => process.stderr.write(l + "\n"));
   if (runner && shard) throw new UsageError("--shard and --queue both share the cells out; use one of them");
-  if (opts.threads) setNumThreads(opts.threads);
+  if (opts.threads) setProcessThreads(opts.threads);
   const out = checkWritableDir(opts.out ?? join("runs", `imagenet${opts.quick ? "-quick" : ""}`), "the report");
   checkWritableDir(opts.checkpoints, "checkpoints");
   const t0 = performance.now();

@@ -2,7 +2,8 @@
 import { checkWritableDir } from "../io/preflight.js";
 import type { Command } from "commander";
 import { join, resolve } from "node:path";
-import { getNumThreads, setNumThreads } from "../core/engine.js";
+import { setProcessThreads } from "../core/concurrency.js";
+import { getNumThreads } from "../core/engine.js";
 import { LIMITS } from "../core/limits.js";
 import { UsageError, concurrentOutput, progressBars, runAction } from "./common.js";
 import { parseIntArg, parseListArg, parseNumberArg, parseThreadsArg } from "./args.js";
@@ -128,7 +129,7 @@ const plainLog = (l: string) => void process.stderr.write(l + "\n");
 
 async function reproduceCommand(dataset: string, opts: Opts): Promise<void> {
   checkChoices(dataset, opts);
-  if (opts.threads) setNumThreads(opts.threads);
+  if (opts.threads) setProcessThreads(opts.threads);
   const jobs = opts.jobs ?? defaultJobs(getNumThreads());
   // Two jobs' progress at once needs bars that share the terminal; one job keeps the single bar it always had.
   const output = jobs > 1 ? concurrentOutput(opts.quiet) : { progress: progressBars(opts.quiet), log: plainLog };

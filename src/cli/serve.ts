@@ -4,7 +4,8 @@
  * 127.0.0.1 unless --host says otherwise.
  */
 import type { Command } from "commander";
-import { manualSeed, setNumThreads } from "../core/engine.js";
+import { setProcessThreads } from "../core/concurrency.js";
+import { manualSeed } from "../core/engine.js";
 import { ArgumentError } from "../core/errors.js";
 import { loadMnist } from "../data/mnist.js";
 import { describeDefenses } from "../defenses/index.js";
@@ -115,7 +116,7 @@ function loadSamples(cfg: ServeConfig, models: ServeModels): SampleSet | undefin
 
 async function runServe(opts: Flags, cmd: Command): Promise<void> {
   const cfg = resolveServeConfig(flagsFrom(opts, cmd), { configFile: opts.config });
-  if (cfg.threads) setNumThreads(cfg.threads);
+  if (cfg.threads) setProcessThreads(cfg.threads);
   manualSeed(cfg.seed);
   const apiKey = readApiKey(cfg);
   const results = cfg.results ? loadResultsFile(cfg.results) : undefined;

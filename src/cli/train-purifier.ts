@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import type { Command } from "commander";
 import { LIMITS } from "../core/limits.js";
+import type { ProgressFactory } from "../core/progress.js";
 import { CheckpointError } from "../core/errors.js";
 import { noGrad, tidy } from "../core/engine.js";
 import type { ImageDataset } from "../data/index.js";
@@ -186,6 +187,7 @@ export async function runTrainPurifier(
     resume: boolean;
     restart: boolean;
     quiet?: boolean;
+    progress?: ProgressFactory;
     reconstruction: string;
   },
   train: ImageDataset,
@@ -206,6 +208,7 @@ export async function runTrainPurifier(
       resume: o.resume,
       restart: o.restart,
       quiet: o.quiet,
+      ...(o.progress ? { progress: o.progress } : {}),
       label: "purifier",
       attack: plan.attack,
       eps: o.eps,

@@ -7,7 +7,7 @@ import { checkWritableFile } from "../io/preflight.js";
 import { removeOrphanedTemps } from "../io/atomic.js";
 import type { Command } from "commander";
 import { existsSync } from "node:fs";
-import { setNumThreads } from "../core/engine.js";
+import { setProcessThreads } from "../core/concurrency.js";
 import { LIMITS } from "../core/limits.js";
 import { splitValidation, takeFirst, datasetSize } from "../data/index.js";
 import { ConvVae, VAE_PRESETS } from "../models/vae.js";
@@ -114,7 +114,7 @@ function checkChoices(kind: string, o: Opts): void {
 
 async function runTrain(kind: string, o: Opts & PurifierCliOptions): Promise<void> {
   checkChoices(kind, o);
-  if (o.threads) setNumThreads(o.threads);
+  if (o.threads) setProcessThreads(o.threads);
   const recipe = RECIPES[o.dataset as SmallDataset];
   // Checked and loaded before the training data, so bad input costs nothing.
   const makeClassifier = classifierFactory(kind === "classifier" ? o.arch : undefined, recipe.makeClassifier);

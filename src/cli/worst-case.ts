@@ -11,7 +11,7 @@ import { existsSync, readFileSync, rmSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import type { Command } from "commander";
 import { LIMITS } from "../core/limits.js";
-import { setNumThreads } from "../core/engine.js";
+import { setProcessThreads } from "../core/concurrency.js";
 import { ArgumentError, VaeguardError } from "../core/errors.js";
 import { datasetSize, takeFirst, type ImageDataset } from "../data/index.js";
 import { createDefense, type Defense } from "../defenses/index.js";
@@ -258,7 +258,7 @@ function checkRun(o: Opts): WorstCaseRun {
   if (!o.classifier) throw new ArgumentError("--classifier is required: a vaeguard classifier checkpoint");
   const attacks = checkAttacks(o.attacks);
   if (o.eps.length === 0) throw new ArgumentError("Expected at least one epsilon for --eps but received none");
-  if (o.threads) setNumThreads(o.threads);
+  if (o.threads) setProcessThreads(o.threads);
   const log = (line: string) => {
     if (!o.quiet) process.stderr.write(`worst-case: ${line}\n`);
   };

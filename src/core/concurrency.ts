@@ -14,6 +14,7 @@
  *   torch's thread count leaves it alone; jobs of one thread each want one.
  */
 import { binding } from "../binding.js";
+import { setNumThreads } from "./engine.js";
 import { checkThreads } from "./threads.js";
 import { wrap, type Tensor } from "./tensor.js";
 
@@ -53,4 +54,15 @@ export function setBlasThreads(n: number): boolean {
 /** OpenBLAS's thread count, or undefined with another BLAS. */
 export function getBlasThreads(): number | undefined {
   return binding.getBlasThreads() ?? undefined;
+}
+
+/**
+ * The thread count of a process that runs one job (the command line's
+ * `--threads`): libtorch's intra-op threads and OpenBLAS's pool alike. Without
+ * the second, `--threads 1` still left OpenBLAS a thread per core that spins
+ * between the dense layers' calls, taking the core a job beside it runs on.
+ */
+export function setProcessThreads(n: number): void {
+  setNumThreads(n);
+  if (getBlasThreads() !== undefined) setBlasThreads(n);
 }

@@ -8,10 +8,10 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { dispose, getNumThreads, tidy } from "../../src/core/engine.js";
+import { dispose, getNumThreads, setNumThreads, tidy } from "../../src/core/engine.js";
 import { CheckpointError, VaeguardError, exitCodeOf } from "../../src/core/errors.js";
 import { JobThreads } from "../../src/core/job-threads.js";
-import { getBlasThreads, sharedTensorCount } from "../../src/core/concurrency.js";
+import { getBlasThreads, setBlasThreads, setProcessThreads, sharedTensorCount } from "../../src/core/concurrency.js";
 import type { Progress } from "../../src/core/progress.js";
 import { shareDataset } from "../../src/data/shared.js";
 import { randomMnistLike } from "../helpers/random-data.js";
@@ -110,3 +110,22 @@ test("job messages arrive in order both ways", async () => {
   await jobs.finished();
   assert.deepEqual(got, [1, "two", { three: 3 }]);
 });
+
+test(
+  "a process's --threads sets OpenBLAS's pool as well as libtorch's threads",
+  { skip: getBlasThreads() === undefined && "this libtorch's BLAS is not OpenBLAS" },
+  () => {
+    const threads = getNumThreads();
+    const blas = getBlasThreads()!;
+    try {
+      setBlasThreads(2);
+      setProcessThreads(1);
+      assert.equal(getNumThreads(), 1);
+      // Before the fix OpenBLAS kept its pool of one thread per core, spinning beside a one-thread job.
+      assert.equal(getBlasThreads(), 1);
+    } finally {
+      setNumThreads(threads);
+      setBlasThreads(blas);
+    }
+  },
+);
