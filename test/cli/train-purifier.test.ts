@@ -125,3 +125,29 @@ test("train purifier: a tiny run from the paper's VAE leaves the classifier file
   assert.ok("pgd1Acc" in history[0].validation && "cleanAcc" in history[0].validation);
   for (const t of saved.tensors.values()) t.dispose();
 });
+
+test("train purifier: without --quiet the run shows its progress bar, as the other trainers do", () => {
+  const r = train(
+    "--classifier",
+    files.mlp,
+    "--init",
+    files.vae,
+    "--out",
+    join(dir, "progress.safetensors"),
+    "--train-samples",
+    "32",
+    "--validation",
+    "32",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "32",
+    "--eps",
+    "0.1",
+    "--val-attack-samples",
+    "0",
+  );
+  assert.equal(r.status, 0, r.stderr);
+  // The bar's line (stderr is not a terminal here, so it is written as plain lines); it was never shown before.
+  assert.match(r.stderr, /purifier epoch 1\/1: 32\/32 images \(100%\)/);
+});
