@@ -64,5 +64,5 @@ export function getBlasThreads(): number | undefined {
  */
 export function setProcessThreads(n: number): void {
   setNumThreads(n);
-  if (getBlasThreads() !== undefined) setBlasThreads(n);
+  setBlasThreads(n); // false, and nothing to do, where the BLAS is not OpenBLAS
 }

@@ -38,6 +38,26 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 const train = (...args: string[]) =>
   spawnSync(process.execPath, [bin, "train", "purifier", "--dataset", "mnist", ...args], { encoding: "utf8" });
 
+/** A one-epoch run of the MLP's purifier from the VAE on `samples` training images, at eps 0.1. */
+const tinyRun = (out: string, samples: string) => [
+  "--classifier",
+  files.mlp,
+  "--init",
+  files.vae,
+  "--out",
+  out,
+  "--train-samples",
+  samples,
+  "--validation",
+  "32",
+  "--epochs",
+  "1",
+  "--batch-size",
+  "32",
+  "--eps",
+  "0.1",
+];
+
 function assertUsage(r: ReturnType<typeof train>, pattern: RegExp): void {
   assert.equal(r.status, 2, r.stderr);
   assert.ok(
@@ -85,22 +105,7 @@ test("train purifier: a tiny run from the paper's VAE leaves the classifier file
   const sha = () => createHash("sha256").update(readFileSync(files.mlp)).digest("hex");
   const beforeSha = sha();
   const r = train(
-    "--classifier",
-    files.mlp,
-    "--init",
-    files.vae,
-    "--out",
-    out,
-    "--train-samples",
-    "64",
-    "--validation",
-    "32",
-    "--epochs",
-    "1",
-    "--batch-size",
-    "32",
-    "--eps",
-    "0.1",
+    ...tinyRun(out, "64"),
     "--eps-ramp",
     "0",
     "--eot",
@@ -127,26 +132,7 @@ test("train purifier: a tiny run from the paper's VAE leaves the classifier file
 });
 
 test("train purifier: without --quiet the run shows its progress bar, as the other trainers do", () => {
-  const r = train(
-    "--classifier",
-    files.mlp,
-    "--init",
-    files.vae,
-    "--out",
-    join(dir, "progress.safetensors"),
-    "--train-samples",
-    "32",
-    "--validation",
-    "32",
-    "--epochs",
-    "1",
-    "--batch-size",
-    "32",
-    "--eps",
-    "0.1",
-    "--val-attack-samples",
-    "0",
-  );
+  const r = train(...tinyRun(join(dir, "progress.safetensors"), "32"), "--val-attack-samples", "0");
   assert.equal(r.status, 0, r.stderr);
   // The bar's line (stderr is not a terminal here, so it is written as plain lines); it was never shown before.
   assert.match(r.stderr, /purifier epoch 1\/1: 32\/32 images \(100%\)/);
