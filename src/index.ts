@@ -55,5 +55,7 @@ export {
   type WorstCaseCell,
   type WorstCaseSettings,
   type MaskingResult,
+  type BatchStore,
+  type FinishedBatch,
 } from "./eval/worst-case.js";
 export { wilsonInterval } from "./eval/interval.js";

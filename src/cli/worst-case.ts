@@ -27,6 +27,8 @@ import {
   maskingChecks,
   resolveWorstCaseSettings,
   worstCaseCell,
+  type BatchStore,
+  type FinishedBatch,
   type MaskingResult,
   type WorstCaseAttack,
   type WorstCaseCell,
@@ -90,6 +92,14 @@ interface SavedResults {
   masking: Record<string, MaskingResult>;
   /** The checkpoints (sha256) behind each cell's defense, by maskingKey. */
   models: Record<string, string>;
+  /** Finished batches of the cells not yet complete, by maskingKey (absent in files of earlier versions). */
+  partial?: Record<string, PartialCell>;
+}
+
+/** The finished batches of one unfinished cell, and the checkpoints they were computed with. */
+interface PartialCell {
+  models: string;
+  batches: Record<string, FinishedBatch>;
 }
 
 /** Whether a defense spec uses the model of `head` ("vae", "purifier"), itself or as an ensemble member. */
@@ -220,6 +230,7 @@ interface Store {
   cells: WorstCaseCell[];
   masking: Record<string, MaskingResult>;
   models: Record<string, string>;
+  partial: Record<string, PartialCell>;
   vaeSha256: string | null;
   purifierSha256: string | null;
   /** The checkpoints behind a defense spec, as stored in `models`. */
@@ -363,7 +374,8 @@ function openStore(run: WorstCaseRun, loaded: Loaded): Store {
     delete models[key];
     return false;
   });
-  return { out, resultsFile, fingerprint, cells, masking, models, vaeSha256, purifierSha256, modelsOf };
+  const partial: Record<string, PartialCell> = saved?.partial ?? {};
+  return { out, resultsFile, fingerprint, cells, masking, models, partial, vaeSha256, purifierSha256, modelsOf };
 }
 
 /** The report's lines on data, models, attacks, command and software. */
@@ -389,36 +401,73 @@ function aboutLines(run: WorstCaseRun, loaded: Loaded, store: Store): string[] {
   ];
 }
 
-/** Evaluates every (epsilon, defense) cell not yet stored, and its masking checks, saving after each. */
+/**
+ * The batch store of one cell, kept in `store.partial` and saved with the
+ * results after every batch, so a stopped run resumes at the batch it was in.
+ * Batches computed with other checkpoints than the defense's current ones are
+ * dropped.
+ */
+function cellBatches(store: Store, key: string, models: string, save: () => void): BatchStore {
+  const kept = store.partial[key];
+  const cell = kept?.models === models ? kept : { models, batches: {} };
+  store.partial[key] = cell;
+  return {
+    get: (k) => cell.batches[k],
+    put: (k, batch) => {
+      cell.batches[k] = batch;
+      save();
+    },
+  };
+}
+
+/** Evaluates every (epsilon, defense) cell not yet stored, and its masking checks, saving after each batch. */
 async function evaluateCells(run: WorstCaseRun, loaded: Loaded, store: Store): Promise<void> {
   const { o, log } = run;
   const { classifier, defenses, test } = loaded;
-  const { cells, masking, models, resultsFile } = store;
+  const { cells, masking, models, partial, resultsFile } = store;
   const save = () =>
-    writeJsonAtomic(resultsFile, { format: RESULTS_FORMAT, fingerprint: store.fingerprint, cells, masking, models });
+    writeJsonAtomic(resultsFile, {
+      format: RESULTS_FORMAT,
+      fingerprint: store.fingerprint,
+      cells,
+      masking,
+      models,
+      partial,
+    });
   for (const eps of o.eps) {
     for (const defense of defenses) {
+      const key = maskingKey(defense.name, eps);
+      const modelsOf = store.modelsOf(run.specs[defenses.indexOf(defense)]);
+      const batches = cellBatches(store, key, modelsOf, save);
+      const resumed = Object.keys(partial[key].batches).length;
       let cell = cells.find((c) => c.defense === defense.name && c.epsilon === eps);
       if (cell) {
         log(`${defense.name}, eps ${eps}: taken from ${resultsFile}`);
       } else {
-        cell = await worstCaseCell(classifier, defense, test.images, test.labels, run.settingsFor(eps), { log });
+        if (resumed > 0)
+          log(`${defense.name}, eps ${eps}: resuming with ${resumed} finished batches from ${resultsFile}`);
+        cell = await worstCaseCell(classifier, defense, test.images, test.labels, run.settingsFor(eps), {
+          log,
+          batches,
+        });
         cells.push(cell);
-        models[maskingKey(defense.name, eps)] = store.modelsOf(run.specs[defenses.indexOf(defense)]);
+        models[key] = modelsOf;
         save();
       }
       log(
         `${defense.name}, eps ${eps}: worst case ${cell.worstCase.toFixed(4)} [${cell.interval.map((v) => v.toFixed(3)).join(", ")}] on ${cell.n} images`,
       );
-      const key = maskingKey(defense.name, eps);
       if (o.checks && eps > 0 && masking[key] === undefined) {
         masking[key] = await maskingChecks(classifier, defense, test.images, test.labels, cell, {
           largeEps: o.largeEps,
           samples: o.checkSamples,
           log,
+          batches,
         });
-        save();
       }
+      // The cell and its checks are stored whole: its batches are no longer needed.
+      delete partial[key];
+      save();
     }
   }
 }

@@ -21,6 +21,11 @@
  *
  * libtorch's generator is reseeded from (seed, defense, attack, eps, batch)
  * before every attack, so a cell's numbers do not depend on what ran before.
+ * That also makes every batch of every attack a unit of work on its own: given
+ * a BatchStore, a cell (and its masking checks) keeps each finished batch
+ * there and takes it back instead of attacking it again, so a run stopped in
+ * the middle of a cell that takes hours resumes at the batch it was in, with
+ * the same numbers as a run that was never stopped.
  *
  * Also the gradient-masking checks (maskingChecks), as SanityFindings.
  */
@@ -124,6 +129,23 @@ export interface WorstCaseCell {
   seconds: number;
 }
 
+/** One finished batch of one attack: its per-image scores, its seconds, and the PGD trace of a cell's first batch. */
+export interface FinishedBatch {
+  perImage: number[];
+  seconds: number;
+  trace?: number[];
+}
+
+/**
+ * Where a cell keeps its finished batches (see the header). Keys name the
+ * attack, its steps, restarts and eps, and the batch's images; the store is
+ * the caller's to scope to one cell of one set of settings and models.
+ */
+export interface BatchStore {
+  get(key: string): FinishedBatch | undefined;
+  put(key: string, batch: FinishedBatch): void;
+}
+
 /** A 32-bit hash of a string (FNV-1a), for seeds derived from names. */
 function hashString(s: string): number {
   let h = 0x811c9dc5;
@@ -219,43 +241,69 @@ async function runAttack(
   labels: Tensor,
   s: WorstCaseSettings,
   eps: number,
-  extra: { steps?: number; restarts?: number; trace?: number[] } = {},
+  extra: { steps?: number; restarts?: number; trace?: number[]; batches?: BatchStore } = {},
 ): Promise<AttackScore> {
-  const t0 = performance.now();
   const n = images.dims[0];
+  const steps = extra.steps ?? s.steps;
+  const restarts = extra.restarts ?? s.restarts;
   const perImage: number[] = [];
+  let seconds = 0;
   for (let start = 0, b = 0; start < n; start += s.batchSize, b++) {
     const m = Math.min(s.batchSize, n - start);
-    const [x, y] = tidy(() => [images.narrow(0, start, m), labels.narrow(0, start, m)]);
-    try {
-      manualSeed(
-        seedFor(
-          s.seed,
-          defended.defense.name,
-          `${kind}/${extra.steps ?? s.steps}/${extra.restarts ?? s.restarts}`,
-          eps,
-          b,
-        ),
-      );
-      const trace = b === 0 ? extra.trace : undefined;
-      const attack = buildAttack(kind, defended, classifier, s, eps, {
-        ...extra,
-        ...(trace ? { onStep: (i) => (i.restart === 0 ? trace.push(i.loss) : undefined) } : {}),
-      });
-      const adv = eps === 0 ? noGrad(() => x.clone()) : await attack.generate(x, y);
-      try {
-        perImage.push(...(await scorePerImage(defended, adv, y, s.passes)));
-      } finally {
-        adv.dispose();
-      }
-    } finally {
-      x.dispose();
-      y.dispose();
-    }
+    const key = `${kind}/${steps}/${restarts} eps ${eps} images ${start}+${m}`;
+    const stored = extra.batches?.get(key);
+    const done = stored ?? (await attackBatch(kind, defended, classifier, images, labels, s, eps, b, start, m, extra));
+    if (!stored) extra.batches?.put(key, done);
+    if (b === 0 && extra.trace) extra.trace.push(...(done.trace ?? []));
+    perImage.push(...done.perImage);
+    seconds += done.seconds;
   }
-  const seconds = (performance.now() - t0) / 1000;
   const name = attackName(kind, s, defended.randomized, extra.steps, extra.restarts);
   return { attack: kind, name, accuracy: mean(perImage), perImage, seconds };
+}
+
+/** One batch of runAttack: images [start, start + m), seeded from its index `b`. */
+async function attackBatch(
+  kind: WorstCaseAttack,
+  defended: DefendedModel,
+  classifier: Classifier,
+  images: Tensor,
+  labels: Tensor,
+  s: WorstCaseSettings,
+  eps: number,
+  b: number,
+  start: number,
+  m: number,
+  extra: { steps?: number; restarts?: number; trace?: number[] },
+): Promise<FinishedBatch> {
+  const t0 = performance.now();
+  const [x, y] = tidy(() => [images.narrow(0, start, m), labels.narrow(0, start, m)]);
+  try {
+    manualSeed(
+      seedFor(
+        s.seed,
+        defended.defense.name,
+        `${kind}/${extra.steps ?? s.steps}/${extra.restarts ?? s.restarts}`,
+        eps,
+        b,
+      ),
+    );
+    const trace: number[] | undefined = b === 0 && extra.trace ? [] : undefined;
+    const attack = buildAttack(kind, defended, classifier, s, eps, {
+      ...extra,
+      ...(trace ? { onStep: (i) => (i.restart === 0 ? trace.push(i.loss) : undefined) } : {}),
+    });
+    const adv = eps === 0 ? noGrad(() => x.clone()) : await attack.generate(x, y);
+    try {
+      const perImage = await scorePerImage(defended, adv, y, s.passes);
+      return { perImage, seconds: (performance.now() - t0) / 1000, ...(trace ? { trace } : {}) };
+    } finally {
+      adv.dispose();
+    }
+  } finally {
+    x.dispose();
+    y.dispose();
+  }
 }
 
 function checkData(images: unknown, labels: unknown): void {
@@ -277,7 +325,7 @@ export async function worstCaseCell(
   images: Tensor,
   labels: Tensor,
   settings: Partial<WorstCaseSettings> & { eps: number },
-  options: { log?: (line: string) => void } = {},
+  options: { log?: (line: string) => void; batches?: BatchStore } = {},
 ): Promise<WorstCaseCell> {
   const s = resolveWorstCaseSettings(settings);
   checkData(images, labels);
@@ -306,6 +354,7 @@ export async function worstCaseCell(
   for (const kind of s.attacks) {
     const score = await runAttack(kind, defended, classifier, images, labels, s, s.eps, {
       ...(kind === "pgd-ce" ? { trace } : {}),
+      batches: options.batches,
     });
     options.log?.(
       `${defense.name}, eps ${s.eps}: ${score.name}: ${score.accuracy.toFixed(4)} (${score.seconds.toFixed(0)} s)`,
@@ -340,6 +389,8 @@ export interface MaskingOptions {
   /** Run the large-eps and doubled-PGD checks on the first N images only (default: all of the cell's). */
   samples?: number;
   log?: (line: string) => void;
+  /** Where the extra attacks keep their finished batches (see BatchStore). */
+  batches?: BatchStore;
 }
 
 export interface MaskingResult {
@@ -360,6 +411,7 @@ interface MaskingRun {
   count: number;
   settings: WorstCaseSettings;
   log?: (line: string) => void;
+  batches?: BatchStore;
 }
 
 /**
@@ -375,6 +427,7 @@ async function largeEpsCheck(
   const { defense } = run;
   const large = await runAttack("pgd-ce", run.defended, run.classifier, run.x, run.y, run.settings, largeEps, {
     restarts: 1,
+    batches: run.batches,
   });
   run.log?.(`${defense.name}: masking check, ${large.name} at eps ${largeEps}: ${large.accuracy.toFixed(4)}`);
   const decayRows: ResultRow[] = [
@@ -401,6 +454,7 @@ async function doubledPgdCheck(
   const twice = await runAttack("pgd-ce", run.defended, run.classifier, run.x, run.y, s, s.eps, {
     steps: 2 * s.steps,
     restarts: 2 * s.restarts,
+    batches: run.batches,
   });
   run.log?.(`${defense.name}: masking check, ${twice.name}: ${twice.accuracy.toFixed(4)}`);
   const doubled = { name: twice.name, base: mean(base.perImage.slice(0, count)), doubled: twice.accuracy };
@@ -477,7 +531,17 @@ export async function maskingChecks(
   const count = Math.min(checkInt(options.samples ?? cell.n, "samples", 1), cell.n);
   const defended = new DefendedModel(defense, classifier, { view: "adaptive" });
   const [x, y] = tidy(() => [images.narrow(0, 0, count), labels.narrow(0, 0, count)]);
-  const run: MaskingRun = { classifier, defense, defended, x, y, count, settings: cell.settings, log: options.log };
+  const run: MaskingRun = {
+    classifier,
+    defense,
+    defended,
+    x,
+    y,
+    count,
+    settings: cell.settings,
+    log: options.log,
+    batches: options.batches,
+  };
   try {
     const clean = mean(cell.clean.perImage.slice(0, count));
     const largeCheck = await largeEpsCheck(run, largeEps, ratio, clean);

@@ -277,7 +277,10 @@ function resumeCheckpoint<M extends Module>(run: FitRun<M>): TrainingState<M> | 
   const done = ck.training?.epoch ?? epochs;
   const history = (ck.training?.history as EpochStats[] | undefined) ?? [];
   const reason = opts.stop ? stopReason(history, epochs, opts.stop) : done >= epochs ? "epochs" : null;
-  const finished = opts.stop ? reason !== null : ck.training?.complete === true || reason !== null;
+  // A run that ended at its epoch count is extended when more epochs are asked for; one that a stop rule
+  // ended early stays finished unless the rule is given again (and then decides).
+  const stoppedEarly = ck.training?.complete === true && (ck.training.stopReason ?? "epochs") !== "epochs";
+  const finished = opts.stop ? reason !== null : stoppedEarly || reason !== null;
   if (finished || opts.resume === false) {
     log(`${label}: using the trained model in ${opts.checkpoint}${reason ? ` (stopped: ${reason})` : ""}`);
     optimizer.dispose();

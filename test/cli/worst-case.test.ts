@@ -1,7 +1,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { manualSeed } from "../../src/core/engine.js";
@@ -104,4 +104,40 @@ test("worst-case: a tiny run writes its table and checks, and a rerun takes its 
   const other = run(...args.map((a) => (a === "2" ? "3" : a)));
   assert.equal(other.status, 2);
   assert.match(other.stderr, /holds results of other settings/);
+});
+
+test("worst-case: a run stopped inside a cell resumes from the batches saved in its results file", () => {
+  const out = join(dir, "resume");
+  const args = ["--classifier", files.mlp, "--samples", "6", "--eps", "0.1", "--steps", "2", "--restarts", "1"];
+  const rest = ["--square-queries", "5", "--check-samples", "3", "--batch-size", "3", "--out", out];
+  const first = run(...args, ...rest);
+  assert.equal(first.status, 0, first.stderr);
+  const file = join(out, "results.json");
+  const whole = JSON.parse(readFileSync(file, "utf8"));
+  assert.deepEqual(whole.partial, {}, "a finished cell leaves no batches behind");
+
+  // What a run stopped during the cell's PGD would have left: the cell unfinished and its first batch saved,
+  // here marked all-wrong so that taking it, rather than attacking it again, shows in the result.
+  const key = "No defense|0.1";
+  const stopped = {
+    ...whole,
+    cells: [],
+    masking: {},
+    partial: {
+      [key]: {
+        models: whole.models[key],
+        batches: { "pgd-ce/2/1 eps 0.1 images 0+3": { perImage: [0, 0, 0], seconds: 1, trace: [0.5, 0.6] } },
+      },
+    },
+  };
+  writeFileSync(file, JSON.stringify(stopped));
+  const resumed = run(...args, ...rest);
+  assert.equal(resumed.status, 0, resumed.stderr);
+  assert.match(resumed.stderr, /No defense, eps 0.1: resuming with 1 finished batches/);
+  const after = JSON.parse(readFileSync(file, "utf8"));
+  const pgd = after.cells[0].attacks.find((a: { attack: string }) => a.attack === "pgd-ce");
+  const before = whole.cells[0].attacks.find((a: { attack: string }) => a.attack === "pgd-ce");
+  assert.deepEqual(pgd.perImage, [0, 0, 0, ...before.perImage.slice(3)]);
+  assert.deepEqual(after.cells[0].pgdTrace, [0.5, 0.6]);
+  assert.deepEqual(after.partial, {});
 });

@@ -4,7 +4,13 @@ import { manualSeed } from "../../src/core/engine.js";
 import { NoDefense } from "../../src/defenses/none.js";
 import { VaeDefense } from "../../src/defenses/vae.js";
 import { ConvVae } from "../../src/models/vae.js";
-import { maskingChecks, resolveWorstCaseSettings, worstCaseCell } from "../../src/eval/worst-case.js";
+import {
+  maskingChecks,
+  resolveWorstCaseSettings,
+  worstCaseCell,
+  type BatchStore,
+  type FinishedBatch,
+} from "../../src/eval/worst-case.js";
 import { renderWorstCaseMarkdown, renderWorstCaseReport, renderWorstCaseText } from "../../src/report/worst-case.js";
 import { synthetic, trainedMlp } from "../attacks/helpers.js";
 import { leakFree } from "../helpers/assert.js";
@@ -91,6 +97,71 @@ test("a randomized defense is scored as the fraction of passes per image, with E
     /## Gradient-masking checks/,
   );
   vae.dispose();
+  data.dispose();
+  model.dispose();
+});
+
+/** A batch store in memory that fails like a killed process once it has taken `limit` new batches. */
+function memoryStore(limit = Infinity): BatchStore & { batches: Map<string, FinishedBatch>; puts: number } {
+  const store = {
+    batches: new Map<string, FinishedBatch>(),
+    puts: 0,
+    get: (key: string) => store.batches.get(key),
+    put: (key: string, batch: FinishedBatch) => {
+      if (store.puts >= limit) throw new Error("stopped");
+      store.puts++;
+      store.batches.set(key, batch);
+    },
+  };
+  return store;
+}
+
+test("a cell stopped in the middle resumes from its finished batches with the numbers of an unstopped run", async () => {
+  const data = synthetic(24, 14);
+  const model = trainedMlp(data);
+  const settings = { eps: 0.05, ...small, seed: 3 };
+  const whole = await worstCaseCell(model, new NoDefense(), data.x, data.y, settings);
+  const checksWhole = await maskingChecks(model, new NoDefense(), data.x, data.y, whole, { samples: 12 });
+
+  // 3 batches of 8 images x 4 attacks; the run stops after 5 of its 12 batches.
+  const store = memoryStore(5);
+  await assert.rejects(worstCaseCell(model, new NoDefense(), data.x, data.y, settings, { batches: store }), /stopped/);
+  assert.equal(store.batches.size, 5);
+  const stored = new Map(store.batches);
+  const resumedStore = memoryStore();
+  for (const [k, b] of stored) resumedStore.batches.set(k, b);
+  const resumed = await worstCaseCell(model, new NoDefense(), data.x, data.y, settings, { batches: resumedStore });
+  assert.equal(resumedStore.puts, 12 - 5, "only the batches not yet finished are attacked");
+  assert.deepEqual(
+    resumed.attacks.map((a) => a.perImage),
+    whole.attacks.map((a) => a.perImage),
+  );
+  assert.deepEqual(resumed.perImage, whole.perImage);
+  assert.deepEqual(resumed.pgdTrace, whole.pgdTrace);
+
+  // A stored batch is taken as it is, not attacked again: a batch marked all-wrong shows in the scores.
+  const forged = memoryStore();
+  const firstPgd = [...stored.keys()][0];
+  assert.match(firstPgd, /^pgd-ce\/5\/1 eps 0.05 images 0\+8$/);
+  forged.batches.set(firstPgd, { perImage: new Array(8).fill(0), seconds: 0, trace: [] });
+  const taken = await worstCaseCell(model, new NoDefense(), data.x, data.y, settings, { batches: forged });
+  assert.deepEqual(taken.attacks[0].perImage.slice(0, 8), new Array(8).fill(0));
+  assert.deepEqual(taken.attacks[0].perImage.slice(8), whole.attacks[0].perImage.slice(8));
+
+  // The masking checks' extra attacks resume the same way.
+  const checkStore = memoryStore(1);
+  await assert.rejects(
+    maskingChecks(model, new NoDefense(), data.x, data.y, whole, { samples: 12, batches: checkStore }),
+    /stopped/,
+  );
+  const checkResumed = memoryStore();
+  for (const [k, b] of checkStore.batches) checkResumed.batches.set(k, b);
+  const checks = await maskingChecks(model, new NoDefense(), data.x, data.y, whole, {
+    samples: 12,
+    batches: checkResumed,
+  });
+  assert.ok(checkResumed.puts > 0 && checkResumed.batches.size > checkStore.batches.size);
+  assert.deepEqual(checks, checksWhole);
   data.dispose();
   model.dispose();
 });

@@ -106,6 +106,43 @@ test(
 );
 
 test(
+  "a finished run is extended when more epochs are asked for, as if it had been that long from the start",
+  inTmp(async (dir, lines) => {
+    const train = loadMnist({ split: "train", limit: 200 });
+    try {
+      const common = {
+        makeModel: () => new MnistCnn(),
+        train,
+        batchSize: 100,
+        lr: 1e-3,
+        seed: 0,
+        lrMilestones: [1],
+        quiet: true,
+        log: (l: string) => lines.push(l),
+      };
+      const checkpoint = join(dir, "extended.safetensors");
+      const short = await trainClassifier({ ...common, epochs: 1, checkpoint });
+      short.model.dispose();
+      const same = await trainClassifier({ ...common, epochs: 1, checkpoint });
+      same.model.dispose();
+      assert.equal(same.reused, true, "the same epoch count reuses the finished run");
+      const extended = await trainClassifier({ ...common, epochs: 2, checkpoint });
+      extended.model.dispose();
+      assert.equal(extended.reused, false);
+      assert.match(lines.join("\n"), /resuming .*extended\.safetensors at epoch 2 of 2/);
+      const whole = await trainClassifier({ ...common, epochs: 2, checkpoint: join(dir, "whole.safetensors") });
+      whole.model.dispose();
+      assert.deepEqual(
+        extended.history.map((h) => [h.epoch, h.trainLoss, h.lr]),
+        whole.history.map((h) => [h.epoch, h.trainLoss, h.lr]),
+      );
+    } finally {
+      dispose(train);
+    }
+  }),
+);
+
+test(
   "a VAE stops once its reconstruction term changes by less than the tolerance, and is then reused",
   inTmp(async (dir, lines) => {
     const train = loadMnist({ split: "train", limit: 200 });
