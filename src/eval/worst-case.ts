@@ -232,6 +232,59 @@ function buildAttack(
   }
 }
 
+/** What a batch of an attack needs besides the attack itself: steps and restarts when not the settings', a trace to fill, the store. */
+interface BatchExtra {
+  steps?: number;
+  restarts?: number;
+  trace?: number[];
+  batches?: BatchStore;
+}
+
+/**
+ * One batch of one attack, images [start, start + m): taken from the store
+ * when it holds it, else attacked (seeded from the batch index `b`) and put
+ * there. The first batch of a traced attack fills `extra.trace`.
+ */
+async function finishedBatch(
+  kind: WorstCaseAttack,
+  defended: DefendedModel,
+  classifier: Classifier,
+  data: { images: Tensor; labels: Tensor },
+  s: WorstCaseSettings,
+  eps: number,
+  batch: { b: number; start: number; m: number },
+  extra: BatchExtra,
+): Promise<FinishedBatch> {
+  const key = `${kind}/${extra.steps ?? s.steps}/${extra.restarts ?? s.restarts} eps ${eps} images ${batch.start}+${batch.m}`;
+  const stored = extra.batches?.get(key);
+  const done = stored ?? (await attackBatch(kind, defended, classifier, data, s, eps, batch, extra));
+  if (!stored) extra.batches?.put(key, done);
+  if (batch.b === 0 && extra.trace) extra.trace.push(...(done.trace ?? []));
+  return done;
+}
+
+/** The batches of `n` images: index, first image and size. */
+function batchesOf(n: number, batchSize: number): { b: number; start: number; m: number }[] {
+  const out: { b: number; start: number; m: number }[] = [];
+  for (let start = 0, b = 0; start < n; start += batchSize, b++)
+    out.push({ b, start, m: Math.min(batchSize, n - start) });
+  return out;
+}
+
+/** An attack's score from its batches, in order. */
+function scoreOf(
+  kind: WorstCaseAttack,
+  done: readonly FinishedBatch[],
+  s: WorstCaseSettings,
+  randomized: boolean,
+  extra: BatchExtra,
+): AttackScore {
+  const perImage = done.flatMap((d) => d.perImage);
+  const seconds = done.reduce((sum, d) => sum + d.seconds, 0);
+  const name = attackName(kind, s, randomized, extra.steps, extra.restarts);
+  return { attack: kind, name, accuracy: mean(perImage), perImage, seconds };
+}
+
 /** Run one attack over the images in batches and score its adversarial images through the defense. */
 async function runAttack(
   kind: WorstCaseAttack,
@@ -241,40 +294,25 @@ async function runAttack(
   labels: Tensor,
   s: WorstCaseSettings,
   eps: number,
-  extra: { steps?: number; restarts?: number; trace?: number[]; batches?: BatchStore } = {},
+  extra: BatchExtra = {},
 ): Promise<AttackScore> {
-  const n = images.dims[0];
-  const steps = extra.steps ?? s.steps;
-  const restarts = extra.restarts ?? s.restarts;
-  const perImage: number[] = [];
-  let seconds = 0;
-  for (let start = 0, b = 0; start < n; start += s.batchSize, b++) {
-    const m = Math.min(s.batchSize, n - start);
-    const key = `${kind}/${steps}/${restarts} eps ${eps} images ${start}+${m}`;
-    const stored = extra.batches?.get(key);
-    const done = stored ?? (await attackBatch(kind, defended, classifier, images, labels, s, eps, b, start, m, extra));
-    if (!stored) extra.batches?.put(key, done);
-    if (b === 0 && extra.trace) extra.trace.push(...(done.trace ?? []));
-    perImage.push(...done.perImage);
-    seconds += done.seconds;
+  const done: FinishedBatch[] = [];
+  for (const batch of batchesOf(images.dims[0], s.batchSize)) {
+    done.push(await finishedBatch(kind, defended, classifier, { images, labels }, s, eps, batch, extra));
   }
-  const name = attackName(kind, s, defended.randomized, extra.steps, extra.restarts);
-  return { attack: kind, name, accuracy: mean(perImage), perImage, seconds };
+  return scoreOf(kind, done, s, defended.randomized, extra);
 }
 
-/** One batch of runAttack: images [start, start + m), seeded from its index `b`. */
+/** Attack one batch, images [start, start + m), seeded from its index `b`, and score it through the defense. */
 async function attackBatch(
   kind: WorstCaseAttack,
   defended: DefendedModel,
   classifier: Classifier,
-  images: Tensor,
-  labels: Tensor,
+  { images, labels }: { images: Tensor; labels: Tensor },
   s: WorstCaseSettings,
   eps: number,
-  b: number,
-  start: number,
-  m: number,
-  extra: { steps?: number; restarts?: number; trace?: number[] },
+  { b, start, m }: { b: number; start: number; m: number },
+  extra: BatchExtra,
 ): Promise<FinishedBatch> {
   const t0 = performance.now();
   const [x, y] = tidy(() => [images.narrow(0, start, m), labels.narrow(0, start, m)]);
@@ -317,7 +355,8 @@ function checkData(images: unknown, labels: unknown): void {
 
 /**
  * The worst case of one defense at one eps over the images (see the header).
- * `log` gets one line per attack.
+ * `log` gets a line after each batch (the worst case of the images so far)
+ * and one per attack at the end.
  */
 export async function worstCaseCell(
   classifier: Classifier,
@@ -334,8 +373,7 @@ export async function worstCaseCell(
   const n = images.dims[0];
   const cleanStart = performance.now();
   const cleanScores: number[] = [];
-  for (let start = 0, b = 0; start < n; start += s.batchSize, b++) {
-    const m = Math.min(s.batchSize, n - start);
+  for (const { b, start, m } of batchesOf(n, s.batchSize)) {
     const [x, y] = tidy(() => [images.narrow(0, start, m), labels.narrow(0, start, m)]);
     manualSeed(seedFor(s.seed, defense.name, "clean", s.eps, b));
     cleanScores.push(...(await scorePerImage(defended, x, y, s.passes)));
@@ -349,17 +387,36 @@ export async function worstCaseCell(
     perImage: cleanScores,
     seconds: (performance.now() - cleanStart) / 1000,
   };
+  // Batch by batch, every attack on a batch before the next batch, so that a run stopped part way has the
+  // complete worst case of the images it finished (the log says it as it goes).
   const trace: number[] = [];
-  const attacks: AttackScore[] = [];
-  for (const kind of s.attacks) {
-    const score = await runAttack(kind, defended, classifier, images, labels, s, s.eps, {
-      ...(kind === "pgd-ce" ? { trace } : {}),
-      batches: options.batches,
-    });
+  const done = new Map<WorstCaseAttack, FinishedBatch[]>(s.attacks.map((k) => [k, []]));
+  const extraFor = (kind: WorstCaseAttack): BatchExtra => ({
+    ...(kind === "pgd-ce" ? { trace } : {}),
+    batches: options.batches,
+  });
+  const worstSoFar: number[] = [];
+  for (const batch of batchesOf(n, s.batchSize)) {
+    for (const kind of s.attacks) {
+      const d = await finishedBatch(kind, defended, classifier, { images, labels }, s, s.eps, batch, extraFor(kind));
+      done.get(kind)!.push(d);
+    }
+    for (let i = batch.start; i < batch.start + batch.m; i++) {
+      worstSoFar.push(
+        Math.min(cleanScores[i], ...s.attacks.map((k) => done.get(k)!.at(-1)!.perImage[i - batch.start])),
+      );
+    }
+    if (batch.start + batch.m < n) {
+      options.log?.(
+        `${defense.name}, eps ${s.eps}: ${batch.start + batch.m} of ${n} images: worst case so far ${mean(worstSoFar).toFixed(4)}`,
+      );
+    }
+  }
+  const attacks = s.attacks.map((kind) => scoreOf(kind, done.get(kind)!, s, defended.randomized, extraFor(kind)));
+  for (const score of attacks) {
     options.log?.(
       `${defense.name}, eps ${s.eps}: ${score.name}: ${score.accuracy.toFixed(4)} (${score.seconds.toFixed(0)} s)`,
     );
-    attacks.push(score);
   }
   const perImage = cleanScores.map((c, i) => Math.min(c, ...attacks.map((a) => a.perImage[i])));
   const worst = mean(perImage);

@@ -130,7 +130,18 @@ test("a cell stopped in the middle resumes from its finished batches with the nu
   const stored = new Map(store.batches);
   const resumedStore = memoryStore();
   for (const [k, b] of stored) resumedStore.batches.set(k, b);
-  const resumed = await worstCaseCell(model, new NoDefense(), data.x, data.y, settings, { batches: resumedStore });
+  const lines: string[] = [];
+  const resumed = await worstCaseCell(model, new NoDefense(), data.x, data.y, settings, {
+    batches: resumedStore,
+    log: (l) => lines.push(l),
+  });
+  // Batch by batch, every attack first: the log gives the worst case of the images finished so far.
+  const soFar = (k: number) => whole.perImage.slice(0, k).reduce((a, v) => a + v, 0) / k;
+  assert.ok(
+    lines.includes(`No defense, eps 0.05: 8 of 24 images: worst case so far ${soFar(8).toFixed(4)}`),
+    lines.join("\n"),
+  );
+  assert.ok(lines.includes(`No defense, eps 0.05: 16 of 24 images: worst case so far ${soFar(16).toFixed(4)}`));
   assert.equal(resumedStore.puts, 12 - 5, "only the batches not yet finished are attacked");
   assert.deepEqual(
     resumed.attacks.map((a) => a.perImage),
