@@ -27,6 +27,7 @@ import {
   maskingChecks,
   resolveWorstCaseSettings,
   worstCaseCell,
+  subsetSize,
   type BatchStore,
   type FinishedBatch,
   type MaskingResult,
@@ -55,6 +56,8 @@ interface Opts {
   squareEot?: number;
   attacks: string[];
   passes: number;
+  subsetSamples: number;
+  subsetRestarts: number;
   checks: boolean;
   checkSamples?: number;
   largeEps: number;
@@ -179,6 +182,18 @@ export function register(program: Command): void {
       parseListArg(String),
       [...WORST_CASE_ATTACKS],
     )
+    .option(
+      "--subset-samples <n>",
+      "PGD-CE with --subset-restarts restarts on the first N images too (0: none)",
+      parseIntArg("subset-samples", 0),
+      WORST_CASE_DEFAULTS.subsetSamples,
+    )
+    .option(
+      "--subset-restarts <k>",
+      "restarts of that PGD-CE (it runs when more than --restarts)",
+      parseIntArg("subset-restarts", 1, LIMITS.restarts),
+      WORST_CASE_DEFAULTS.subsetRestarts,
+    )
     .option("--passes <p>", "forward passes scoring a randomized defense", parseIntArg("passes", 1, LIMITS.passes), 5)
     .option("--no-checks", "skip the gradient-masking checks")
     .option(
@@ -293,6 +308,8 @@ function checkRun(o: Opts): WorstCaseRun {
       passes: o.passes,
       batchSize: o.batchSize,
       seed: o.seed,
+      subsetSamples: o.subsetSamples,
+      subsetRestarts: o.subsetRestarts,
     });
   o.eps.forEach(settingsFor);
   return { o, dataset, recipe, attacks, shape, specs, settingsFor, log };
@@ -378,6 +395,14 @@ function openStore(run: WorstCaseRun, loaded: Loaded): Store {
   return { out, resultsFile, fingerprint, cells, masking, models, partial, vaeSha256, purifierSha256, modelsOf };
 }
 
+/** What the report says of the extra-restarts PGD-CE. */
+function subsetLine(s: WorstCaseSettings, n: number): string {
+  const count = subsetSize(s, n);
+  return count > 0
+    ? `PGD-CE with ${s.subsetRestarts} restarts on the first ${count} images too`
+    : "no PGD with more restarts on a subset";
+}
+
 /** The report's lines on data, models, attacks, command and software. */
 function aboutLines(run: WorstCaseRun, loaded: Loaded, store: Store): string[] {
   const { o, recipe } = run;
@@ -393,7 +418,7 @@ function aboutLines(run: WorstCaseRun, loaded: Loaded, store: Store): string[] {
           `Purifier: ${basename(o.purifier!)} ('${describeModel(purifier).arch}', sha256 ${store.purifierSha256!.slice(0, 12)}).`,
         ]
       : []),
-    `Attacks: ${run.attacks.join(", ")}; PGD ${o.steps} steps of 2.5 * eps / steps, ${o.restarts} restart(s), EOT ${o.eot} on randomized defenses; Square ${o.squareQueries} queries; scoring over ${o.passes} pass(es) for randomized defenses. Seed ${o.seed}.`,
+    `Attacks: ${run.attacks.join(", ")}; PGD ${o.steps} steps of 2.5 * eps / steps, ${o.restarts} restart(s), EOT ${o.eot} on randomized defenses; Square ${o.squareQueries} queries; ${subsetLine(run.settingsFor(0), loaded.n)}; scoring over ${o.passes} pass(es) for randomized defenses. Seed ${o.seed}.`,
     `Command: \`${["vaeguard", ...process.argv.slice(2)].join(" ")}\`.`,
     `Software: ${Object.entries(softwareVersions())
       .map(([k, v]) => `${k} ${v}`)

@@ -15,25 +15,41 @@ const COLUMNS: { attack: WorstCaseAttack; title: string }[] = [
   { attack: "transfer", title: "transfer" },
 ];
 
-function columnsOf(cells: readonly WorstCaseCell[]): typeof COLUMNS {
-  return COLUMNS.filter((c) => cells.some((cell) => cell.attacks.some((a) => a.attack === c.attack)));
+/** A column of the table: one of the cell's attacks, or the extra-restarts PGD-CE on the first images. */
+interface Column {
+  title: string;
+  value(cell: WorstCaseCell): number | undefined;
+}
+
+function columnsOf(cells: readonly WorstCaseCell[]): Column[] {
+  const attacks: Column[] = COLUMNS.filter((c) =>
+    cells.some((cell) => cell.attacks.some((a) => a.attack === c.attack)),
+  ).map((c) => ({ title: c.title, value: (cell) => cell.attacks.find((a) => a.attack === c.attack)?.accuracy }));
+  const withSubset = cells.find((c) => c.subset !== undefined);
+  if (!withSubset) return attacks;
+  const s = withSubset.settings;
+  const subset: Column = {
+    title: `PGD (CE) x${s.subsetRestarts}, first ${withSubset.subset!.perImage.length}`,
+    value: (cell) => cell.subset?.accuracy,
+  };
+  return [...attacks, subset];
 }
 
 const fmt = (v: number | undefined) => (v === undefined ? "-" : v.toFixed(3));
 
-function rowCells(cell: WorstCaseCell, columns: typeof COLUMNS): string[] {
+function rowCells(cell: WorstCaseCell, columns: readonly Column[]): string[] {
   return [
     cell.defense,
     formatEpsilon(cell.epsilon),
     String(cell.n),
     fmt(cell.clean.accuracy),
-    ...columns.map((c) => fmt(cell.attacks.find((a) => a.attack === c.attack)?.accuracy)),
+    ...columns.map((c) => fmt(c.value(cell))),
     fmt(cell.worstCase),
     `[${fmt(cell.interval[0])}, ${fmt(cell.interval[1])}]`,
   ];
 }
 
-function header(columns: typeof COLUMNS): string[] {
+function header(columns: readonly Column[]): string[] {
   return ["defense", "eps", "n", "clean", ...columns.map((c) => c.title), "worst case", "95% interval"];
 }
 
@@ -73,7 +89,7 @@ export function renderAttackSettings(cells: readonly WorstCaseCell[]): string {
     .map(
       (c) =>
         `- ${c.defense}, eps ${formatEpsilon(c.epsilon)} (${c.randomized ? `randomized: scored as the mean of ${c.settings.passes} passes per image` : "deterministic"}): ` +
-        c.attacks.map((a) => `${a.name} ${a.seconds.toFixed(0)} s`).join("; ") +
+        [...c.attacks, ...(c.subset ? [c.subset] : [])].map((a) => `${a.name} ${a.seconds.toFixed(0)} s`).join("; ") +
         `; total ${c.seconds.toFixed(0)} s.`,
     )
     .join("\n");

@@ -59,6 +59,10 @@ test("worst-case: bad input is one line and exit code 2", () => {
   assertUsage(run("--classifier", files.mlp, "--attacks", "pgd-ce,cw"), /Unsupported attack "cw" for --attacks/);
   assertUsage(run("--classifier", files.mlp, "--defenses", "purifier"), /needs a trained purifier/);
   assertUsage(run("--eps", "0.1"), /--classifier is required/);
+  assertUsage(
+    run("--classifier", files.mlp, "--subset-restarts", "0"),
+    /Expected integer between 1 and \d+ for subset-restarts but received 0/,
+  );
 });
 
 test("worst-case: a tiny run writes its table and checks, and a rerun takes its cells from the results file", () => {
@@ -91,7 +95,7 @@ test("worst-case: a tiny run writes its table and checks, and a rerun takes its 
   ];
   const r = run(...args);
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /worst case\s+95% interval/);
+  assert.match(r.stdout, /PGD \(CE\) x5, first 6\s+worst case\s+95% interval/);
   assert.match(r.stdout, /^No defense\s+0\.1\s+6\s/m);
   assert.match(r.stdout, /^VAE\s+0\.1\s+6\s/m);
   const report = readFileSync(join(out, "report.md"), "utf8");

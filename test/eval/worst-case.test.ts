@@ -31,8 +31,15 @@ test("the worst case is the per-image minimum over the clean image and every att
       ["pgd-ce", "pgd-margin", "square", "transfer"],
     );
     assert.equal(cell.randomized, false);
+    // PGD-CE with 5 restarts (the default) on the first 500 images: here all 16.
+    assert.equal(cell.subset?.name, "PGD(5)x5 on the first 16");
+    assert.equal(cell.subset?.perImage.length, 16);
     for (let i = 0; i < cell.n; i++) {
-      const candidates = [cell.clean.perImage[i], ...cell.attacks.map((a) => a.perImage[i])];
+      const candidates: number[] = [
+        cell.clean.perImage[i],
+        ...cell.attacks.map((a) => a.perImage[i]),
+        cell.subset!.perImage[i],
+      ];
       assert.equal(cell.perImage[i], Math.min(...candidates));
       assert.ok(
         candidates.every((v) => v === 0 || v === 1),
@@ -45,7 +52,7 @@ test("the worst case is the per-image minimum over the clean image and every att
     assert.equal(cell.pgdTrace.length, small.steps);
     assert.match(cell.attacks[0].name, /^PGD\(5\)$/);
     assert.match(cell.attacks[1].name, /^PGD-margin\(5\)$/);
-    assert.match(renderWorstCaseText([cell]), /worst case\s+95% interval/);
+    assert.match(renderWorstCaseText([cell]), /PGD \(CE\) x5, first 16\s+worst case\s+95% interval/);
     assert.match(renderWorstCaseMarkdown([cell]), /\| No defense \| 0.05 \| 16 \|/);
   });
   data.dispose();
@@ -119,11 +126,12 @@ function memoryStore(limit = Infinity): BatchStore & { batches: Map<string, Fini
 test("a cell stopped in the middle resumes from its finished batches with the numbers of an unstopped run", async () => {
   const data = synthetic(24, 14);
   const model = trainedMlp(data);
-  const settings = { eps: 0.05, ...small, seed: 3 };
+  // The 5-restart PGD-CE on the first 12 images: all of batch 0 and half of batch 1.
+  const settings = { eps: 0.05, ...small, seed: 3, subsetSamples: 12 };
   const whole = await worstCaseCell(model, new NoDefense(), data.x, data.y, settings);
   const checksWhole = await maskingChecks(model, new NoDefense(), data.x, data.y, whole, { samples: 12 });
 
-  // 3 batches of 8 images x 4 attacks; the run stops after 5 of its 12 batches.
+  // 3 batches of 8 images x 4 attacks, and 2 of the subset's; the run stops after 5 of its 14 batches.
   const store = memoryStore(5);
   await assert.rejects(worstCaseCell(model, new NoDefense(), data.x, data.y, settings, { batches: store }), /stopped/);
   assert.equal(store.batches.size, 5);
@@ -142,7 +150,10 @@ test("a cell stopped in the middle resumes from its finished batches with the nu
     lines.join("\n"),
   );
   assert.ok(lines.includes(`No defense, eps 0.05: 16 of 24 images: worst case so far ${soFar(16).toFixed(4)}`));
-  assert.equal(resumedStore.puts, 12 - 5, "only the batches not yet finished are attacked");
+  assert.equal(resumedStore.puts, 14 - 5, "only the batches not yet finished are attacked");
+  assert.equal(whole.subset?.perImage.length, 12);
+  assert.deepEqual(resumed.subset?.perImage, whole.subset?.perImage);
+  assert.ok(resumedStore.batches.has("pgd-ce/5/5 eps 0.05 images 8+4"), [...resumedStore.batches.keys()].join("\n"));
   assert.deepEqual(
     resumed.attacks.map((a) => a.perImage),
     whole.attacks.map((a) => a.perImage),
