@@ -182,6 +182,8 @@ export async function runTrainPurifier(
     epochs: number;
     batchSize: number;
     lr: number;
+    lrMilestones?: number[];
+    lrGamma?: number;
     seed: number;
     out: string;
     resume: boolean;
@@ -203,6 +205,8 @@ export async function runTrainPurifier(
       epochs: o.epochs,
       batchSize: o.batchSize,
       lr: o.lr,
+      ...(o.lrMilestones ? { lrMilestones: o.lrMilestones } : {}),
+      ...(o.lrGamma !== undefined ? { lrGamma: o.lrGamma } : {}),
       seed: o.seed,
       checkpoint: o.out,
       resume: o.resume,

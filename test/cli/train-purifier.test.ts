@@ -137,3 +137,11 @@ test("train purifier: without --quiet the run shows its progress bar, as the oth
   // The bar's line (stderr is not a terminal here, so it is written as plain lines); it was never shown before.
   assert.match(r.stderr, /purifier epoch 1\/1: 32\/32 images \(100%\)/);
 });
+
+test("train purifier: --lr-milestones lowers the learning rate as for the other trainers (it was ignored before)", () => {
+  const args = [...tinyRun(join(dir, "milestones.safetensors"), "32"), "--val-attack-samples", "0"];
+  const r = train(...args.map((a, i) => (args[i - 1] === "--epochs" ? "2" : a)), "--lr-milestones", "1");
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /purifier epoch 1\/2: .*lr 1\.0e-3/);
+  assert.match(r.stderr, /purifier epoch 2\/2: .*lr 1\.0e-4/);
+});
