@@ -368,7 +368,7 @@ function openStore(run: WorstCaseRun, loaded: Loaded): Store {
     test: test.source,
     samples: n,
     classifierSha256: sha256(loaded.classifierFile),
-    settings: run.settingsFor(0),
+    settings: fingerprintSettings(run.settingsFor(0)),
     checks: o.checks ? { samples: o.checkSamples ?? null, largeEps: o.largeEps } : null,
   };
   const vaeSha256 = o.vae ? sha256(resolve(o.vae)) : null;
@@ -393,6 +393,17 @@ function openStore(run: WorstCaseRun, loaded: Loaded): Store {
   });
   const partial: Record<string, PartialCell> = saved?.partial ?? {};
   return { out, resultsFile, fingerprint, cells, masking, models, partial, vaeSha256, purifierSha256, modelsOf };
+}
+
+/**
+ * The settings a results file is bound to. Without the extra-restarts PGD-CE
+ * (--subset-samples 0) its two fields are left out, so results files written
+ * before it existed still open.
+ */
+function fingerprintSettings(s: WorstCaseSettings): Partial<WorstCaseSettings> {
+  if (s.subsetSamples > 0) return s;
+  const { subsetSamples: _n, subsetRestarts: _k, ...rest } = s;
+  return rest;
 }
 
 /** What the report says of the extra-restarts PGD-CE. */

@@ -145,3 +145,18 @@ test("worst-case: a run stopped inside a cell resumes from the batches saved in 
   assert.deepEqual(after.cells[0].pgdTrace, [0.5, 0.6]);
   assert.deepEqual(after.partial, {});
 });
+
+test("worst-case: --subset-samples 0 drops the extra PGD and keeps results files of earlier versions openable", () => {
+  const out = join(dir, "no-subset");
+  const r = run(
+    ...["--classifier", files.mlp, "--samples", "4", "--eps", "0.1", "--steps", "2", "--restarts", "1"],
+    ...["--square-queries", "5", "--no-checks", "--batch-size", "4", "--subset-samples", "0", "--out", out],
+  );
+  assert.equal(r.status, 0, r.stderr);
+  assert.doesNotMatch(r.stdout, /first \d+/);
+  const saved = JSON.parse(readFileSync(join(out, "results.json"), "utf8"));
+  // Files written before the subset PGD existed have settings without its fields: they must still match.
+  assert.equal("subsetSamples" in saved.fingerprint.settings, false);
+  assert.equal("subsetRestarts" in saved.fingerprint.settings, false);
+  assert.equal(saved.cells[0].subset, undefined);
+});
