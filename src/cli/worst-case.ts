@@ -477,6 +477,7 @@ async function evaluateCells(run: WorstCaseRun, loaded: Loaded, store: Store): P
       const batches = cellBatches(store, key, modelsOf, save);
       const resumed = Object.keys(partial[key].batches).length;
       let cell = cells.find((c) => c.defense === defense.name && c.epsilon === eps);
+      let changed = resumed > 0;
       if (cell) {
         log(`${defense.name}, eps ${eps}: taken from ${resultsFile}`);
       } else {
@@ -489,6 +490,7 @@ async function evaluateCells(run: WorstCaseRun, loaded: Loaded, store: Store): P
         cells.push(cell);
         models[key] = modelsOf;
         save();
+        changed = true;
       }
       log(
         `${defense.name}, eps ${eps}: worst case ${cell.worstCase.toFixed(4)} [${cell.interval.map((v) => v.toFixed(3)).join(", ")}] on ${cell.n} images`,
@@ -500,10 +502,11 @@ async function evaluateCells(run: WorstCaseRun, loaded: Loaded, store: Store): P
           log,
           batches,
         });
+        changed = true;
       }
       // The cell and its checks are stored whole: its batches are no longer needed.
       delete partial[key];
-      save();
+      if (changed) save();
     }
   }
 }

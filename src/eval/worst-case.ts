@@ -253,6 +253,11 @@ interface BatchExtra {
   batches?: BatchStore;
 }
 
+/** An attack with its steps and restarts, "pgd-ce/100/2": what its seeds and stored batches are named by. */
+function attackTag(kind: WorstCaseAttack, s: WorstCaseSettings, extra: BatchExtra): string {
+  return `${kind}/${extra.steps ?? s.steps}/${extra.restarts ?? s.restarts}`;
+}
+
 /**
  * One batch of one attack, images [start, start + m): taken from the store
  * when it holds it, else attacked (seeded from the batch index `b`) and put
@@ -268,7 +273,7 @@ async function finishedBatch(
   batch: { b: number; start: number; m: number },
   extra: BatchExtra,
 ): Promise<FinishedBatch> {
-  const key = `${kind}/${extra.steps ?? s.steps}/${extra.restarts ?? s.restarts} eps ${eps} images ${batch.start}+${batch.m}`;
+  const key = `${attackTag(kind, s, extra)} eps ${eps} images ${batch.start}+${batch.m}`;
   const stored = extra.batches?.get(key);
   const done = stored ?? (await attackBatch(kind, defended, classifier, data, s, eps, batch, extra));
   if (!stored) extra.batches?.put(key, done);
@@ -336,15 +341,7 @@ async function attackBatch(
   const t0 = performance.now();
   const [x, y] = tidy(() => [images.narrow(0, start, m), labels.narrow(0, start, m)]);
   try {
-    manualSeed(
-      seedFor(
-        s.seed,
-        defended.defense.name,
-        `${kind}/${extra.steps ?? s.steps}/${extra.restarts ?? s.restarts}`,
-        eps,
-        b,
-      ),
-    );
+    manualSeed(seedFor(s.seed, defended.defense.name, attackTag(kind, s, extra), eps, b));
     const trace: number[] | undefined = b === 0 && extra.trace ? [] : undefined;
     const attack = buildAttack(kind, defended, classifier, s, eps, {
       ...extra,
@@ -423,16 +420,16 @@ export async function worstCaseCell(
       const d = await finishedBatch(kind, defended, classifier, { images, labels }, s, s.eps, batch, extraFor(kind));
       done.get(kind)!.push(d);
     }
+    const subsetScores: number[] = [];
     if (batch.start < subsetCount) {
       const part = { ...batch, m: Math.min(batch.m, subsetCount - batch.start) };
-      subsetDone.push(
-        await finishedBatch("pgd-ce", defended, classifier, { images, labels }, s, s.eps, part, subsetExtra),
-      );
+      const d = await finishedBatch("pgd-ce", defended, classifier, { images, labels }, s, s.eps, part, subsetExtra);
+      subsetDone.push(d);
+      subsetScores.push(...d.perImage);
     }
-    const subsetScores = subsetDone.flatMap((d) => d.perImage);
-    for (let i = batch.start; i < batch.start + batch.m; i++) {
-      const scores = s.attacks.map((k) => done.get(k)!.at(-1)!.perImage[i - batch.start]);
-      worstSoFar.push(Math.min(cleanScores[i], ...scores, ...(i < subsetCount ? [subsetScores[i]] : [])));
+    for (let j = 0; j < batch.m; j++) {
+      const scores = [...s.attacks.map((k) => done.get(k)!.at(-1)!.perImage[j]), ...subsetScores.slice(j, j + 1)];
+      worstSoFar.push(Math.min(cleanScores[batch.start + j], ...scores));
     }
     if (batch.start + batch.m < n) {
       options.log?.(
@@ -448,7 +445,7 @@ export async function worstCaseCell(
       `${defense.name}, eps ${s.eps}: ${score.name}: ${score.accuracy.toFixed(4)} (${score.seconds.toFixed(0)} s)`,
     );
   }
-  const perImage = worstSoFar;
+  const perImage = worstSoFar; // every image's minimum, now that every batch is done
   const worst = mean(perImage);
   return {
     defense: defense.name,
