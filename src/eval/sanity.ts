@@ -265,7 +265,8 @@ export interface MonotoneOptions {
  */
 export function checkMonotoneLoss(trace: readonly number[], o: MonotoneOptions): SanityFinding[] {
   if (trace.length < 2) return [];
-  const w = Math.max(1, Math.min(o.window ?? 5, trace.length));
+  // A window as long as the trace would leave one smoothed point and no rise to measure.
+  const w = Math.max(1, Math.min(o.window ?? 5, trace.length - 1));
   const tolerance = o.tolerance ?? 0.1;
   const smooth: number[] = [];
   for (let i = 0; i + w <= trace.length; i++) smooth.push(trace.slice(i, i + w).reduce((a, b) => a + b, 0) / w);

@@ -47,3 +47,13 @@ test("monotone loss: a rising trace passes, a falling or oscillating one is a wa
   assert.equal(checkMonotoneLoss(noisy, { defense: "d", attack: "PGD", epsilon: 0.1 })[0].level, "info");
   assert.deepEqual(checkMonotoneLoss([1], { defense: "d", attack: "PGD", epsilon: 0.1 }), []);
 });
+
+test("monotone loss: a trace no longer than the window is smoothed less, not called flat", () => {
+  // PGD(5) with the default 5-step window: a steady rise must pass, a steady fall must not.
+  const short = [0.001, 1, 2, 3, 4.084];
+  const up = checkMonotoneLoss(short, { defense: "d", attack: "PGD(5)", epsilon: 0.2 });
+  assert.equal(up[0].level, "info");
+  assert.match(up[0].message, /4-step moving average/);
+  assert.equal(checkMonotoneLoss(short.slice().reverse(), { defense: "d", attack: "PGD(5)", epsilon: 0.2 })[0].level, "warning");
+  assert.equal(checkMonotoneLoss([0, 1], { defense: "d", attack: "PGD(2)", epsilon: 0.2 })[0].level, "info");
+});
