@@ -19,6 +19,7 @@ import {
   setEotBatchValues,
 } from "../../src/attacks/gradient.js";
 import { PGD } from "../../src/attacks/pgd.js";
+import { SquareAttack } from "../../src/attacks/square.js";
 import { VaeDefense } from "../../src/defenses/vae.js";
 import { PatchVaeDefense } from "../../src/defenses/patch-vae.js";
 import { DefendedModel } from "../../src/defenses/defended-model.js";
@@ -364,5 +365,55 @@ describe("batched EOT", () => {
     for (const t of [x, y, y64, bad]) t.dispose();
     inner.dispose();
     vae.dispose();
+  });
+});
+
+describe("batched EOT in Square's queries", () => {
+  /** Square on `model` from a fixed libtorch seed (the noise) and a fixed attack seed (the squares). */
+  async function square(model: AttackableModel, x: Tensor, y: Tensor): Promise<Tensor> {
+    manualSeed(21);
+    return new SquareAttack(model, { eps: 0.3, queries: 30, eotSamples: 4, seed: 5 }).generate(x, y);
+  }
+
+  it("puts the copies of a per-row-noise model in one pass, with the same draws and result as one pass per draw", async () => {
+    const inner = mlp(19);
+    manualSeed(20);
+    const x = rand([3, 1, 8, 8]);
+    const y = tensor([0, 1, 2], [3], { dtype: "int64" });
+    // A gradient pass has shown this model to draw per row; the other one is still unknown.
+    const known = new RowNoiseModel(inner, 0.5);
+    const g = await lossAndGradient(known, x, y, { eotSamples: 2 });
+    assert.equal(eotNoisePerRow(known), true);
+    known.rows = [];
+    const unknown = new RowNoiseModel(inner, 0.5);
+    const batched = await square(known, x, y);
+    const single = await square(unknown, x, y);
+    // The unknown model gets one pass per draw; the known one a quarter as many passes of four copies each.
+    assert.ok(unknown.rows.length > 4);
+    assert.equal(known.rows.length * 4, unknown.rows.length);
+    assert.deepEqual(
+      known.rows,
+      unknown.rows.filter((_, i) => i % 4 === 0).map((n) => 4 * n),
+    );
+    // Rows draw their noise in order, so grouping them changes nothing: the same adversarial images.
+    assert.equal(relDiff(batched, single), 0);
+    for (const t of [batched, single, g.gradient, g.loss, x, y]) t.dispose();
+    inner.dispose();
+  });
+
+  it("keeps one pass per draw on a model whose noise is shared across the batch", async () => {
+    const inner = new LinearModel(W3, [0, 0, 0]);
+    inner.eval();
+    manualSeed(22);
+    const x = rand([2, 1, 1, 4]);
+    const y = tensor([0, 2], [2], { dtype: "int64" });
+    const shared = new SharedNoiseModel(inner, 1.0);
+    const g = await lossAndGradient(shared, x, y, { eotSamples: 3 });
+    assert.equal(eotNoisePerRow(shared), false);
+    shared.rows = [];
+    const out = await square(shared, x, y);
+    assert.ok(shared.rows.length > 0);
+    assert.ok(shared.rows.every((n) => n <= 2), `batch sizes ${shared.rows.join(",")}`);
+    for (const t of [out, g.gradient, g.loss, x, y]) t.dispose();
   });
 });
