@@ -229,7 +229,8 @@ export async function runTrainPurifier(
       validationAttackSamples: o.valAttackSamples,
       validationAttackSteps: o.valAttackSteps,
       validationSamples: o.valSamples,
-      about: plan.about,
+      // The held-out images, so that a fine-tuning run can be checked to validate on the same ones.
+      about: { ...plan.about, validation: validation.source },
     });
     const seconds = (performance.now() - t0) / 1000;
     const params = noGrad(() => tidy(() => r.model.numParameters()));

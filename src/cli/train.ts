@@ -32,6 +32,7 @@ interface Opts {
   batchSize: number;
   lr: number;
   seed: number;
+  splitSeed: number;
   validation: number;
   trainSamples?: number;
   resume: boolean;
@@ -57,6 +58,12 @@ function addTrainingOptions(cmd: Command): Command {
     .option("--batch-size <n>", "batch size", parseIntArg("batch-size", 1, LIMITS.batchSize), 128)
     .option("--lr <x>", "Adam learning rate", parseNumberArg("lr", 0), 1e-3)
     .option("--seed <n>", "random seed", parseIntArg("seed", 0), 0)
+    .option(
+      "--split-seed <n>",
+      "seed of the validation split, apart from --seed so that runs with other seeds, and fine-tuning with --init, validate on the same held-out images",
+      parseIntArg("split-seed", 0),
+      0,
+    )
     .option("--validation <n>", "training images held out for validation", parseIntArg("validation", 1), 5000)
     .option("--train-samples <n>", "use only this many training images", parseIntArg("train-samples", 1))
     .option("--no-resume", "start over even when --out exists");
@@ -124,7 +131,7 @@ async function runTrain(kind: string, o: Opts & PurifierCliOptions): Promise<voi
   removeOrphanedTemps(out);
   const full = await recipe.load("train", o.dataDir);
   const test = kind === "classifier" ? await recipe.load("test", o.dataDir) : undefined;
-  const split = splitValidation(full, Math.min(o.validation, Math.floor(datasetSize(full) / 2)), o.seed);
+  const split = splitValidation(full, Math.min(o.validation, Math.floor(datasetSize(full) / 2)), o.splitSeed);
   const train =
     o.trainSamples && o.trainSamples < datasetSize(split.train) ? takeFirst(split.train, o.trainSamples) : split.train;
   const common = {

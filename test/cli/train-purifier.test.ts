@@ -100,7 +100,7 @@ test("train purifier: bad input is one line and exit code 2, before any data is 
   );
 });
 
-test("train purifier: a tiny run from the paper's VAE leaves the classifier file untouched and records what it was trained for", () => {
+test("train purifier: a tiny run from the paper's VAE leaves the classifier file untouched and records what it was trained for, validation split included", () => {
   const out = join(dir, "tiny.safetensors");
   const sha = () => createHash("sha256").update(readFileSync(files.mlp)).digest("hex");
   const beforeSha = sha();
@@ -114,6 +114,8 @@ test("train purifier: a tiny run from the paper's VAE leaves the classifier file
     "16",
     "--val-attack-steps",
     "1",
+    "--seed",
+    "3",
     "--quiet",
   );
   assert.equal(r.status, 0, r.stderr);
@@ -125,6 +127,9 @@ test("train purifier: a tiny run from the paper's VAE leaves the classifier file
   assert.equal(info.classifierArch, "mlp");
   assert.equal(info.classifierSha256, beforeSha);
   assert.match(info.init, /^vae\.safetensors/);
+  // --seed 3 draws the training noise; the held-out images stay those of --split-seed (default 0).
+  assert.equal(info.seed, 3);
+  assert.match(info.validation, /validation split of 32\/\d+ \(seed 0\)/);
   const history = JSON.parse(saved.metadata.training).history;
   assert.equal(history.length, 1);
   assert.ok("pgd1Acc" in history[0].validation && "cleanAcc" in history[0].validation);
