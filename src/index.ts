@@ -50,6 +50,7 @@ export { PurifierDefense } from "./defenses/purifier.js";
 export {
   worstCaseCell,
   maskingChecks,
+  batchesOfCell,
   resolveWorstCaseSettings,
   WORST_CASE_ATTACKS,
   type WorstCaseCell,

@@ -272,7 +272,7 @@ export class SquareAttack implements Attack {
     await tidyAsync(async () => {
       const input = this.toTensor(batch, [count, ...chw], like);
       const copies = this.copiesPerPass(count, size);
-      for (let done = 0; done < this.eotSamples; ) {
+      for (let done = 0; done < this.eotSamples;) {
         const c = Math.min(copies, this.eotSamples - done);
         done += c;
         const logits = await noGradAsync(() =>

@@ -4,7 +4,9 @@
  * a list of epsilons, with the gradient-masking checks (src/eval/worst-case.ts).
  * Resumable: every finished (defense, epsilon) cell is kept in OUT/results.json
  * and reused by a rerun with the same settings and the same checkpoints behind
- * that defense, so defenses can be added to a folder run by run. Writes OUT/report.md.
+ * that defense, so defenses can be added to a folder run by run, and a larger
+ * --samples grows the cells without attacking their first images again.
+ * Writes OUT/report.md.
  */
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync, rmSync } from "node:fs";
@@ -13,7 +15,7 @@ import type { Command } from "commander";
 import { LIMITS } from "../core/limits.js";
 import { setProcessThreads } from "../core/concurrency.js";
 import { ArgumentError, VaeguardError } from "../core/errors.js";
-import { datasetSize, takeFirst, type ImageDataset } from "../data/index.js";
+import { datasetSize, firstSource, takeFirst, type ImageDataset } from "../data/index.js";
 import { createDefense, type Defense } from "../defenses/index.js";
 import { loadClassifierFor, loadPurifierFor } from "../models/loaders.js";
 import type { Purifier } from "../models/purifier.js";
@@ -24,6 +26,7 @@ import type { Recipe } from "../eval/recipes.js";
 import {
   WORST_CASE_ATTACKS,
   WORST_CASE_DEFAULTS,
+  batchesOfCell,
   maskingChecks,
   resolveWorstCaseSettings,
   worstCaseCell,
@@ -119,7 +122,17 @@ function specUses(spec: string, head: string): boolean {
   );
 }
 
-function loadSaved(file: string, fingerprint: Record<string, unknown>): SavedResults | undefined {
+/**
+ * The results file's contents when they were made with the same settings as
+ * this run (`fingerprintFor(n)`, n this run's image count), or with the same
+ * settings on fewer of the same first images (`fingerprintFor(m)`, m < n):
+ * then `grownFrom` is m and its cells can grow to n images.
+ */
+function loadSaved(
+  file: string,
+  n: number,
+  fingerprintFor: (samples: number) => Record<string, unknown>,
+): (SavedResults & { grownFrom?: number }) | undefined {
   if (!existsSync(file)) return undefined;
   let saved: SavedResults;
   try {
@@ -127,12 +140,20 @@ function loadSaved(file: string, fingerprint: Record<string, unknown>): SavedRes
   } catch {
     throw new VaeguardError(`${file}: not a readable results file; pass --restart to start over`);
   }
-  if (saved.format !== RESULTS_FORMAT || JSON.stringify(saved.fingerprint) !== JSON.stringify(fingerprint)) {
-    throw new VaeguardError(
-      `${file} holds results of other settings (data, checkpoints, defenses or attack parameters); pass --restart or another --out`,
-    );
+  const same = (f: Record<string, unknown>) => JSON.stringify(saved.fingerprint) === JSON.stringify(f);
+  if (saved.format === RESULTS_FORMAT && same(fingerprintFor(n))) return saved;
+  const m = saved.fingerprint?.samples;
+  if (
+    saved.format === RESULTS_FORMAT &&
+    Number.isInteger(m) &&
+    (m as number) < n &&
+    same(fingerprintFor(m as number))
+  ) {
+    return { ...saved, grownFrom: m as number };
   }
-  return saved;
+  throw new VaeguardError(
+    `${file} holds results of other settings (data, checkpoints, defenses or attack parameters, or more images than --samples); pass --restart or another --out`,
+  );
 }
 
 export function register(program: Command): void {
@@ -156,7 +177,12 @@ export function register(program: Command): void {
       parseListArg(parseNumberArg("eps", 0, 1)),
       [0.1, 0.2, 0.3],
     )
-    .option("--samples <n>", "first N test images", parseIntArg("samples", 1), 1000)
+    .option(
+      "--samples <n>",
+      "first N test images (a larger N than a results folder holds grows its cells)",
+      parseIntArg("samples", 1),
+      1000,
+    )
     .option("--steps <n>", "PGD steps", parseIntArg("steps", 1, LIMITS.attackSteps), WORST_CASE_DEFAULTS.steps)
     .option(
       "--restarts <n>",
@@ -235,6 +261,8 @@ interface Loaded {
   defenses: Defense[];
   test: ImageDataset;
   n: number;
+  /** How the test set's first `count` images are described (the results file's fingerprint names them). */
+  sourceOfFirst: (count: number) => string;
 }
 
 /** The results folder and what it holds: finished cells, masking checks and the checkpoints behind them. */
@@ -316,7 +344,7 @@ function checkRun(o: Opts): WorstCaseRun {
 }
 
 /** Loads the classifier and the VAE and purifier when given, and builds the defenses; what it loads goes into `owned`. */
-function loadModels(run: WorstCaseRun, owned: { dispose(): void }[]): Omit<Loaded, "test" | "n"> {
+function loadModels(run: WorstCaseRun, owned: { dispose(): void }[]): Omit<Loaded, "test" | "n" | "sourceOfFirst"> {
   const { o, recipe, shape } = run;
   const classifierFile = resolve(o.classifier!);
   const classifier = loadClassifierFor(classifierFile, {
@@ -344,13 +372,14 @@ function loadModels(run: WorstCaseRun, owned: { dispose(): void }[]): Omit<Loade
 async function loadTestSet(
   run: WorstCaseRun,
   owned: { dispose(): void }[],
-): Promise<{ test: ImageDataset; n: number }> {
+): Promise<{ test: ImageDataset; n: number; sourceOfFirst: (count: number) => string }> {
   const full = await run.recipe.load("test", run.o.dataDir);
   owned.push({ dispose: () => (full.images.dispose(), full.labels.dispose()) });
-  const n = Math.min(run.o.samples, datasetSize(full));
-  const test = n < datasetSize(full) ? takeFirst(full, n) : full;
+  const size = datasetSize(full);
+  const n = Math.min(run.o.samples, size);
+  const test = n < size ? takeFirst(full, n) : full;
   if (test !== full) owned.push({ dispose: () => (test.images.dispose(), test.labels.dispose()) });
-  return { test, n };
+  return { test, n, sourceOfFirst: (count) => firstSource(full.source, count, size) };
 }
 
 /**
@@ -359,18 +388,20 @@ async function loadTestSet(
  */
 function openStore(run: WorstCaseRun, loaded: Loaded): Store {
   const { o, dataset, log } = run;
-  const { test, n, defenses } = loaded;
+  const { n, defenses } = loaded;
   const out = resolve(o.out ?? join("runs", `worst-case-${dataset}`));
   const resultsFile = join(out, "results.json");
   if (o.restart) rmSync(resultsFile, { force: true });
-  const fingerprint = {
+  const classifierSha256 = sha256(loaded.classifierFile);
+  const fingerprintFor = (samples: number) => ({
     dataset,
-    test: test.source,
-    samples: n,
-    classifierSha256: sha256(loaded.classifierFile),
+    test: loaded.sourceOfFirst(samples),
+    samples,
+    classifierSha256,
     settings: fingerprintSettings(run.settingsFor(0)),
     checks: o.checks ? { samples: o.checkSamples ?? null, largeEps: o.largeEps } : null,
-  };
+  });
+  const fingerprint = fingerprintFor(n);
   const vaeSha256 = o.vae ? sha256(resolve(o.vae)) : null;
   const purifierSha256 = o.purifier ? sha256(resolve(o.purifier)) : null;
   const modelsOf = (spec: string): string =>
@@ -378,20 +409,28 @@ function openStore(run: WorstCaseRun, loaded: Loaded): Store {
       specUses(spec, "vae") ? `vae ${vaeSha256}` : "",
       specUses(spec, "purifier") ? `purifier ${purifierSha256}` : "",
     ].join(";");
-  const saved = loadSaved(resultsFile, fingerprint);
+  const saved = loadSaved(resultsFile, n, fingerprintFor);
   const models: Record<string, string> = saved?.models ?? {};
   const masking: Record<string, MaskingResult> = saved?.masking ?? {};
+  const partial: Record<string, PartialCell> = saved?.partial ?? {};
   // A saved cell is reused only when its defense still rests on the same checkpoints.
   const cells: WorstCaseCell[] = (saved?.cells ?? []).filter((c) => {
     const i = defenses.findIndex((d) => d.name === c.defense);
     const key = maskingKey(c.defense, c.epsilon);
-    if (i < 0 || models[key] === modelsOf(run.specs[i])) return true;
-    log(`${c.defense}, eps ${c.epsilon}: its checkpoint differs from the one in ${resultsFile}; evaluating again`);
+    if (i >= 0 && models[key] !== modelsOf(run.specs[i])) {
+      log(`${c.defense}, eps ${c.epsilon}: its checkpoint differs from the one in ${resultsFile}; evaluating again`);
+      delete masking[key];
+      delete models[key];
+      return false;
+    }
+    if (saved?.grownFrom === undefined) return true;
+    // More images than before: the cell goes back to its batches, which the larger run takes up again.
+    partial[key] = { models: models[key], batches: batchesOfCell(c) };
+    log(`${c.defense}, eps ${c.epsilon}: growing from ${c.n} to ${n} images, keeping the attacks' finished batches`);
     delete masking[key];
     delete models[key];
     return false;
   });
-  const partial: Record<string, PartialCell> = saved?.partial ?? {};
   return { out, resultsFile, fingerprint, cells, masking, models, partial, vaeSha256, purifierSha256, modelsOf };
 }
 

@@ -126,8 +126,13 @@ export function takeFirst(ds: ImageDataset, count: number): ImageDataset {
     images: ds.images.narrow(0, 0, count).clone(),
     labels: ds.labels.narrow(0, 0, count).clone(),
     classNames: [...ds.classNames],
-    source: count === n ? ds.source : `${ds.source}; first ${count} of ${n}`,
+    source: firstSource(ds.source, count, n),
   }));
+}
+
+/** How takeFirst describes the first `count` of the `n` examples from `source`. */
+export function firstSource(source: string, count: number, n: number): string {
+  return count === n ? source : `${source}; first ${count} of ${n}`;
 }
 
 /**

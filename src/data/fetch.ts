@@ -27,7 +27,14 @@ export const REMOTE_DATASETS: Record<string, RemoteDataset> = {
     url: "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
     md5: "c32a1d4ab5d03f1284b67883e8d87530",
     folder: "cifar-10-batches-bin",
-    files: ["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"],
+    files: [
+      "data_batch_1.bin",
+      "data_batch_2.bin",
+      "data_batch_3.bin",
+      "data_batch_4.bin",
+      "data_batch_5.bin",
+      "test_batch.bin",
+    ],
   },
 };
 
@@ -62,7 +69,10 @@ export interface FetchOptions {
 /** Download (or take), verify and extract a data set. Returns the folder with its files. */
 export async function fetchDataset(key: string, o: FetchOptions): Promise<string> {
   const ds = REMOTE_DATASETS[key];
-  if (!ds) throw new VaeguardError(`Expected one of ${Object.keys(REMOTE_DATASETS).join(", ")} for dataset but received ${JSON.stringify(key)}`);
+  if (!ds)
+    throw new VaeguardError(
+      `Expected one of ${Object.keys(REMOTE_DATASETS).join(", ")} for dataset but received ${JSON.stringify(key)}`,
+    );
   const target = join(o.dataRoot, ds.folder);
   if (ds.files.every((f) => existsSync(join(target, f)))) return target;
   mkdirSync(o.dataRoot, { recursive: true });
@@ -81,14 +91,19 @@ export async function fetchDataset(key: string, o: FetchOptions): Promise<string
     }
     const sum = await md5File(archive);
     if (sum !== ds.md5) {
-      throw new DataError(archive, `MD5 ${sum} does not match the published ${ds.md5}: the download is damaged or it is another file. ${manualHelp(ds, target)}`);
+      throw new DataError(
+        archive,
+        `MD5 ${sum} does not match the published ${ds.md5}: the download is damaged or it is another file. ${manualHelp(ds, target)}`,
+      );
     }
     const out = join(work, "extract");
     mkdirSync(out);
     const tar = spawnSync("tar", ["-xzf", archive, "-C", out], { encoding: "utf8" });
-    if (tar.status !== 0) throw new DataError(archive, `could not be extracted: ${tar.stderr.trim() || tar.error?.message}`);
+    if (tar.status !== 0)
+      throw new DataError(archive, `could not be extracted: ${tar.stderr.trim() || tar.error?.message}`);
     const extracted = join(out, ds.folder);
-    for (const f of ds.files) if (!existsSync(join(extracted, f))) throw new DataError(archive, `does not contain ${ds.folder}/${f}`);
+    for (const f of ds.files)
+      if (!existsSync(join(extracted, f))) throw new DataError(archive, `does not contain ${ds.folder}/${f}`);
     rmSync(target, { recursive: true, force: true });
     renameSync(extracted, target);
     return target;

@@ -295,6 +295,32 @@ function batchesOf(n: number, batchSize: number): { b: number; start: number; m:
   return out;
 }
 
+/**
+ * The finished batches a stored cell is made of, keyed as worstCaseCell keys
+ * them: what lets a cell of the first n images grow to more images (a larger
+ * --samples) without attacking the first n again. Batches are seeded by their
+ * index and keyed by their image range, so every whole batch is exactly what
+ * the larger run would compute; a last, shorter batch has another key and is
+ * attacked again. Seconds are the attack's, shared out by images. The masking
+ * checks' own attacks are not in a cell, so they run again on a grown cell.
+ */
+export function batchesOfCell(cell: WorstCaseCell): Record<string, FinishedBatch> {
+  const s = cell.settings;
+  const out: Record<string, FinishedBatch> = {};
+  const add = (score: AttackScore, extra: BatchExtra, count: number) => {
+    const perSecond = score.seconds / Math.max(score.perImage.length, 1);
+    for (const { b, start, m } of batchesOf(count, s.batchSize)) {
+      const perImage = score.perImage.slice(start, start + m);
+      const key = `${attackTag(score.attack as WorstCaseAttack, s, extra)} eps ${cell.epsilon} images ${start}+${m}`;
+      const trace = b === 0 && score.attack === "pgd-ce" && extra.restarts === undefined ? cell.pgdTrace : undefined;
+      out[key] = { perImage, seconds: perSecond * m, ...(trace && trace.length > 0 ? { trace: [...trace] } : {}) };
+    }
+  };
+  for (const score of cell.attacks) add(score, {}, cell.n);
+  if (cell.subset) add(cell.subset, { restarts: s.subsetRestarts }, cell.subset.perImage.length);
+  return out;
+}
+
 /** An attack's score from its batches, in order. */
 function scoreOf(
   kind: WorstCaseAttack,

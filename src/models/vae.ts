@@ -27,25 +27,48 @@ export interface ConvVaeConfig {
 
 /** The paper's architectures (Table 2: MNIST, CIFAR-10; Table 3: NIPS 2017 patches). */
 export const VAE_PRESETS: Record<string, ConvVaeConfig> = {
-  mnist: { inputShape: [1, 28, 28], encoder: [{ channels: 16, pool: true }, { channels: 8, pool: true }], latentDim: 256 },
+  mnist: {
+    inputShape: [1, 28, 28],
+    encoder: [
+      { channels: 16, pool: true },
+      { channels: 8, pool: true },
+    ],
+    latentDim: 256,
+  },
   cifar10: {
     inputShape: [3, 32, 32],
-    encoder: [{ channels: 64, pool: true }, { channels: 32, pool: false }, { channels: 16, pool: false }],
+    encoder: [
+      { channels: 64, pool: true },
+      { channels: 32, pool: false },
+      { channels: 16, pool: false },
+    ],
     latentDim: 1024,
   },
   patch16: {
     inputShape: [3, 16, 16],
-    encoder: [{ channels: 64, pool: true }, { channels: 32, pool: false }, { channels: 16, pool: false }],
+    encoder: [
+      { channels: 64, pool: true },
+      { channels: 32, pool: false },
+      { channels: 16, pool: false },
+    ],
     latentDim: 512,
   },
   patch32: {
     inputShape: [3, 32, 32],
-    encoder: [{ channels: 64, pool: true }, { channels: 32, pool: false }, { channels: 16, pool: false }],
+    encoder: [
+      { channels: 64, pool: true },
+      { channels: 32, pool: false },
+      { channels: 16, pool: false },
+    ],
     latentDim: 512,
   },
   patch64: {
     inputShape: [3, 64, 64],
-    encoder: [{ channels: 128, pool: true }, { channels: 64, pool: false }, { channels: 32, pool: false }],
+    encoder: [
+      { channels: 128, pool: true },
+      { channels: 64, pool: false },
+      { channels: 32, pool: false },
+    ],
     latentDim: 1024,
   },
 };
@@ -94,7 +117,12 @@ export class ConvVae extends Module {
     }
     let inC = c;
     cfg.encoder.forEach((l, i) => {
-      this.encConvs.push(this.registerModule(`enc${i}`, new Conv2d(inC, checkInt(l.channels, "channels", 1), k, { padding: (k - 1) / 2 })));
+      this.encConvs.push(
+        this.registerModule(
+          `enc${i}`,
+          new Conv2d(inC, checkInt(l.channels, "channels", 1), k, { padding: (k - 1) / 2 }),
+        ),
+      );
       inC = l.channels;
     });
     this.bottleneck = [inC, h / scale, w / scale];
@@ -105,7 +133,9 @@ export class ConvVae extends Module {
     // Mirror: decoder layer i undoes encoder layer n-1-i, mapping its output channels back to its input channels.
     const chans = [c, ...cfg.encoder.map((l) => l.channels)];
     for (let i = cfg.encoder.length - 1, j = 0; i >= 0; i--, j++) {
-      this.decConvs.push(this.registerModule(`dec${j}`, new ConvTranspose2d(chans[i + 1], chans[i], k, { padding: (k - 1) / 2 })));
+      this.decConvs.push(
+        this.registerModule(`dec${j}`, new ConvTranspose2d(chans[i + 1], chans[i], k, { padding: (k - 1) / 2 })),
+      );
     }
   }
 
@@ -137,7 +167,10 @@ export class ConvVae extends Module {
 
   decode(z: Tensor): Tensor {
     return tidy(() => {
-      let h = this.fcDec.forward(z).relu().reshape([z.dims[0], ...this.bottleneck]);
+      let h = this.fcDec
+        .forward(z)
+        .relu()
+        .reshape([z.dims[0], ...this.bottleneck]);
       const n = this.decConvs.length;
       this.decConvs.forEach((conv, j) => {
         if (this.pools[n - 1 - j]) h = F.interpolate(h, { scaleFactor: 2, mode: "nearest" });
@@ -198,7 +231,12 @@ export class ConvVae extends Module {
       const n = x.dims[0];
       const r = this.decode(this.sample(mu, logvar, { clip: options.clip }));
       const rec = (kind === "mse" ? F.mseLoss(r, x, "sum") : F.bceLoss(r, x, "sum")).div(n);
-      const kl = logvar.add(1).sub(mu.square()).sub(logvar.exp()).sum().mul(-0.5 / n);
+      const kl = logvar
+        .add(1)
+        .sub(mu.square())
+        .sub(logvar.exp())
+        .sum()
+        .mul(-0.5 / n);
       return { loss: rec.add(kl.mul(beta)), reconstruction: rec, kl };
     });
   }

@@ -413,7 +413,10 @@ describe("batched EOT in Square's queries", () => {
     shared.rows = [];
     const out = await square(shared, x, y);
     assert.ok(shared.rows.length > 0);
-    assert.ok(shared.rows.every((n) => n <= 2), `batch sizes ${shared.rows.join(",")}`);
+    assert.ok(
+      shared.rows.every((n) => n <= 2),
+      `batch sizes ${shared.rows.join(",")}`,
+    );
     for (const t of [out, g.gradient, g.loss, x, y]) t.dispose();
   });
 });

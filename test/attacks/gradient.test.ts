@@ -107,7 +107,10 @@ describe("lossGradient (EOT)", () => {
     assert.equal(rnd.calls, DEFAULT_RANDOMIZED_EOT_SAMPLES);
     take(await lossGradient(det, x, y));
     assert.equal(det.calls, 1);
-    assert.throws(() => resolveEotSamples(det, 0), /Expected integer between 1 and 10000 for eotSamples but received 0/);
+    assert.throws(
+      () => resolveEotSamples(det, 0),
+      /Expected integer between 1 and 10000 for eotSamples but received 0/,
+    );
     x.dispose();
     y.dispose();
     model.dispose();

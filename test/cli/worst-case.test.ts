@@ -160,3 +160,42 @@ test("worst-case: --subset-samples 0 drops the extra PGD and keeps results files
   assert.equal("subsetRestarts" in saved.fingerprint.settings, false);
   assert.equal(saved.cells[0].subset, undefined);
 });
+
+test("worst-case: a larger --samples grows the saved cells, reusing their whole batches, to the numbers of a fresh run", () => {
+  const out = join(dir, "grow");
+  const args = ["--classifier", files.mlp, "--eps", "0.1", "--steps", "2", "--restarts", "1", "--square-queries", "5"];
+  const rest = ["--check-samples", "3", "--batch-size", "2", "--subset-restarts", "2"];
+  const small = run(...args, ...rest, "--samples", "5", "--out", out);
+  assert.equal(small.status, 0, small.stderr);
+  const file = join(out, "results.json");
+  const saved = JSON.parse(readFileSync(file, "utf8"));
+  assert.equal(saved.cells[0].n, 5);
+
+  // Marked all-wrong on the first batch, so that taking the saved batch, not attacking it again, shows.
+  const pgd = (cell: { attacks: { attack: string; perImage: number[] }[] }) =>
+    cell.attacks.find((a) => a.attack === "pgd-ce")!;
+  pgd(saved.cells[0]).perImage.splice(0, 2, 0, 0);
+  writeFileSync(file, JSON.stringify(saved));
+  const grown = run(...args, ...rest, "--samples", "6", "--out", out);
+  assert.equal(grown.status, 0, grown.stderr);
+  assert.match(grown.stderr, /No defense, eps 0.1: growing from 5 to 6 images/);
+  const after = JSON.parse(readFileSync(file, "utf8"));
+  assert.equal(after.cells[0].n, 6);
+  assert.equal(after.fingerprint.samples, 6);
+  assert.deepEqual(after.partial, {});
+  assert.ok(after.masking["No defense|0.1"], "the grown cell's masking checks ran again");
+
+  const fresh = run(...args, ...rest, "--samples", "6", "--out", join(dir, "grow-fresh"));
+  assert.equal(fresh.status, 0, fresh.stderr);
+  const expected = JSON.parse(readFileSync(join(dir, "grow-fresh", "results.json"), "utf8")).cells[0];
+  // Every attack as a fresh run of 6 images has it, the last, shorter batch of the 5 attacked again ...
+  for (const a of expected.attacks) {
+    const got = after.cells[0].attacks.find((b: { attack: string }) => b.attack === a.attack);
+    assert.deepEqual(got.perImage, a.attack === "pgd-ce" ? [0, 0, ...a.perImage.slice(2)] : a.perImage, a.attack);
+  }
+  assert.deepEqual(after.cells[0].subset.perImage, expected.subset.perImage);
+  // ... and fewer images than the folder holds is refused rather than mixed in.
+  const fewer = run(...args, ...rest, "--samples", "4", "--out", out);
+  assert.equal(fewer.status, 2);
+  assert.match(fewer.stderr, /holds results of other settings .*more images than --samples/);
+});

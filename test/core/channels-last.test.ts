@@ -42,7 +42,11 @@ describe("conv2d in channels-last memory", () => {
     assert.equal(initial, true);
     const engine = fileURLToPath(new URL("../../src/core/engine.js", import.meta.url));
     const probe = `import(${JSON.stringify(engine)}).then((e) => console.log(e.getChannelsLast()))`;
-    for (const [value, expected] of [["0", "false"], ["off", "false"], ["1", "true"]]) {
+    for (const [value, expected] of [
+      ["0", "false"],
+      ["off", "false"],
+      ["1", "true"],
+    ]) {
       const r = spawnSync(process.execPath, ["-e", probe], {
         env: { ...process.env, VAEGUARD_CHANNELS_LAST: value },
         encoding: "utf8",

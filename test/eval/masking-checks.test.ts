@@ -54,6 +54,9 @@ test("monotone loss: a trace no longer than the window is smoothed less, not cal
   const up = checkMonotoneLoss(short, { defense: "d", attack: "PGD(5)", epsilon: 0.2 });
   assert.equal(up[0].level, "info");
   assert.match(up[0].message, /4-step moving average/);
-  assert.equal(checkMonotoneLoss(short.slice().reverse(), { defense: "d", attack: "PGD(5)", epsilon: 0.2 })[0].level, "warning");
+  assert.equal(
+    checkMonotoneLoss(short.slice().reverse(), { defense: "d", attack: "PGD(5)", epsilon: 0.2 })[0].level,
+    "warning",
+  );
   assert.equal(checkMonotoneLoss([0, 1], { defense: "d", attack: "PGD(2)", epsilon: 0.2 })[0].level, "info");
 });
