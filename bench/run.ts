@@ -220,12 +220,16 @@ if (o.json) {
       `rows without [layout]: each engine's default (vaeguard conv2d ${defaultChannelsLast ? "channels-last" : "NCHW"}, PyTorch NCHW)` +
       (only.includes("eot")
         ? "; eot-pgd: images attacked/s, L-inf PGD eps 0.1, 5 steps, EOT 10 through the MNIST VAE + CNN; .sequential: vaeguard with one pass per EOT sample"
+        : "") +
+      (only.includes("purifier")
+        ? "; .perCpuSecond: images per CPU-second of each engine's process, steadier than wall time on a shared machine"
         : ""),
   );
-  console.log("figure".padEnd(26) + "vaeguard".padStart(12) + "pytorch".padStart(12) + "ratio".padStart(8));
+  const width = Math.max(26, ...rows.map((r) => r.figure.length + 2));
+  console.log("figure".padEnd(width) + "vaeguard".padStart(12) + "pytorch".padStart(12) + "ratio".padStart(8));
   for (const r of rows) {
     console.log(
-      r.figure.padEnd(26) +
+      r.figure.padEnd(width) +
         fmt(r.vaeguard).padStart(12) +
         (r.pytorch === undefined ? "-" : fmt(r.pytorch)).padStart(12) +
         (r.ratio ? r.ratio.toFixed(2) + "x" : "-").padStart(8),

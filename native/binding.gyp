@@ -17,6 +17,7 @@
         "src/ops_reduce.cc",
         "src/ops_shape.cc",
         "src/ops_nn.cc",
+        "src/maxpool2x2.cc",
         "src/autograd.cc",
         "src/jit.cc",
         "src/threads.cc"

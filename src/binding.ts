@@ -51,6 +51,9 @@ export interface RawBinding {
   /** Convolutions in channels-last memory (oneDNN's fast layout on CPU); see core/kernels.ts. */
   setChannelsLast(on: boolean): void;
   getChannelsLast(): boolean;
+  /** 2x2 max pooling by vaeguard's own kernel (native/src/maxpool2x2.cc) rather than libtorch's; see core/engine.ts. */
+  setFastMaxPool(on: boolean): void;
+  getFastMaxPool(): boolean;
   manualSeed(seed: number): void;
   // side by side in worker threads (native/src/threads.cc; see core/concurrency.ts)
   ownGenerator(): void;

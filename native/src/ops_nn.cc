@@ -2,6 +2,7 @@
 #include <atomic>
 
 #include "common.h"
+#include "maxpool2x2.h"
 #include "threads.h"
 
 namespace vg {
@@ -40,10 +41,28 @@ static Napi::Value ConvTranspose2d(const Napi::CallbackInfo& info) {
                                                   ArgInts(info, 5, "outputPadding"), ArgInt(info, 6, "groups"),
                                                   ArgInts(info, 7, "dilation")));
 }
+// 2x2 pooling goes to vaeguard's own kernel (maxpool2x2.cc: libtorch's values and gradients, several
+// times faster) unless setFastMaxPool(false), which the tests use to compare the two.
+static std::atomic<bool> g_fastMaxPool{true};
+
+static Napi::Value SetFastMaxPool(const Napi::CallbackInfo& info) {
+  g_fastMaxPool.store(ArgBool(info, 0, "on"));
+  return info.Env().Undefined();
+}
+static Napi::Value GetFastMaxPool(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), g_fastMaxPool.load());
+}
+
 // maxPool2d(x, kernel, stride, padding, dilation, ceilMode)
 static Napi::Value MaxPool2d(const Napi::CallbackInfo& info) {
-  return Wrap(info.Env(), torch::max_pool2d(ArgTensor(info, 0, "input"), ArgInts(info, 1, "kernelSize"), ArgInts(info, 2, "stride"),
-                                            ArgInts(info, 3, "padding"), ArgInts(info, 4, "dilation"), ArgBool(info, 5, "ceilMode")));
+  const torch::Tensor& x = ArgTensor(info, 0, "input");
+  const auto kernel = ArgInts(info, 1, "kernelSize"), stride = ArgInts(info, 2, "stride");
+  const auto padding = ArgInts(info, 3, "padding"), dilation = ArgInts(info, 4, "dilation");
+  const bool ceilMode = ArgBool(info, 5, "ceilMode");
+  if (g_fastMaxPool.load(std::memory_order_relaxed) && MaxPool2x2Applies(x, kernel, stride, padding, dilation, ceilMode)) {
+    return Wrap(info.Env(), MaxPool2x2(x));
+  }
+  return Wrap(info.Env(), torch::max_pool2d(x, kernel, stride, padding, dilation, ceilMode));
 }
 // avgPool2d(x, kernel, stride, padding, ceilMode, countIncludePad)
 static Napi::Value AvgPool2d(const Napi::CallbackInfo& info) {
@@ -123,6 +142,8 @@ void RegisterNn(Napi::Env env, Napi::Object exports) {
   VG_EXPORT(exports, "getChannelsLast", GetChannelsLast);
   VG_EXPORT(exports, "convTranspose2d", ConvTranspose2d);
   VG_EXPORT(exports, "maxPool2d", MaxPool2d);
+  VG_EXPORT(exports, "setFastMaxPool", SetFastMaxPool);
+  VG_EXPORT(exports, "getFastMaxPool", GetFastMaxPool);
   VG_EXPORT(exports, "avgPool2d", AvgPool2d);
   VG_EXPORT(exports, "adaptiveAvgPool2d", AdaptiveAvgPool2d);
   VG_EXPORT(exports, "interpolate", Interpolate);

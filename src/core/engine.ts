@@ -255,6 +255,19 @@ export function getChannelsLast(): boolean {
   return binding.getChannelsLast();
 }
 
+/**
+ * Whether 2x2, stride-2 max pooling of float CPU tensors runs in vaeguard's own kernel (default on):
+ * libtorch's values and gradients exactly, several times faster (native/src/maxpool2x2.cc). Off sends
+ * every max pooling to libtorch, as test/core/maxpool.test.ts does to compare the two.
+ */
+export function setFastMaxPool(on: boolean): void {
+  binding.setFastMaxPool(on);
+}
+
+export function getFastMaxPool(): boolean {
+  return binding.getFastMaxPool();
+}
+
 /** Devices this build can use: always "cpu", plus "cuda" where libtorch was built with it. */
 export function availableDevices(): string[] {
   const v = binding.versions();
