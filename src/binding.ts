@@ -255,6 +255,12 @@ function channelsLastFromEnvironment(): boolean {
   return !["0", "off", "false", "no"].includes(env);
 }
 
+/** VAEGUARD_FAST_MAXPOOL=0 (or off, false, no) sends 2x2 max pooling to libtorch's kernel, for comparisons. */
+function fastMaxPoolFromEnvironment(): boolean {
+  const env = (process.env.VAEGUARD_FAST_MAXPOOL ?? "").trim().toLowerCase();
+  return !["0", "off", "false", "no"].includes(env);
+}
+
 function load(): RawBinding {
   const require = createRequire(import.meta.url);
   const path = findAddon();
@@ -286,6 +292,7 @@ function load(): RawBinding {
   const b = wrapped as unknown as RawBinding;
   b.setNumThreads(threadsFromEnvironment());
   b.setChannelsLast(channelsLastFromEnvironment());
+  b.setFastMaxPool(fastMaxPoolFromEnvironment());
   return b;
 }
 

@@ -256,9 +256,10 @@ export function getChannelsLast(): boolean {
 }
 
 /**
- * Whether 2x2, stride-2 max pooling of float CPU tensors runs in vaeguard's own kernel (default on):
- * libtorch's values and gradients exactly, several times faster (native/src/maxpool2x2.cc). Off sends
- * every max pooling to libtorch, as test/core/maxpool.test.ts does to compare the two.
+ * Whether 2x2, stride-2 max pooling of float CPU tensors runs in vaeguard's own kernel (default on;
+ * VAEGUARD_FAST_MAXPOOL=0 turns it off): libtorch's values and gradients exactly, several times faster
+ * (native/src/maxpool2x2.cc). Off sends every max pooling to libtorch, as test/core/maxpool.test.ts does
+ * to compare the two.
  */
 export function setFastMaxPool(on: boolean): void {
   binding.setFastMaxPool(on);

@@ -5,13 +5,12 @@
  */
 import { describe, test, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { getChannelsLast, manualSeed, setChannelsLast, tidy, noGrad } from "../../src/core/engine.js";
 import { grad, rand, randint, tensor, type Tensor } from "../../src/core/tensor.js";
 import { conv2d, crossEntropy } from "../../src/nn/functional.js";
 import { Cifar10Cnn, MnistCnn, type ImageClassifier } from "../../src/models/classifiers.js";
 import { ConvVae, VAE_PRESETS } from "../../src/models/vae.js";
+import { engineSettingUnder } from "../helpers/engine-env.js";
 import type { Module } from "../../src/nn/module.js";
 
 const TOLERANCE = 1e-5;
@@ -40,18 +39,12 @@ function bothLayouts<T>(fn: () => T): [nchw: T, channelsLast: T] {
 describe("conv2d in channels-last memory", () => {
   test("is on by default, and VAEGUARD_CHANNELS_LAST=0 turns it off", () => {
     assert.equal(initial, true);
-    const engine = fileURLToPath(new URL("../../src/core/engine.js", import.meta.url));
-    const probe = `import(${JSON.stringify(engine)}).then((e) => console.log(e.getChannelsLast()))`;
     for (const [value, expected] of [
       ["0", "false"],
       ["off", "false"],
       ["1", "true"],
     ]) {
-      const r = spawnSync(process.execPath, ["-e", probe], {
-        env: { ...process.env, VAEGUARD_CHANNELS_LAST: value },
-        encoding: "utf8",
-      });
-      assert.equal(r.stdout.trim(), expected, `VAEGUARD_CHANNELS_LAST=${value}: ${r.stderr}`);
+      assert.equal(engineSettingUnder("getChannelsLast", "VAEGUARD_CHANNELS_LAST", value), expected);
     }
   });
 

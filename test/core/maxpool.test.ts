@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { getChannelsLast, getFastMaxPool, manualSeed, setChannelsLast, setFastMaxPool } from "../../src/core/engine.js";
 import { grad, rand, randint, randn, tensor, type Tensor } from "../../src/core/tensor.js";
 import { conv2d, maxPool2d, crossEntropy } from "../../src/nn/functional.js";
+import { engineSettingUnder } from "../helpers/engine-env.js";
 import { MnistCnn } from "../../src/models/classifiers.js";
 import { ConvVae, VAE_PRESETS } from "../../src/models/vae.js";
 
@@ -41,8 +42,15 @@ function pooledWithGradient(x: Tensor, upstream: Tensor, options: { ceilMode?: b
 }
 
 describe("2x2 max pooling", () => {
-  test("is vaeguard's kernel by default", () => {
+  test("is vaeguard's kernel by default, and VAEGUARD_FAST_MAXPOOL=0 turns it off", () => {
     assert.equal(getFastMaxPool(), true);
+    for (const [value, expected] of [
+      ["0", "false"],
+      ["off", "false"],
+      ["1", "true"],
+    ]) {
+      assert.equal(engineSettingUnder("getFastMaxPool", "VAEGUARD_FAST_MAXPOOL", value), expected);
+    }
   });
 
   for (const shape of [
