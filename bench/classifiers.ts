@@ -58,7 +58,11 @@ export function benchClassifier(
 }
 
 /** Images/s of a VAE's Adam training step (reconstruction + beta * KL) and of a deterministic reconstruction. */
-export function benchVae(vae: import("../src/models/vae.js").ConvVae, batch: number, seconds: number): Record<string, number> {
+export function benchVae(
+  vae: import("../src/models/vae.js").ConvVae,
+  batch: number,
+  seconds: number,
+): Record<string, number> {
   const x = rand([batch, ...vae.inputShape]);
   const opt = new Adam(vae.parameters(), { lr: 1e-3 });
   const trainStep = () =>
