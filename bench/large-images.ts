@@ -171,7 +171,7 @@ export function benchLarge(o: LargeBenchOptions): LargeBenchResult {
         existsSync(modelJson) ? modelJson : "-",
         parts.join(","),
       ],
-      { encoding: "utf8", maxBuffer: 1 << 24 },
+      { encoding: "utf8", maxBuffer: 1 << 24, env: { ...process.env, OPENBLAS_NUM_THREADS: String(o.threads) } },
     );
     if (r.status === 0) {
       const parsed = JSON.parse(r.stdout.trim().split("\n").pop()!) as Record<string, number | number[] | string>;

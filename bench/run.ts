@@ -10,7 +10,8 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { cpus } from "node:os";
 import { Command } from "commander";
-import { setNumThreads, manualSeed, setChannelsLast, getChannelsLast } from "../src/core/engine.js";
+import { manualSeed, setChannelsLast, getChannelsLast } from "../src/core/engine.js";
+import { setProcessThreads } from "../src/core/concurrency.js";
 import { binding } from "../src/binding.js";
 import { MnistCnn, Cifar10Cnn } from "../src/models/classifiers.js";
 import { ConvVae, VAE_PRESETS } from "../src/models/vae.js";
@@ -90,8 +91,11 @@ if (only.includes("pipeline")) {
   if (only.length === 1) process.exit(0);
 }
 
-setNumThreads(threads);
+// Both engines get --threads for libtorch and for OpenBLAS alike: left alone, OpenBLAS keeps a spinning thread
+// per core in each process, and a "1 thread" run used two cores' worth of CPU time.
+setProcessThreads(threads);
 manualSeed(0);
+const pythonEnv = { ...process.env, OPENBLAS_NUM_THREADS: String(threads) };
 
 function oursOnce(): Record<string, number> {
   const out: Record<string, number> = {};
@@ -121,7 +125,7 @@ function theirsOnce(layout: "nchw" | "channels_last" = "nchw"): Record<string, n
     return undefined;
   }
   const args = [script, String(threads), String(seconds), only.join(","), layout];
-  const r = spawnSync(o.python, args, { encoding: "utf8" });
+  const r = spawnSync(o.python, args, { encoding: "utf8", env: pythonEnv });
   if (r.status !== 0) {
     torchNote = `PyTorch run failed: ${r.stderr.trim().split("\n").pop()}`;
     return undefined;
@@ -137,7 +141,10 @@ const theirs: Record<string, number> = {};
 const purifierScript = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bench", "torch_purifier.py");
 function theirPurifier(): Record<string, number> | undefined {
   if (!existsSync(o.python)) return undefined;
-  const r = spawnSync(o.python, [purifierScript, String(threads), String(seconds)], { encoding: "utf8" });
+  const r = spawnSync(o.python, [purifierScript, String(threads), String(seconds)], {
+    encoding: "utf8",
+    env: pythonEnv,
+  });
   if (r.status !== 0) {
     torchNote = [torchNote, `PyTorch purifier run failed: ${r.stderr.trim().split("\n").pop()}`]
       .filter(Boolean)
@@ -150,7 +157,10 @@ function theirPurifier(): Record<string, number> | undefined {
 const eotScript = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "bench", "torch_eot.py");
 function theirEot(): Record<string, number> | undefined {
   if (!existsSync(o.python)) return undefined;
-  const r = spawnSync(o.python, [eotScript, String(threads), String(seconds), o.eotBatches], { encoding: "utf8" });
+  const r = spawnSync(o.python, [eotScript, String(threads), String(seconds), o.eotBatches], {
+    encoding: "utf8",
+    env: pythonEnv,
+  });
   if (r.status !== 0) {
     torchNote = [torchNote, `PyTorch EOT run failed: ${r.stderr.trim().split("\n").pop()}`].filter(Boolean).join("\n");
     return undefined;
