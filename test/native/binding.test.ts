@@ -56,6 +56,7 @@ test("garbage into every raw binding function: the child process exits normally 
     "allocatorSettings",
     "getBlasThreads",
     "getChannelsLast",
+    "getFastMaxPool",
     "getNumThreads",
     "isGradEnabled",
     "liveTensors",
