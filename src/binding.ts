@@ -247,17 +247,13 @@ function threadsFromEnvironment(): number {
 }
 
 /**
- * VAEGUARD_CHANNELS_LAST=0 (or off/false) runs conv2d in libtorch's default NCHW memory; anything else,
- * or unset, in channels-last, which oneDNN runs faster here (native/src/ops_nn.cc, README performance).
+ * An on/off setting from the environment: off when the variable is 0, off, false or no; on otherwise or
+ * unset. VAEGUARD_CHANNELS_LAST=0 runs conv2d in libtorch's default NCHW memory rather than channels-last,
+ * which oneDNN runs faster here; VAEGUARD_FAST_MAXPOOL=0 sends 2x2 max pooling to libtorch's kernel, for
+ * comparisons (native/src/ops_nn.cc, README performance).
  */
-function channelsLastFromEnvironment(): boolean {
-  const env = (process.env.VAEGUARD_CHANNELS_LAST ?? "").trim().toLowerCase();
-  return !["0", "off", "false", "no"].includes(env);
-}
-
-/** VAEGUARD_FAST_MAXPOOL=0 (or off, false, no) sends 2x2 max pooling to libtorch's kernel, for comparisons. */
-function fastMaxPoolFromEnvironment(): boolean {
-  const env = (process.env.VAEGUARD_FAST_MAXPOOL ?? "").trim().toLowerCase();
+function flagFromEnvironment(variable: string): boolean {
+  const env = (process.env[variable] ?? "").trim().toLowerCase();
   return !["0", "off", "false", "no"].includes(env);
 }
 
@@ -291,8 +287,8 @@ function load(): RawBinding {
   }
   const b = wrapped as unknown as RawBinding;
   b.setNumThreads(threadsFromEnvironment());
-  b.setChannelsLast(channelsLastFromEnvironment());
-  b.setFastMaxPool(fastMaxPoolFromEnvironment());
+  b.setChannelsLast(flagFromEnvironment("VAEGUARD_CHANNELS_LAST"));
+  b.setFastMaxPool(flagFromEnvironment("VAEGUARD_FAST_MAXPOOL"));
   return b;
 }
 

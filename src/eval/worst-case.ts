@@ -258,6 +258,17 @@ function attackTag(kind: WorstCaseAttack, s: WorstCaseSettings, extra: BatchExtr
   return `${kind}/${extra.steps ?? s.steps}/${extra.restarts ?? s.restarts}`;
 }
 
+/** The BatchStore key of one batch of one attack: "pgd-ce/100/2 eps 0.3 images 100+100". */
+function batchKey(
+  kind: WorstCaseAttack,
+  s: WorstCaseSettings,
+  extra: BatchExtra,
+  eps: number,
+  batch: { start: number; m: number },
+): string {
+  return `${attackTag(kind, s, extra)} eps ${eps} images ${batch.start}+${batch.m}`;
+}
+
 /**
  * One batch of one attack, images [start, start + m): taken from the store
  * when it holds it, else attacked (seeded from the batch index `b`) and put
@@ -273,7 +284,7 @@ async function finishedBatch(
   batch: { b: number; start: number; m: number },
   extra: BatchExtra,
 ): Promise<FinishedBatch> {
-  const key = `${attackTag(kind, s, extra)} eps ${eps} images ${batch.start}+${batch.m}`;
+  const key = batchKey(kind, s, extra, eps, batch);
   const stored = extra.batches?.get(key);
   const done = stored ?? (await attackBatch(kind, defended, classifier, data, s, eps, batch, extra));
   if (!stored) extra.batches?.put(key, done);
@@ -311,7 +322,7 @@ export function batchesOfCell(cell: WorstCaseCell): Record<string, FinishedBatch
     const perSecond = score.seconds / Math.max(score.perImage.length, 1);
     for (const { b, start, m } of batchesOf(count, s.batchSize)) {
       const perImage = score.perImage.slice(start, start + m);
-      const key = `${attackTag(score.attack as WorstCaseAttack, s, extra)} eps ${cell.epsilon} images ${start}+${m}`;
+      const key = batchKey(score.attack as WorstCaseAttack, s, extra, cell.epsilon, { start, m });
       const trace = b === 0 && score.attack === "pgd-ce" && extra.restarts === undefined ? cell.pgdTrace : undefined;
       out[key] = { perImage, seconds: perSecond * m, ...(trace && trace.length > 0 ? { trace: [...trace] } : {}) };
     }
