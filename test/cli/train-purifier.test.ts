@@ -2,35 +2,17 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { manualSeed } from "../../src/core/engine.js";
 import { loadSafetensors } from "../../src/io/safetensors.js";
-import { saveCheckpoint } from "../../src/models/checkpoint.js";
-import { Cifar10Cnn } from "../../src/models/classifiers.js";
-import { Mlp } from "../../src/models/mlp.js";
-import { ConvVae, VAE_PRESETS } from "../../src/models/vae.js";
+import { assertUsageError, writeTinyCheckpoints, type TinyCheckpoints } from "../helpers/cli-fixture.js";
 
 const bin = join(process.cwd(), "bin", "vaeguard.js");
 let dir: string;
-let files: { mlp: string; vae: string; cifar: string };
+let files: TinyCheckpoints["files"];
 
 before(() => {
-  dir = mkdtempSync(join(tmpdir(), "vaeguard-train-purifier-"));
-  manualSeed(0);
-  const mlp = new Mlp({ inputShape: [1, 28, 28], hidden: [16], numClasses: 10 });
-  const vae = new ConvVae(VAE_PRESETS.mnist);
-  const cifar = new Cifar10Cnn();
-  files = {
-    mlp: join(dir, "mlp.safetensors"),
-    vae: join(dir, "vae.safetensors"),
-    cifar: join(dir, "cifar.safetensors"),
-  };
-  saveCheckpoint(files.mlp, mlp);
-  saveCheckpoint(files.vae, vae);
-  saveCheckpoint(files.cifar, cifar);
-  for (const m of [mlp, vae, cifar]) m.dispose();
+  ({ dir, files } = writeTinyCheckpoints("vaeguard-train-purifier-"));
 });
 
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -58,43 +40,31 @@ const tinyRun = (out: string, samples: string) => [
   "0.1",
 ];
 
-function assertUsage(r: ReturnType<typeof train>, pattern: RegExp): void {
-  assert.equal(r.status, 2, r.stderr);
-  assert.ok(
-    r.stderr
-      .trim()
-      .split("\n")
-      .some((l) => pattern.test(l)),
-    r.stderr,
-  );
-  assert.ok(!/at .*\.js:\d+/.test(r.stderr), `no stack trace: ${r.stderr}`);
-}
-
 test("train purifier: bad input is one line and exit code 2, before any data is loaded", () => {
   const out = join(dir, "p.safetensors");
-  assertUsage(train("--out", out), /train purifier needs --classifier/);
-  assertUsage(
+  assertUsageError(train("--out", out), /train purifier needs --classifier/);
+  assertUsageError(
     train("--out", out, "--classifier", files.mlp, "--eps", "1.5"),
     /Expected number between 0 and 1 for eps but received 1.5/,
   );
-  assertUsage(
+  assertUsageError(
     train("--out", out, "--classifier", files.mlp, "--attack", "square"),
     /Unsupported training attack "square"/,
   );
-  assertUsage(
+  assertUsageError(
     train("--out", out, "--classifier", files.cifar),
     /holds a 'cifar10-cnn' classifier of images \[3, 32, 32\] but MNIST images are \[1, 28, 28\]/,
   );
-  assertUsage(train("--out", out, "--classifier", files.vae), /holds a 'conv-vae' model, not a classifier/);
-  assertUsage(
+  assertUsageError(train("--out", out, "--classifier", files.vae), /holds a 'conv-vae' model, not a classifier/);
+  assertUsageError(
     train("--out", out, "--classifier", files.mlp, "--init", files.mlp),
     /holds a 'mlp' model but a purifier/,
   );
-  assertUsage(
+  assertUsageError(
     train("--out", out, "--classifier", files.mlp, "--init", files.vae, "--arch", "conv"),
     /holds a 'conv-vae' purifier but --arch conv needs a 'conv-purifier'/,
   );
-  assertUsage(
+  assertUsageError(
     train("--out", out, "--classifier", files.mlp, "--arch", "unet"),
     /Expected "vae" or "conv" for --arch of a purifier/,
   );

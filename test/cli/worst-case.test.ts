@@ -1,65 +1,37 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { manualSeed } from "../../src/core/engine.js";
-import { saveCheckpoint } from "../../src/models/checkpoint.js";
-import { Cifar10Cnn } from "../../src/models/classifiers.js";
-import { Mlp } from "../../src/models/mlp.js";
-import { ConvVae, VAE_PRESETS } from "../../src/models/vae.js";
+import { assertUsageError, writeTinyCheckpoints, type TinyCheckpoints } from "../helpers/cli-fixture.js";
 
 const bin = join(process.cwd(), "bin", "vaeguard.js");
 let dir: string;
-let files: { mlp: string; vae: string; cifar: string };
+let files: TinyCheckpoints["files"];
 
 before(() => {
-  dir = mkdtempSync(join(tmpdir(), "vaeguard-worst-case-"));
-  manualSeed(0);
-  const mlp = new Mlp({ inputShape: [1, 28, 28], hidden: [16], numClasses: 10 });
-  const vae = new ConvVae(VAE_PRESETS.mnist);
-  const cifar = new Cifar10Cnn();
-  files = {
-    mlp: join(dir, "mlp.safetensors"),
-    vae: join(dir, "vae.safetensors"),
-    cifar: join(dir, "cifar.safetensors"),
-  };
-  saveCheckpoint(files.mlp, mlp);
-  saveCheckpoint(files.vae, vae);
-  saveCheckpoint(files.cifar, cifar);
-  for (const m of [mlp, vae, cifar]) m.dispose();
+  ({ dir, files } = writeTinyCheckpoints("vaeguard-worst-case-"));
 });
 
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 const run = (...args: string[]) => spawnSync(process.execPath, [bin, "worst-case", ...args], { encoding: "utf8" });
 
-function assertUsage(r: ReturnType<typeof run>, pattern: RegExp): void {
-  assert.equal(r.status, 2, r.stderr);
-  const lines = r.stderr.trim().split("\n");
-  assert.ok(
-    lines.some((l) => pattern.test(l)),
-    r.stderr,
-  );
-  assert.ok(!/at .*\.js:\d+/.test(r.stderr), `no stack trace: ${r.stderr}`);
-}
-
 test("worst-case: bad input is one line and exit code 2", () => {
-  assertUsage(
+  assertUsageError(
     run("--classifier", files.mlp, "--eps", "0.1,1.5"),
     /Expected number between 0 and 1 for eps but received 1.5/,
   );
-  assertUsage(run("--classifier", files.mlp, "--eps", "-0.1"), /Expected number between 0 and 1 for eps/);
-  assertUsage(
+  assertUsageError(run("--classifier", files.mlp, "--eps", "-0.1"), /Expected number between 0 and 1 for eps/);
+  assertUsageError(
     run("--classifier", files.cifar, "--eps", "0.1"),
     /holds a 'cifar10-cnn' classifier of images \[3, 32, 32\] but MNIST images are \[1, 28, 28\]/,
   );
-  assertUsage(run("--classifier", files.vae), /holds a 'conv-vae' model, not a classifier/);
-  assertUsage(run("--classifier", files.mlp, "--attacks", "pgd-ce,cw"), /Unsupported attack "cw" for --attacks/);
-  assertUsage(run("--classifier", files.mlp, "--defenses", "purifier"), /needs a trained purifier/);
-  assertUsage(run("--eps", "0.1"), /--classifier is required/);
-  assertUsage(
+  assertUsageError(run("--classifier", files.vae), /holds a 'conv-vae' model, not a classifier/);
+  assertUsageError(run("--classifier", files.mlp, "--attacks", "pgd-ce,cw"), /Unsupported attack "cw" for --attacks/);
+  assertUsageError(run("--classifier", files.mlp, "--defenses", "purifier"), /needs a trained purifier/);
+  assertUsageError(run("--eps", "0.1"), /--classifier is required/);
+  assertUsageError(
     run("--classifier", files.mlp, "--subset-restarts", "0"),
     /Expected integer between 1 and \d+ for subset-restarts but received 0/,
   );

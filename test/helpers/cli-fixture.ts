@@ -1,0 +1,49 @@
+/** What the command-line tests of the purifier's commands share: tiny checkpoints and the bad-input assertion. */
+import assert from "node:assert/strict";
+import type { SpawnSyncReturns } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { manualSeed } from "../../src/core/engine.js";
+import { saveCheckpoint } from "../../src/models/checkpoint.js";
+import { Cifar10Cnn } from "../../src/models/classifiers.js";
+import { Mlp } from "../../src/models/mlp.js";
+import { ConvVae, VAE_PRESETS } from "../../src/models/vae.js";
+
+export interface TinyCheckpoints {
+  dir: string;
+  /** An MNIST MLP classifier, the Table 2 MNIST VAE (not a classifier) and a CIFAR-10 CNN (another data set). */
+  files: { mlp: string; vae: string; cifar: string };
+}
+
+/** Untrained checkpoints, seeded, in a new temporary folder whose name starts with `prefix`. */
+export function writeTinyCheckpoints(prefix: string): TinyCheckpoints {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  manualSeed(0);
+  const mlp = new Mlp({ inputShape: [1, 28, 28], hidden: [16], numClasses: 10 });
+  const vae = new ConvVae(VAE_PRESETS.mnist);
+  const cifar = new Cifar10Cnn();
+  const files = {
+    mlp: join(dir, "mlp.safetensors"),
+    vae: join(dir, "vae.safetensors"),
+    cifar: join(dir, "cifar.safetensors"),
+  };
+  saveCheckpoint(files.mlp, mlp);
+  saveCheckpoint(files.vae, vae);
+  saveCheckpoint(files.cifar, cifar);
+  for (const m of [mlp, vae, cifar]) m.dispose();
+  return { dir, files };
+}
+
+/** Exit code 2, a stderr line matching `pattern`, and no stack trace. */
+export function assertUsageError(r: SpawnSyncReturns<string>, pattern: RegExp): void {
+  assert.equal(r.status, 2, r.stderr);
+  assert.ok(
+    r.stderr
+      .trim()
+      .split("\n")
+      .some((l) => pattern.test(l)),
+    r.stderr,
+  );
+  assert.ok(!/at .*\.js:\d+/.test(r.stderr), `no stack trace: ${r.stderr}`);
+}
