@@ -83,14 +83,18 @@ export function renderWorstCaseMarkdown(cells: readonly WorstCaseCell[]): string
   return lines.join("\n");
 }
 
-/** The attacks each defense met, with their exact settings and times. */
+/**
+ * The attacks each defense met, with their times. An attack's time sums its batches, including batches saved by an
+ * earlier run of a resumed folder; the cell's own time is this run's wall time, so a resumed cell's attacks can add
+ * up to more than it.
+ */
 export function renderAttackSettings(cells: readonly WorstCaseCell[]): string {
   return cells
     .map(
       (c) =>
         `- ${c.defense}, eps ${formatEpsilon(c.epsilon)} (${c.randomized ? `randomized: scored as the mean of ${c.settings.passes} passes per image` : "deterministic"}): ` +
         [...c.attacks, ...(c.subset ? [c.subset] : [])].map((a) => `${a.name} ${a.seconds.toFixed(0)} s`).join("; ") +
-        `; total ${c.seconds.toFixed(0)} s.`,
+        `; the cell in this run ${c.seconds.toFixed(0)} s of wall time.`,
     )
     .join("\n");
 }
