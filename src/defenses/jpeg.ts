@@ -10,7 +10,9 @@
  * every quality (PIL's default; libvips would otherwise turn subsampling off
  * from quality 90), baseline, islow DCT, and one-component JPEGs for grayscale
  * images. Decoded pixels match PIL 9.4 (libjpeg-turbo) exactly at qualities
- * 1 to 100 on the images tested (test/defenses/make_jpeg_golden.py).
+ * 1 to 100 on the images tested (test/defenses/make_jpeg_golden.py). A batch of
+ * grayscale images goes through the codec as one mosaic (jpeg-mosaic.ts), with
+ * the same pixels as one call per image.
  *
  * Not differentiable: attacks see it through BPDA with the identity.
  * Input [N, 1 | 3, H, W] in [0, 1] (clamped); output the same shape, on the
@@ -23,6 +25,7 @@ import { readOptions, type OptionsOf, type Schema } from "../core/params.js";
 import { Tensor, tensor } from "../core/tensor.js";
 import { checkInt } from "../core/validate.js";
 import { BpdaDefense, checkImages } from "./common.js";
+import { grayRoundTripsByMosaic } from "./jpeg-mosaic.js";
 import type { DefenseDefinition } from "./types.js";
 
 const PARAMS = {
@@ -103,10 +106,31 @@ export class JpegDefense extends BpdaDefense {
     const bytes = noGrad(() =>
       tidy(() => x.clamp(0, 1).mul(255).round().to("uint8").permute(0, 2, 3, 1).contiguous().dataSync()),
     ) as Uint8Array;
-    const per = h * w * c;
+    const out = c === 1 ? await this.grayBatch(bytes, n, h, w) : await this.colourBatch(bytes, n, h, w);
+    return noGrad(() =>
+      tidy(() => {
+        let y = tensor(out, [n, h, w, c]).to(x.dtype).div(255).permute(0, 3, 1, 2).contiguous();
+        if (x.device !== "cpu") y = y.to(x.device);
+        return y;
+      }),
+    );
+  }
+
+  /** Grayscale: the whole batch in one mosaic (exact; see jpeg-mosaic.ts). */
+  private async grayBatch(bytes: Uint8Array, n: number, h: number, w: number): Promise<Uint8Array> {
+    return grayRoundTripsByMosaic(bytes, n, h, w, (pixels, height, width) =>
+      jpegRoundTrip(pixels, height, width, 1, this.quality),
+    ).catch((e: unknown) => {
+      throw new VaeguardError(`${this.name}: a batch of ${n} images failed: ${(e as Error).message}`, { cause: e });
+    });
+  }
+
+  /** RGB: one round trip per image (a mosaic would not be exact with chroma subsampling). */
+  private async colourBatch(bytes: Uint8Array, n: number, h: number, w: number): Promise<Uint8Array> {
+    const per = h * w * 3;
     const decoded = await Promise.all(
       Array.from({ length: n }, (_, i) =>
-        jpegRoundTrip(bytes.subarray(i * per, (i + 1) * per), h, w, c as 1 | 3, this.quality).catch((e: unknown) => {
+        jpegRoundTrip(bytes.subarray(i * per, (i + 1) * per), h, w, 3, this.quality).catch((e: unknown) => {
           throw new VaeguardError(`${this.name}: image ${i} of the batch failed: ${(e as Error).message}`, {
             cause: e,
           });
@@ -115,13 +139,7 @@ export class JpegDefense extends BpdaDefense {
     );
     const out = new Uint8Array(n * per);
     decoded.forEach((d, i) => out.set(d, i * per));
-    return noGrad(() =>
-      tidy(() => {
-        let y = tensor(out, [n, h, w, c]).to(x.dtype).div(255).permute(0, 3, 1, 2).contiguous();
-        if (x.device !== "cpu") y = y.to(x.device);
-        return y;
-      }),
-    );
+    return out;
   }
 
   describe(): Record<string, number | string | boolean> {

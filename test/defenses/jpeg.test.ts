@@ -4,7 +4,8 @@ import assert from "node:assert/strict";
 import { manualSeed, noGrad, tidy } from "../../src/core/engine.js";
 import { ArgumentError, ShapeError } from "../../src/core/errors.js";
 import { cat, rand, randn, type Tensor } from "../../src/core/tensor.js";
-import { JpegDefense } from "../../src/defenses/jpeg.js";
+import { JpegDefense, jpegRoundTrip } from "../../src/defenses/jpeg.js";
+import { grayRoundTripsByMosaic } from "../../src/defenses/jpeg-mosaic.js";
 import { leakFree } from "../helpers/assert.js";
 import { fromBytes, gradOfWeighted, maxAbsDiff, range, readGolden } from "./helpers.js";
 
@@ -182,4 +183,70 @@ describe("JpegDefense", () => {
       for (const t of [a, b, x, y, ya, yb]) t.dispose();
     }),
   );
+});
+
+describe("grayscale batches as one mosaic", () => {
+  /** Bytes of `n` images of h x w: smooth ramps with noise, so that both the content and the padding matter. */
+  function grayBytes(n: number, h: number, w: number, seed: number): Uint8Array {
+    let state = seed;
+    const next = () => (state = (state * 1103515245 + 12345) % 2147483648) / 2147483648;
+    const bytes = new Uint8Array(n * h * w);
+    for (let i = 0; i < bytes.length; i++) {
+      const x = i % w;
+      const y = Math.floor(i / w) % h;
+      bytes[i] = Math.min(255, Math.floor(((x + y) / (h + w)) * 200 + next() * 56));
+    }
+    return bytes;
+  }
+
+  test("gives every image the bytes of its own round trip, for sizes that are and are not whole 8x8 blocks", async () => {
+    const cases: [number, number, number][] = [
+      [37, 28, 28],
+      [5, 13, 7],
+      [3, 8, 8],
+      [2, 1, 1],
+      [1, 28, 28],
+    ];
+    for (const [n, h, w] of cases) {
+      const bytes = grayBytes(n, h, w, n * 1000 + h);
+      for (const quality of [1, 10, 23, 75, 100]) {
+        let calls = 0;
+        const mosaic = await grayRoundTripsByMosaic(bytes, n, h, w, (p, ph, pw) => {
+          calls++;
+          return jpegRoundTrip(p, ph, pw, 1, quality);
+        });
+        assert.equal(calls, 1, `${n} images of ${h}x${w} in one call`);
+        for (let i = 0; i < n; i++) {
+          const alone = await jpegRoundTrip(bytes.subarray(i * h * w, (i + 1) * h * w), h, w, 1, quality);
+          const part = mosaic.subarray(i * h * w, (i + 1) * h * w);
+          const bad = part.findIndex((v, k) => v !== alone[k]);
+          assert.equal(bad, -1, `${h}x${w} image ${i} of ${n} at quality ${quality}: byte ${bad} differs`);
+        }
+      }
+    }
+  });
+
+  test("keeps mosaics within the side limit and puts every image back where it was", async () => {
+    const sides: number[][] = [];
+    const identity = (p: Uint8Array, h: number, w: number) => {
+      assert.equal(p.length, h * w);
+      sides.push([h, w]);
+      return Promise.resolve(p.slice());
+    };
+    for (const [n, h, w] of [
+      [600, 28, 28],
+      [300, 4, 9000],
+      [3, 20000, 8],
+    ]) {
+      sides.length = 0;
+      const bytes = grayBytes(n, h, w, 7);
+      const out = await grayRoundTripsByMosaic(bytes, n, h, w, identity);
+      assert.deepEqual(out, bytes, `${n} images of ${h}x${w}`);
+      for (const [mh, mw] of sides) {
+        assert.ok(mh % 8 === 0 && mw % 8 === 0, `mosaic ${mh}x${mw} is whole blocks`);
+        if (h <= 16384) assert.ok(mh <= 16384 && mw <= 16384, `mosaic ${mh}x${mw} for ${h}x${w} images`);
+      }
+      if (n === 600) assert.equal(sides.length, 3, "256 tiles per mosaic at the most");
+    }
+  });
 });
