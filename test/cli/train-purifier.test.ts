@@ -5,7 +5,8 @@ import { createHash } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { loadSafetensors } from "../../src/io/safetensors.js";
-import { assertUsageError, writeTinyCheckpoints, type TinyCheckpoints } from "../helpers/cli-fixture.js";
+import { assertUsageError } from "../helpers/cli-assert.js";
+import { writeTinyCheckpoints, type TinyCheckpoints } from "../helpers/tiny-checkpoints.js";
 
 const bin = join(process.cwd(), "bin", "vaeguard.js");
 let dir: string;

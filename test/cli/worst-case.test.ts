@@ -3,7 +3,8 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { assertUsageError, writeTinyCheckpoints, type TinyCheckpoints } from "../helpers/cli-fixture.js";
+import { assertUsageError } from "../helpers/cli-assert.js";
+import { writeTinyCheckpoints, type TinyCheckpoints } from "../helpers/tiny-checkpoints.js";
 
 const bin = join(process.cwd(), "bin", "vaeguard.js");
 let dir: string;

@@ -1,17 +1,17 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { manualSeed, memory, noGrad, tidy } from "../../src/core/engine.js";
 import { CheckpointError } from "../../src/core/errors.js";
 import { rand } from "../../src/core/tensor.js";
 import { saveCheckpoint } from "../../src/models/checkpoint.js";
-import { Cifar10Cnn, MnistCnn } from "../../src/models/classifiers.js";
+import { MnistCnn } from "../../src/models/classifiers.js";
 import { loadClassifierFor, loadPurifier, loadPurifierFor } from "../../src/models/loaders.js";
 import { Mlp } from "../../src/models/mlp.js";
 import { CONV_PURIFIER_PRESETS, ConvPurifier } from "../../src/models/purifier.js";
-import { ConvVae, VAE_PRESETS } from "../../src/models/vae.js";
+import { ConvVae } from "../../src/models/vae.js";
+import { writeTinyCheckpoints } from "../helpers/tiny-checkpoints.js";
 
 test("ConvPurifier reconstructs images of its shape in [0, 1] through a latent smaller than the image", () => {
   manualSeed(0);
@@ -52,23 +52,12 @@ test("ConvPurifier rejects a shape its levels cannot halve", () => {
 });
 
 test("purifier and classifier checkpoints load by kind, and the wrong kind or shape is named", () => {
-  const dir = mkdtempSync(join(tmpdir(), "vaeguard-purifier-"));
+  const { dir, files: tiny } = writeTinyCheckpoints("vaeguard-purifier-");
   try {
     manualSeed(1);
     const conv = new ConvPurifier(CONV_PURIFIER_PRESETS.mnist);
-    const vae = new ConvVae(VAE_PRESETS.mnist);
-    const mlp = new Mlp({ inputShape: [1, 28, 28], hidden: [16], numClasses: 10 });
-    const cifar = new Cifar10Cnn();
-    const files = {
-      conv: join(dir, "conv.safetensors"),
-      vae: join(dir, "vae.safetensors"),
-      mlp: join(dir, "mlp.safetensors"),
-      cifar: join(dir, "cifar.safetensors"),
-    };
+    const files = { ...tiny, conv: join(dir, "conv.safetensors") };
     saveCheckpoint(files.conv, conv);
-    saveCheckpoint(files.vae, vae);
-    saveCheckpoint(files.mlp, mlp);
-    saveCheckpoint(files.cifar, cifar);
 
     const loaded = loadPurifier(files.conv);
     assert.ok(loaded instanceof ConvPurifier);
@@ -104,7 +93,7 @@ test("purifier and classifier checkpoints load by kind, and the wrong kind or sh
       () => loadClassifierFor(files.vae, { inputShape: [1, 28, 28], numClasses: 10, dataset: "MNIST" }),
       /holds a 'conv-vae' model, not a classifier/,
     );
-    for (const m of [conv, vae, mlp, cifar, loaded, clf]) m.dispose();
+    for (const m of [conv, loaded, clf]) m.dispose();
     x.dispose();
   } finally {
     rmSync(dir, { recursive: true, force: true });

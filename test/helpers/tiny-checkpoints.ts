@@ -1,6 +1,4 @@
-/** What the command-line tests of the purifier's commands share: tiny checkpoints and the bad-input assertion. */
-import assert from "node:assert/strict";
-import type { SpawnSyncReturns } from "node:child_process";
+/** Untrained, seeded checkpoints of three kinds, for tests of what loads them and what refuses them. */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -33,17 +31,4 @@ export function writeTinyCheckpoints(prefix: string): TinyCheckpoints {
   saveCheckpoint(files.cifar, cifar);
   for (const m of [mlp, vae, cifar]) m.dispose();
   return { dir, files };
-}
-
-/** Exit code 2, a stderr line matching `pattern`, and no stack trace. */
-export function assertUsageError(r: SpawnSyncReturns<string>, pattern: RegExp): void {
-  assert.equal(r.status, 2, r.stderr);
-  assert.ok(
-    r.stderr
-      .trim()
-      .split("\n")
-      .some((l) => pattern.test(l)),
-    r.stderr,
-  );
-  assert.ok(!/at .*\.js:\d+/.test(r.stderr), `no stack trace: ${r.stderr}`);
 }
