@@ -219,7 +219,9 @@ export function checkConvergence(c: ConvergenceInput): SanityFinding[] {
   const delta = c.stronger.accuracy - c.base.accuracy;
   const where = `${c.defense} at epsilon ${formatEpsilon(c.epsilon)}`;
   const moved = `${c.base.attack} leaves ${fmt(c.base.accuracy)}, ${c.stronger.attack} ${fmt(c.stronger.accuracy)} on the same ${c.samples} images`;
-  if (Math.abs(delta) >= tolerance) {
+  // Accuracies are counts over n, and their difference carries float error (0.03 - 0.02 is 0.00999...): a
+  // change of exactly the tolerance must warn whichever way the rounding falls.
+  if (Math.abs(delta) >= tolerance - 1e-9) {
     return [
       {
         check: "convergence",

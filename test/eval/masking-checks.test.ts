@@ -33,6 +33,32 @@ test("convergence: a doubled PGD within the tolerance passes, one that lowers ac
   assert.match(up[0].message, /rises by 0.030/);
 });
 
+test("convergence: a change of exactly the tolerance warns however the float subtraction rounds", () => {
+  // 0.81 - 0.80 is 0.01000...01 and 0.03 - 0.02 is 0.00999...98: both are a change of one image in 100.
+  for (const [base, stronger] of [
+    [0.81, 0.8],
+    [0.03, 0.02],
+    [0.2, 0.21],
+  ]) {
+    const [finding] = checkConvergence({
+      defense: "JPEG 23",
+      epsilon: 0.1,
+      base: { attack: "PGD(100)x2", accuracy: base },
+      stronger: { attack: "PGD(200)x4", accuracy: stronger },
+      samples: 100,
+    });
+    assert.equal(finding.level, "warning", `${base} -> ${stronger}: ${finding.message}`);
+  }
+  const [within] = checkConvergence({
+    defense: "JPEG 23",
+    epsilon: 0.1,
+    base: { attack: "PGD(100)x2", accuracy: 0.03 },
+    stronger: { attack: "PGD(200)x4", accuracy: 0.025 },
+    samples: 200,
+  });
+  assert.equal(within.level, "info");
+});
+
 test("monotone loss: a rising trace passes, a falling or oscillating one is a warning", () => {
   const rising = Array.from({ length: 20 }, (_, i) => Math.log(1 + i));
   assert.equal(checkMonotoneLoss(rising, { defense: "d", attack: "PGD", epsilon: 0.1 })[0].level, "info");
