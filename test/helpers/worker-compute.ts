@@ -37,15 +37,24 @@ interface WorkerData {
   iterations: number;
   seed: number;
   leaveLive?: boolean;
+  /**
+   * Optional start line shared with the main thread: [0] is set to 1 when the worker may start; the worker adds
+   * 1 to [1] once its first iteration is done. Lets a test know the threads ran at once without timing them.
+   */
+  startLine?: Int32Array;
 }
 
 if (!isMainThread && parentPort && (workerData as WorkerData | undefined)?.role === "vaeguard-test") {
   const port = parentPort;
-  const { iterations, seed, leaveLive } = workerData as WorkerData;
+  const { iterations, seed, leaveLive, startLine } = workerData as WorkerData;
   port.postMessage({ type: "ready", liveAtStart: memory().numTensors });
+  if (startLine) Atomics.wait(startLine, 0, 0);
   const started = Date.now();
   let last: WorkloadResult | undefined;
-  for (let i = 0; i < iterations; i++) last = workload(seed);
+  for (let i = 0; i < iterations; i++) {
+    last = workload(seed);
+    if (i === 0 && startLine) Atomics.add(startLine, 1, 1);
+  }
   const finished = Date.now();
   if (leaveLive) {
     // Left for the environment's teardown to free when the worker exits.
