@@ -54,21 +54,32 @@ interface MosaicLayout {
 
 const blocks = (side: number) => Math.ceil(side / 8) * 8;
 
-/** As many tiles as fit in MAX_SIDE both ways (at least one: an image larger than that goes alone). */
+/** How many tiles of an image's size fit side by side and one above another within MAX_SIDE (at least one). */
+function fit(height: number, width: number): { across: number; down: number } {
+  return {
+    across: Math.max(1, Math.floor(MAX_SIDE / blocks(width))),
+    down: Math.max(1, Math.floor(MAX_SIDE / blocks(height))),
+  };
+}
+
+/** As many tiles as fit in MAX_SIDE both ways (an image larger than that goes alone). */
 function tilesPerMosaic(height: number, width: number): number {
-  const across = Math.floor(MAX_SIDE / blocks(width));
-  const down = Math.floor(MAX_SIDE / blocks(height));
-  return Math.max(1, Math.min(MAX_TILES, across * down));
+  const { across, down } = fit(height, width);
+  return Math.min(MAX_TILES, across * down);
 }
 
 /** Close to square, but never more rows or columns than MAX_SIDE holds (count <= tilesPerMosaic). */
 function mosaicLayout(count: number, height: number, width: number): MosaicLayout {
-  const tileHeight = blocks(height);
-  const tileWidth = blocks(width);
-  const across = Math.max(1, Math.floor(MAX_SIDE / tileWidth));
-  const down = Math.max(1, Math.floor(MAX_SIDE / tileHeight));
+  const { across, down } = fit(height, width);
   const columns = Math.min(across, Math.max(Math.ceil(Math.sqrt(count)), Math.ceil(count / down)));
-  return { columns, rows: Math.ceil(count / columns), tileHeight, tileWidth };
+  return { columns, rows: Math.ceil(count / columns), tileHeight: blocks(height), tileWidth: blocks(width) };
+}
+
+/** Where tile k starts in the mosaic's bytes, and the mosaic's row length. */
+function tileOrigin(k: number, m: MosaicLayout): { start: number; stride: number } {
+  const stride = m.columns * m.tileWidth;
+  const top = Math.floor(k / m.columns) * m.tileHeight;
+  return { start: top * stride + (k % m.columns) * m.tileWidth, stride };
 }
 
 /** Images first .. first+count-1 into one mosaic, each padded by repeating its last row and column (libjpeg's rule). */
@@ -80,15 +91,13 @@ function tile(
   width: number,
   m: MosaicLayout,
 ): Uint8Array {
-  const stride = m.columns * m.tileWidth;
-  const mosaic = new Uint8Array(m.rows * m.tileHeight * stride);
+  const mosaic = new Uint8Array(m.rows * m.tileHeight * m.columns * m.tileWidth);
   for (let k = 0; k < count; k++) {
     const source = (first + k) * height * width;
-    const top = Math.floor(k / m.columns) * m.tileHeight;
-    const left = (k % m.columns) * m.tileWidth;
+    const { start, stride } = tileOrigin(k, m);
     for (let y = 0; y < m.tileHeight; y++) {
       const row = source + Math.min(y, height - 1) * width;
-      const target = (top + y) * stride + left;
+      const target = start + y * stride;
       mosaic.set(bytes.subarray(row, row + width), target);
       mosaic.fill(bytes[row + width - 1], target + width, target + m.tileWidth);
     }
@@ -106,14 +115,12 @@ function untile(
   width: number,
   m: MosaicLayout,
 ): void {
-  const stride = m.columns * m.tileWidth;
   for (let k = 0; k < count; k++) {
     const target = (first + k) * height * width;
-    const top = Math.floor(k / m.columns) * m.tileHeight;
-    const left = (k % m.columns) * m.tileWidth;
+    const { start, stride } = tileOrigin(k, m);
     for (let y = 0; y < height; y++) {
-      const start = (top + y) * stride + left;
-      out.set(mosaic.subarray(start, start + width), target + y * width);
+      const row = start + y * stride;
+      out.set(mosaic.subarray(row, row + width), target + y * width);
     }
   }
 }
