@@ -68,6 +68,7 @@ interface Opts {
   seed: number;
   out?: string;
   restart?: boolean;
+  recheck?: boolean;
   threads?: number;
   json?: boolean;
   quiet?: boolean;
@@ -232,6 +233,7 @@ export function register(program: Command): void {
     .option("--seed <n>", "random seed", parseIntArg("seed", 0), 0)
     .option("--out <dir>", "report folder with resumable results (default runs/worst-case-<dataset>)")
     .option("--restart", "discard saved results in --out")
+    .option("--recheck", "run the gradient-masking checks of saved cells again (their attacks are kept)")
     .option("--threads <n>", "libtorch threads", parseThreadsArg())
     .option("--json", "print the cells and checks as JSON on stdout")
     .option("--quiet", "no progress lines")
@@ -411,7 +413,8 @@ function openStore(run: WorstCaseRun, loaded: Loaded): Store {
     ].join(";");
   const saved = loadSaved(resultsFile, n, fingerprintFor);
   const models: Record<string, string> = saved?.models ?? {};
-  const masking: Record<string, MaskingResult> = saved?.masking ?? {};
+  // --recheck: saved cells stay, their checks run again (after a change to the checks, say).
+  const masking: Record<string, MaskingResult> = o.recheck ? {} : (saved?.masking ?? {});
   const partial: Record<string, PartialCell> = saved?.partial ?? {};
   // A saved cell is reused only when its defense still rests on the same checkpoints.
   const cells: WorstCaseCell[] = (saved?.cells ?? []).filter((c) => {

@@ -78,6 +78,16 @@ test("worst-case: a tiny run writes its table and checks, and a rerun takes its 
   const again = run(...args);
   assert.equal(again.status, 0, again.stderr);
   assert.match(again.stderr, /taken from/);
+  assert.doesNotMatch(again.stderr, /masking check/);
+  // --recheck keeps the cells and runs their checks again.
+  const rechecked = run(...args, "--recheck");
+  assert.equal(rechecked.status, 0, rechecked.stderr);
+  assert.match(rechecked.stderr, /taken from/);
+  assert.match(rechecked.stderr, /VAE: masking check, PGD\(4\)x2/);
+  assert.match(
+    readFileSync(join(out, "report.md"), "utf8"),
+    /the worst case on the first 3 images is [\d.]+ over the cell's attacks/,
+  );
   const other = run(...args.map((a) => (a === "2" ? "3" : a)));
   assert.equal(other.status, 2);
   assert.match(other.stderr, /holds results of other settings/);

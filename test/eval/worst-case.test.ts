@@ -96,7 +96,7 @@ test("a randomized defense is scored as the fraction of passes per image, with E
   );
   const masking = await maskingChecks(model, new VaeDefense(vae), data.x, data.y, cell, { samples: 4 });
   const checks = masking.findings.map((f) => f.check).sort();
-  assert.deepEqual(checks, ["black-box", "convergence", "decay", "monotone"]);
+  assert.deepEqual(checks, ["black-box", "convergence", "convergence", "decay", "monotone"]);
   assert.equal(masking.samples, 4);
   assert.equal(masking.largeEps.epsilon, 0.5);
   assert.match(
@@ -184,6 +184,43 @@ test("a cell stopped in the middle resumes from its finished batches with the nu
   });
   assert.ok(checkResumed.puts > 0 && checkResumed.batches.size > checkStore.batches.size);
   assert.deepEqual(checks, checksWhole);
+  data.dispose();
+  model.dispose();
+});
+
+test("the doubled-PGD check reports the worst case with its attack added, and warns when that lowers it", async () => {
+  const data = synthetic(16, 15);
+  const model = trainedMlp(data);
+  const settings = { eps: 0.05, ...small, seed: 4, subsetSamples: 0 };
+  const cell = await worstCaseCell(model, new NoDefense(), data.x, data.y, settings);
+  const worstOf = (r: Awaited<ReturnType<typeof maskingChecks>>) =>
+    r.findings.find((f) => /images is .* over the cell's attacks/.test(f.message));
+
+  const store = memoryStore();
+  const honest = await maskingChecks(model, new NoDefense(), data.x, data.y, cell, { samples: 12, batches: store });
+  const twiceKeys = [...store.batches.keys()].filter((k) => k.startsWith("pgd-ce/10/2 "));
+  assert.deepEqual(twiceKeys, ["pgd-ce/10/2 eps 0.05 images 0+8", "pgd-ce/10/2 eps 0.05 images 8+4"]);
+  const twicePerImage = twiceKeys.flatMap((k) => store.batches.get(k)!.perImage);
+  const expected = cell.perImage.slice(0, 12).map((v, i) => Math.min(v, twicePerImage[i]));
+  assert.deepEqual(honest.doubled?.worstCase, {
+    cell: cell.perImage.slice(0, 12).reduce((a, v) => a + v, 0) / 12,
+    withDoubled: expected.reduce((a, v) => a + v, 0) / 12,
+  });
+  assert.ok(worstOf(honest), honest.findings.map((f) => f.message).join("\n"));
+
+  // A doubled PGD that breaks every image (its stored batches say so) must lower the worst case and warn.
+  const forged = memoryStore();
+  for (const k of twiceKeys)
+    forged.batches.set(k, { ...store.batches.get(k)!, perImage: new Array(k.endsWith("0+8") ? 8 : 4).fill(0) });
+  const broken = await maskingChecks(model, new NoDefense(), data.x, data.y, cell, { samples: 12, batches: forged });
+  assert.equal(broken.doubled?.worstCase?.withDoubled, 0);
+  assert.ok(
+    cell.perImage.slice(0, 12).some((v) => v > 0),
+    "the cell itself leaves some images standing",
+  );
+  const finding = worstOf(broken);
+  assert.equal(finding?.level, "warning");
+  assert.match(finding!.message, /with PGD\(10\)x2 added: the stronger PGD breaks images every other attack missed/);
   data.dispose();
   model.dispose();
 });
