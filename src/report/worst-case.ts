@@ -85,8 +85,8 @@ export function renderWorstCaseMarkdown(cells: readonly WorstCaseCell[]): string
 
 /**
  * The attacks each defense met, with their times. An attack's time sums its batches, including batches saved by an
- * earlier run of a resumed folder; the cell's own time is this run's wall time, so a resumed cell's attacks can add
- * up to more than it.
+ * earlier run of a resumed folder; the cell's own time is the wall time of the run that finished it (a cell taken
+ * from a results file keeps it), so a resumed cell's attacks can add up to more than it.
  */
 export function renderAttackSettings(cells: readonly WorstCaseCell[]): string {
   return cells
@@ -94,7 +94,7 @@ export function renderAttackSettings(cells: readonly WorstCaseCell[]): string {
       (c) =>
         `- ${c.defense}, eps ${formatEpsilon(c.epsilon)} (${c.randomized ? `randomized: scored as the mean of ${c.settings.passes} passes per image` : "deterministic"}): ` +
         [...c.attacks, ...(c.subset ? [c.subset] : [])].map((a) => `${a.name} ${a.seconds.toFixed(0)} s`).join("; ") +
-        `; the cell in this run ${c.seconds.toFixed(0)} s of wall time.`,
+        `; the run that finished the cell spent ${c.seconds.toFixed(0)} s of wall time on it.`,
     )
     .join("\n");
 }
