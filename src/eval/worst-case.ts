@@ -530,8 +530,14 @@ export interface DoubledPgd {
   base: number;
   /** The doubled PGD-CE's accuracy on the same images. */
   doubled: number;
-  /** The cell's worst case on those images, and the same with the doubled PGD added to each image's minimum. */
-  worstCase?: { cell: number; withDoubled: number };
+  /** Absent in results files written before it was reported. */
+  worstCase?: WorstCaseWithDoubled;
+}
+
+/** The cell's worst case on the check's images, and the same with the doubled PGD added to each image's minimum. */
+export interface WorstCaseWithDoubled {
+  cell: number;
+  withDoubled: number;
 }
 
 /** What the extra masking attacks share: the defended model and the image subset they run on. */
@@ -591,7 +597,7 @@ async function doubledPgdCheck(
   });
   run.log?.(`${defense.name}: masking check, ${twice.name}: ${twice.accuracy.toFixed(4)}`);
   const cellWorst = cell.perImage.slice(0, count);
-  const worstCase = {
+  const worstCase: WorstCaseWithDoubled = {
     cell: mean(cellWorst),
     withDoubled: mean(cellWorst.map((v, i) => Math.min(v, twice.perImage[i]))),
   };
@@ -624,7 +630,7 @@ function worstCaseWithDoubledFinding(
   eps: number,
   attackName: string,
   count: number,
-  worstCase: { cell: number; withDoubled: number },
+  worstCase: WorstCaseWithDoubled,
 ): SanityFinding {
   const drop = worstCase.cell - worstCase.withDoubled;
   const lowered = drop > 1e-9;

@@ -211,7 +211,7 @@ test("the doubled-PGD check reports the worst case with its attack added, and wa
   // A doubled PGD that breaks every image (its stored batches say so) must lower the worst case and warn.
   const forged = memoryStore();
   for (const k of twiceKeys)
-    forged.batches.set(k, { ...store.batches.get(k)!, perImage: new Array(k.endsWith("0+8") ? 8 : 4).fill(0) });
+    forged.batches.set(k, { ...store.batches.get(k)!, perImage: store.batches.get(k)!.perImage.map(() => 0) });
   const broken = await maskingChecks(model, new NoDefense(), data.x, data.y, cell, { samples: 12, batches: forged });
   assert.equal(broken.doubled?.worstCase?.withDoubled, 0);
   assert.ok(
