@@ -6,14 +6,14 @@
  */
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { manualSeed } from "../../src/core/engine.js";
+import { manualSeed, tidy } from "../../src/core/engine.js";
 import { CheckpointError } from "../../src/core/errors.js";
 import { zeros, type Tensor } from "../../src/core/tensor.js";
-import { loadSafetensors, saveSafetensors } from "../../src/io/safetensors.js";
-import { CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint } from "../../src/models/checkpoint.js";
+import { loadSafetensors, readSafetensorsMetadata, saveSafetensors } from "../../src/io/safetensors.js";
+import { CHECKPOINT_FORMAT, loadCheckpoint, saveCheckpoint, stripOptimizerState } from "../../src/models/checkpoint.js";
 import { ConvVae } from "../../src/models/vae.js";
 import { Adam, SGD } from "../../src/optim/optimizer.js";
 import { assertThrowsWith, leakFree } from "../helpers/assert.js";
@@ -64,6 +64,53 @@ describe("checkpoints", () => {
       assert.equal(loaded.optimizer!.lr, 0.01, "optimizer scalars restored");
       const a = vae.stateDict();
       for (const [name, t] of loaded.model.stateDict()) assert.deepEqual(t.toArray(), a.get(name)!.toArray(), name);
+      for (const m of [vae, loaded.model]) m.dispose();
+      for (const o of [opt, loaded.optimizer!]) o.dispose();
+    }),
+  );
+
+  test(
+    "a copy without optimizer state keeps the weights, history and info, and loads with a fresh optimizer",
+    leakFree(() => {
+      const vae = tinyVae();
+      const opt = new Adam(vae.parameters(), { lr: 0.01 });
+      // One step, so that Adam holds its moments.
+      opt.zeroGrad();
+      tidy(() => vae.loss(zeros([2, 1, 8, 8]).add(0.5)).loss.backward());
+      opt.step();
+      opt.zeroGrad();
+      const full = join(dir, "vae-full.safetensors");
+      const slim = join(dir, "vae-slim.safetensors");
+      saveCheckpoint(full, vae, { optimizer: opt, training: { epoch: 2 }, info: { note: "slim" } });
+      const counts = stripOptimizerState(full, slim);
+      assert.equal(counts.kept, vae.stateDict().size);
+      assert.ok(counts.dropped > 0, "Adam's moments were in the full checkpoint");
+      assert.ok(statSync(slim).size < statSync(full).size);
+      const meta = readSafetensorsMetadata(slim);
+      assert.equal(meta.optimizer, undefined);
+      assert.deepEqual(
+        { ...meta, optimizer: undefined },
+        { ...readSafetensorsMetadata(full), optimizer: undefined },
+        "every other metadata entry as it was",
+      );
+      const loaded = loadCheckpoint<ConvVae>(slim, {
+        expectArch: ConvVae.arch,
+        optimizer: (m) => new Adam(m.parameters(), { lr: 0.5 }),
+      });
+      assert.deepEqual(loaded.training, { epoch: 2 });
+      assert.deepEqual(loaded.info, { note: "slim" });
+      assert.equal(loaded.optimizer!.lr, 0.5, "no saved state: the optimizer as made");
+      const a = vae.stateDict();
+      for (const [name, t] of loaded.model.stateDict()) assert.deepEqual(t.toArray(), a.get(name)!.toArray(), name);
+      // Not a checkpoint: refused, naming the file; nothing written.
+      const plain = join(dir, "plain.safetensors");
+      const out = join(dir, "never.safetensors");
+      const w = zeros([2]);
+      saveSafetensors(plain, { w });
+      w.dispose();
+      const err = assertThrowsWith(() => stripOptimizerState(plain, out), CheckpointError, /not a vaeguard checkpoint/);
+      assert.ok(err.message.includes(plain), "the message names the file");
+      assert.throws(() => statSync(out), /ENOENT/);
       for (const m of [vae, loaded.model]) m.dispose();
       for (const o of [opt, loaded.optimizer!]) o.dispose();
     }),
