@@ -77,6 +77,16 @@ function parseJson(path: string, what: string, text: string | undefined): Record
  * weights are declared int32 would otherwise be converted silently and score
  * as if nothing were wrong. Optimizer state is float32 like the parameters.
  */
+/** Refuses a safetensors file that is not a vaeguard checkpoint, naming it. */
+function checkFormat(path: string, metadata: Record<string, string>): void {
+  if (metadata.format !== CHECKPOINT_FORMAT) {
+    throw new CheckpointError(
+      path,
+      `not a vaeguard checkpoint (metadata format is ${JSON.stringify(metadata.format ?? null)})`,
+    );
+  }
+}
+
 function checkDtypes(path: string, arch: string, model: Module, tensors: Map<string, Tensor>): void {
   const own = model.stateDict();
   for (const [name, t] of tensors) {
@@ -131,12 +141,7 @@ export function loadCheckpoint<M extends Module = Module>(
   if (!existsSync(path)) throw new CheckpointError(path, "no such checkpoint file");
   const { tensors, metadata } = loadSafetensors(path);
   try {
-    if (metadata.format !== CHECKPOINT_FORMAT) {
-      throw new CheckpointError(
-        path,
-        `not a vaeguard checkpoint (metadata format is ${JSON.stringify(metadata.format ?? null)})`,
-      );
-    }
+    checkFormat(path, metadata);
     const arch = metadata.arch;
     if (typeof arch !== "string" || !architectures().includes(arch)) {
       throw new CheckpointError(
@@ -219,12 +224,7 @@ function restoreRest<M extends Module>(
 export function stripOptimizerState(input: string, output: string): { kept: number; dropped: number } {
   const bytes = readFileOr(input, (message, cause) => new CheckpointError(input, message, { cause }));
   const { tensors, metadata } = decodeSafetensors(bytes, input);
-  if (metadata.format !== CHECKPOINT_FORMAT) {
-    throw new CheckpointError(
-      input,
-      `not a vaeguard checkpoint (metadata format is ${JSON.stringify(metadata.format ?? null)})`,
-    );
-  }
+  checkFormat(input, metadata);
   const kept = new Map([...tensors].filter(([name]) => !name.startsWith(OPTIMIZER_PREFIX)));
   const { optimizer: _optimizer, ...rest } = metadata;
   writeFileAtomic(output, encodeSafetensors(kept, rest));
