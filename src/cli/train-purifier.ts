@@ -21,6 +21,7 @@ import { ConvVae, VAE_PRESETS } from "../models/vae.js";
 import type { Module } from "../nn/module.js";
 import { RECIPES, type SmallDataset } from "../eval/reproduce.js";
 import { formatTrainingAttack, parseTrainingAttack, trainPurifier, type TrainingAttack } from "../train/purifier.js";
+import { disposeReplaySet, joinReplaySets, loadReplaySet, type ReplaySet } from "../train/replay.js";
 import { UsageError } from "./common.js";
 import { parseIntArg, parseNumberArg } from "./args.js";
 
@@ -66,6 +67,8 @@ export interface PurifierCliOptions {
   valAttackSamples: number;
   valAttackSteps: number;
   valSamples?: number;
+  replay?: string;
+  replayBatch: number;
 }
 
 export function addPurifierOptions(command: Command): void {
@@ -103,7 +106,12 @@ export function addPurifierOptions(command: Command): void {
       500,
     )
     .option("--val-attack-steps <n>", "purifier: steps of that PGD", parseIntArg("val-attack-steps", 1), 10)
-    .option("--val-samples <n>", "purifier: validation images scored clean each epoch", parseIntArg("val-samples", 1));
+    .option("--val-samples <n>", "purifier: validation images scored clean each epoch", parseIntArg("val-samples", 1))
+    .option(
+      "--replay <files>",
+      "purifier: replay sets, comma-separated (scripts/make-replay-set.mjs): adversarial images made beforehand, mixed into every batch",
+    )
+    .option("--replay-batch <n>", "purifier: replay rows per batch", parseIntArg("replay-batch", 1, 100000), 32);
 }
 
 function sha256(file: string): string {
@@ -117,6 +125,7 @@ export interface PurifierPlan {
   classifier: Module & ImageClassifier;
   makePurifier: () => Purifier;
   attack: TrainingAttack;
+  replay?: ReplaySet;
   about: Record<string, unknown>;
 }
 
@@ -160,12 +169,31 @@ export function planPurifierRun(dataset: SmallDataset, o: PurifierCliOptions & {
     classifier.dispose();
     throw e;
   }
+  let replay: ReplaySet | undefined;
+  if (o.replay) {
+    const parts: ReplaySet[] = [];
+    try {
+      for (const name of o.replay.split(",").map((f) => f.trim())) {
+        const file = resolve(name);
+        const part = loadReplaySet(file, shape, 10);
+        // The set's own metadata plus which file it is: what a resumed run is checked against.
+        part.about = { ...part.about, file: basename(file), sha256: sha256(file).slice(0, 12) };
+        parts.push(part);
+      }
+    } catch (e) {
+      for (const part of parts) disposeReplaySet(part);
+      classifier.dispose();
+      throw e;
+    }
+    replay = joinReplaySets(parts);
+  }
   return {
     dataset,
     classifierFile,
     classifier,
     makePurifier,
     attack,
+    ...(replay ? { replay } : {}),
     about: {
       dataset,
       classifier: basename(classifierFile),
@@ -229,6 +257,7 @@ export async function runTrainPurifier(
       validationAttackSamples: o.valAttackSamples,
       validationAttackSteps: o.valAttackSteps,
       validationSamples: o.valSamples,
+      ...(plan.replay ? { replay: plan.replay, replayBatch: o.replayBatch } : {}),
       // The held-out images, so that a fine-tuning run can be checked to validate on the same ones.
       about: { ...plan.about, validation: validation.source },
     });
@@ -241,5 +270,6 @@ export async function runTrainPurifier(
     r.model.dispose();
   } finally {
     plan.classifier.dispose();
+    if (plan.replay) disposeReplaySet(plan.replay);
   }
 }

@@ -16,7 +16,10 @@
  *
  * where f is the frozen classifier, P one sampled reconstruction, rec the sum
  * over pixels of BCE or squared error against the *clean* image (a denoising
- * target), all averaged over the batch.
+ * target), all averaged over the batch. With a replay set (replay.ts:
+ * adversarial images an attack too slow for every step made beforehand),
+ * `replayBatch` of its rows join every batch under the same objective, each
+ * row weighing as much as a batch row.
  *
  * The classifier never changes: its parameters stop requiring gradients for
  * the run (so backward does not even compute them), it stays in eval mode, and
@@ -37,6 +40,7 @@ import { PGD } from "../attacks/pgd.js";
 import { DefendedModel } from "../defenses/defended-model.js";
 import { VaeDefense } from "../defenses/vae.js";
 import { batches, datasetSize, takeFirst, type ImageDataset } from "../data/index.js";
+import { replayRows, type ReplaySet } from "./replay.js";
 import { fit, type FitOptions, type FitResult, type TrainingPosition } from "./trainer.js";
 
 /** The attacks the trainer makes its adversarial examples with. */
@@ -126,6 +130,10 @@ export interface TrainPurifierOptions extends Omit<FitOptions<Purifier>, "info" 
   validationSamples?: number;
   /** What identifies the classifier and data in the checkpoint (file, sha256, data set). */
   about?: Record<string, unknown>;
+  /** Adversarial images made beforehand, mixed into every batch (see replay.ts). */
+  replay?: ReplaySet;
+  /** Replay rows per batch (default 32). */
+  replayBatch?: number;
 }
 
 export interface TrainPurifierResult extends FitResult<Purifier> {
@@ -263,8 +271,12 @@ function settingsOf(o: TrainPurifierOptions, objective: PurifierObjective): Reco
     batchSize: o.batchSize,
     lr: o.lr,
     seed: o.seed,
+    // Only with a replay set, so that checkpoints from before replay sets resume as they did.
+    ...(o.replay ? { replay: { ...o.replay.about, rowsPerBatch: o.replayBatch ?? DEFAULT_REPLAY_BATCH } } : {}),
   };
 }
+
+const DEFAULT_REPLAY_BATCH = 32;
 
 /** The checked settings of a purifier run, in the order the checks run (so the first bad option is the one reported). */
 interface PurifierRun {
@@ -275,6 +287,7 @@ interface PurifierRun {
   valAttackSamples: number;
   valAttackSteps: number;
   clf: Module & ImageClassifier;
+  replayBatch: number;
 }
 
 function checkPurifierOptions(o: TrainPurifierOptions): PurifierRun {
@@ -292,13 +305,17 @@ function checkPurifierOptions(o: TrainPurifierOptions): PurifierRun {
   if (typeof clf?.forward !== "function" || typeof clf.parameters !== "function") {
     fail("a classifier module", "classifier", clf);
   }
-  return { eps, rampEpochs, eot, objective, valAttackSamples, valAttackSteps, clf };
+  const replayBatch = checkInt(o.replayBatch ?? DEFAULT_REPLAY_BATCH, "replayBatch", 1);
+  if (o.replay !== undefined && !(o.replay?.labels?.dims?.[0] > 0)) fail("a replay set", "replay", o.replay);
+  return { eps, rampEpochs, eot, objective, valAttackSamples, valAttackSteps, clf, replayBatch };
 }
 
 /** Refuse to resume a checkpoint trained with any different setting, naming the first that differs. */
 function resumeChecker(checkpoint: string, settings: Record<string, unknown>) {
   return (info: Record<string, unknown> | undefined): void => {
-    const mismatch = Object.keys(settings).find((k) => JSON.stringify(info?.[k]) !== JSON.stringify(settings[k]));
+    // "replay" too: a checkpoint trained with a replay set must not resume without one.
+    const keys = [...new Set([...Object.keys(settings), "replay"])];
+    const mismatch = keys.find((k) => JSON.stringify(info?.[k]) !== JSON.stringify(settings[k]));
     if (mismatch !== undefined) {
       throw new CheckpointError(
         checkpoint,
@@ -349,13 +366,15 @@ async function validatePurifier(
 
 export async function trainPurifier(o: TrainPurifierOptions): Promise<TrainPurifierResult> {
   const run = checkPurifierOptions(o);
-  const { eps, rampEpochs, eot, objective, clf } = run;
+  const { eps, rampEpochs, eot, objective, clf, replayBatch } = run;
 
   const settings = settingsOf(o, objective);
   const frozen = clf.parameters().map((p) => [p, p.requiresGrad] as const);
   const wasTraining = clf.training;
   const before = snapshot(clf);
   let currentEps = 0;
+  // The replay rows of a batch come from its position alone, so a resumed run draws the same ones.
+  let replaySeed: number[] = [];
   try {
     for (const [p] of frozen) p.requiresGrad_(false);
     clf.eval();
@@ -365,6 +384,7 @@ export async function trainPurifier(o: TrainPurifierOptions): Promise<TrainPurif
       {
         prepare: async (purifier, x, y, at) => {
           currentEps = rampedEpsilon(eps, rampEpochs, at);
+          replaySeed = [o.seed ?? 0, 0x4e91a7, at.epoch, Math.round(at.fraction * 1e9)];
           return adversarialBatch(purifier, clf, x, y, {
             attack: o.attack,
             eps: currentEps,
@@ -372,9 +392,19 @@ export async function trainPurifier(o: TrainPurifierOptions): Promise<TrainPurif
             clip: objective.clip,
           });
         },
-        step: (purifier, x, y, xAdv) => {
+        step: (purifier, x, y, xAdv): { loss: Tensor; metrics: Record<string, number> } => {
           const { loss, advAccuracy } = purifierLoss(purifier, clf, x, y, xAdv!, objective);
-          return { loss, metrics: { eps: currentEps, advAcc: advAccuracy } };
+          if (!o.replay) return { loss, metrics: { eps: currentEps, advAcc: advAccuracy } };
+          const r = replayRows(o.replay, replayBatch, replaySeed);
+          const replayed = purifierLoss(purifier, clf, r.clean, r.labels, r.adversarial, objective);
+          const b = x.dims[0];
+          return {
+            loss: loss
+              .mul(b)
+              .add(replayed.loss.mul(replayBatch))
+              .div(b + replayBatch),
+            metrics: { eps: currentEps, advAcc: advAccuracy, replayAcc: replayed.advAccuracy },
+          };
         },
         validate: (purifier, ds, batchSize) => validatePurifier(o, run, purifier, ds, batchSize),
       },

@@ -5,6 +5,8 @@ import { createHash } from "node:crypto";
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { loadSafetensors } from "../../src/io/safetensors.js";
+import { rand, randint } from "../../src/core/tensor.js";
+import { saveReplaySet } from "../../src/train/replay.js";
 import { assertUsageError } from "../helpers/cli-assert.js";
 import { writeTinyCheckpoints, type TinyCheckpoints } from "../helpers/tiny-checkpoints.js";
 
@@ -69,6 +71,52 @@ test("train purifier: bad input is one line and exit code 2, before any data is 
     train("--out", out, "--classifier", files.mlp, "--arch", "unet"),
     /Expected "vae" or "conv" for --arch of a purifier/,
   );
+  assertUsageError(
+    train("--out", out, "--classifier", files.mlp, "--replay", files.mlp),
+    /mlp\.safetensors: is not a replay set: it has no 'clean', 'adversarial', 'labels' tensor/,
+  );
+});
+
+/** A replay set of `n` random MNIST-shaped images, as scripts/make-replay-set.mjs writes them. */
+function writeReplay(file: string, n: number, start: number): void {
+  const set = {
+    clean: rand([n, 1, 28, 28]),
+    adversarial: rand([n, 1, 28, 28]),
+    labels: randint(0, 10, [n]),
+    about: { attack: "square:queries=5", rows: `rows ${start}..${start + n - 1}` },
+  };
+  saveReplaySet(file, set);
+  for (const t of [set.clean, set.adversarial, set.labels]) t.dispose();
+}
+
+test("train purifier: --replay mixes several replay sets into the batches and records each file", () => {
+  const a = join(dir, "replay-a.safetensors");
+  const b = join(dir, "replay-b.safetensors");
+  writeReplay(a, 6, 0);
+  writeReplay(b, 5, 6);
+  const out = join(dir, "replayed.safetensors");
+  const r = train(
+    ...tinyRun(out, "32"),
+    "--replay",
+    `${a},${b}`,
+    "--replay-batch",
+    "4",
+    "--val-attack-samples",
+    "0",
+    "--quiet",
+  );
+  assert.equal(r.status, 0, r.stderr);
+  const saved = loadSafetensors(out);
+  const info = JSON.parse(saved.metadata.info);
+  assert.equal(info.replay.attack, "square:queries=5", "what the sets share is kept once");
+  assert.equal(info.replay.rows, "rows 0..5; rows 6..10");
+  assert.equal(info.replay.file, "replay-a.safetensors; replay-b.safetensors");
+  assert.match(info.replay.sha256, /^[0-9a-f]{12}; [0-9a-f]{12}$/);
+  assert.equal(info.replay.images, undefined);
+  assert.equal(info.replay.rowsPerBatch, 4);
+  const history = JSON.parse(saved.metadata.training).history;
+  assert.ok(history[0].train.replayAcc >= 0 && history[0].train.replayAcc <= 1);
+  for (const t of saved.tensors.values()) t.dispose();
 });
 
 test("train purifier: a tiny run from the paper's VAE leaves the classifier file untouched and records what it was trained for, validation split included", () => {
