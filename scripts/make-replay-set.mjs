@@ -67,7 +67,7 @@ async function main() {
   probe.dispose();
   const classifier = loadClassifierFor(values.classifier, { inputShape: shape, numClasses: 10, dataset });
   const purifier = loadPurifierFor(values.purifier, shape, dataset);
-  // Loaded models are in training mode; batch norm there would use (and update) batch statistics.
+  // Loaded models start in training mode, where the classifier's dropout would make the fooled count random.
   classifier.eval();
   purifier.eval();
   const model = new DefendedModel(new PurifierDefense(purifier, { deterministic: true }), classifier, {

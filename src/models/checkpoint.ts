@@ -72,11 +72,6 @@ function parseJson(path: string, what: string, text: string | undefined): Record
   return v as Record<string, unknown>;
 }
 
-/**
- * Every tensor has the dtype the architecture gives it: a checkpoint whose
- * weights are declared int32 would otherwise be converted silently and score
- * as if nothing were wrong. Optimizer state is float32 like the parameters.
- */
 /** Refuses a safetensors file that is not a vaeguard checkpoint, naming it. */
 function checkFormat(path: string, metadata: Record<string, string>): void {
   if (metadata.format !== CHECKPOINT_FORMAT) {
@@ -87,6 +82,11 @@ function checkFormat(path: string, metadata: Record<string, string>): void {
   }
 }
 
+/**
+ * Every tensor has the dtype the architecture gives it: a checkpoint whose
+ * weights are declared int32 would otherwise be converted silently and score
+ * as if nothing were wrong. Optimizer state is float32 like the parameters.
+ */
 function checkDtypes(path: string, arch: string, model: Module, tensors: Map<string, Tensor>): void {
   const own = model.stateDict();
   for (const [name, t] of tensors) {

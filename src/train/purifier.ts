@@ -258,6 +258,9 @@ async function purifiedAccuracy(
   return correct / datasetSize(ds);
 }
 
+/** Replay rows per batch when a replay set is given without replayBatch. */
+const DEFAULT_REPLAY_BATCH = 32;
+
 /** What must match for a checkpoint to be resumed: the classifier, the data and every training setting. */
 function settingsOf(o: TrainPurifierOptions, objective: PurifierObjective): Record<string, unknown> {
   return {
@@ -275,8 +278,6 @@ function settingsOf(o: TrainPurifierOptions, objective: PurifierObjective): Reco
     ...(o.replay ? { replay: { ...o.replay.about, rowsPerBatch: o.replayBatch ?? DEFAULT_REPLAY_BATCH } } : {}),
   };
 }
-
-const DEFAULT_REPLAY_BATCH = 32;
 
 /** The checked settings of a purifier run, in the order the checks run (so the first bad option is the one reported). */
 interface PurifierRun {
