@@ -29,7 +29,7 @@ const program = new Command()
   .option("--rounds <n>", "alternating rounds per engine (best of)", "2")
   .option(
     "--only <list>",
-    "comma-separated: mnist,cifar10,vae,purifier,eot,kernels,large,serve (kernels: the mnist, cifar10 and vae rows again with both engines in NCHW and both in channels-last memory, issue 14 point 4; purifier: adversarial training step of issue 12; eot: adaptive PGD with EOT 10 through the MNIST VAE, batched EOT of issue 14; pipeline: the whole MNIST reproduction, vaeguard against a PyTorch script, wall time per stage (issue 14; not in the default list: about half an hour at --scale 1); large: patch VAEs and Inception V3 on 299x299 images, or a part of it: large-recon, large-train, large-inception; serve: HTTP load on vaeguard serve)",
+    "comma-separated: mnist,cifar10,vae,purifier,eot,kernels,large,serve (kernels: the mnist, cifar10 and vae rows again with both engines in NCHW and both in channels-last memory, issue 14 point 4; purifier: adversarial training steps of issue 12, the Table 2 VAE with FGSM-RS and the conv purifier with PGD-10; eot: adaptive PGD with EOT 10 through the MNIST VAE, batched EOT of issue 14; pipeline: the whole MNIST reproduction, vaeguard against a PyTorch script, wall time per stage (issue 14; not in the default list: about half an hour at --scale 1); large: patch VAEs and Inception V3 on 299x299 images, or a part of it: large-recon, large-train, large-inception; serve: HTTP load on vaeguard serve)",
     "mnist,cifar10,vae,kernels,purifier,eot",
   )
   .option("--scale <s>", "pipeline: fraction of the training and test images, in (0, 1]", "1")
